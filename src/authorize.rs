@@ -1,0 +1,326 @@
+//! [`AuthorizeLayer`]: the last word on a verified request (R-AZ-1). An [`Authorize`]
+//! callback — a closure works — sees the [`Principal`] and the request parts and
+//! allows, denies (`403`), or asks for more scopes (`403 insufficient_scope`, the
+//! MCP step-up challenge). [`RequireScopes`] is the built-in one.
+
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::request::Parts;
+use http::{Request, Response};
+use pin_project::pin_project;
+use tower::{Layer, Service};
+
+use crate::body::ResponseBody;
+use crate::challenge;
+use crate::error::AuthError;
+use crate::principal::Principal;
+use crate::resource::ProtectedResource;
+
+/// What an authorization callback decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Let the request through.
+    Allow,
+    /// Refuse with `403`; `reason` is sent as `error_description`, so keep it safe.
+    Deny {
+        /// Why, in words safe to show the client.
+        reason: String,
+    },
+    /// Refuse with `403 insufficient_scope`, asking for `scopes` (step-up).
+    InsufficientScope {
+        /// The scopes this operation needs (all of them, not only the missing ones).
+        scopes: Vec<String>,
+    },
+}
+
+impl Decision {
+    /// A denial with a reason safe to show.
+    pub fn deny(reason: impl Into<String>) -> Self {
+        Self::Deny {
+            reason: reason.into(),
+        }
+    }
+
+    /// A step-up challenge for `scopes`.
+    pub fn insufficient_scope<I, T>(scopes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        Self::InsufficientScope {
+            scopes: scopes.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    fn into_error(self) -> Option<AuthError> {
+        match self {
+            Self::Allow => None,
+            Self::Deny { reason } => Some(AuthError::forbidden(reason)),
+            Self::InsufficientScope { scopes } => {
+                let description = format!("this request needs the scopes: {}", scopes.join(" "));
+                Some(AuthError::insufficient_scope(scopes, description))
+            }
+        }
+    }
+}
+
+/// An authorization callback. Implemented for closures
+/// `Fn(&Principal, &Parts) -> impl Future<Output = Decision>`; the future must not
+/// borrow the arguments, so copy what it needs before `async move`.
+///
+/// ```
+/// use mcp_gatekeeper::{Decision, Principal};
+/// use http::request::Parts;
+///
+/// let only_admins = |principal: &Principal, _parts: &Parts| {
+///     let admin = principal.claim("role").and_then(|r| r.as_str()) == Some("admin");
+///     async move { if admin { Decision::Allow } else { Decision::deny("admins only") } }
+/// };
+/// # fn check(_: impl mcp_gatekeeper::Authorize) {}
+/// # check(only_admins);
+/// ```
+pub trait Authorize: Send + Sync + 'static {
+    /// The future of a decision.
+    type Future: Future<Output = Decision> + Send + 'static;
+
+    /// Decides on a request whose token was verified.
+    fn authorize(&self, principal: &Principal, parts: &Parts) -> Self::Future;
+}
+
+impl<F, Fut> Authorize for F
+where
+    F: Fn(&Principal, &Parts) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Decision> + Send + 'static,
+{
+    type Future = Fut;
+
+    fn authorize(&self, principal: &Principal, parts: &Parts) -> Fut {
+        self(principal, parts)
+    }
+}
+
+/// The built-in scope requirement: every listed scope must have been granted, else
+/// `403 insufficient_scope` naming them all.
+#[derive(Debug, Clone)]
+pub struct RequireScopes {
+    scopes: Arc<[String]>,
+}
+
+impl RequireScopes {
+    /// Requires all of `scopes`.
+    pub fn all<I, T>(scopes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        Self {
+            scopes: scopes.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// The required scopes.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// Decides synchronously.
+    pub fn decide(&self, principal: &Principal) -> Decision {
+        if self.scopes.iter().all(|s| principal.scopes().contains(s)) {
+            Decision::Allow
+        } else {
+            Decision::insufficient_scope(self.scopes.iter().cloned())
+        }
+    }
+}
+
+impl Authorize for RequireScopes {
+    type Future = Ready<Decision>;
+
+    fn authorize(&self, principal: &Principal, _parts: &Parts) -> Self::Future {
+        ready(self.decide(principal))
+    }
+}
+
+/// A type-erased [`Authorize`], as the [`ResourceServer`](crate::ResourceServer) keeps it.
+#[derive(Clone)]
+pub struct BoxAuthorize(Arc<dyn DynAuthorize>);
+
+type BoxDecision = Pin<Box<dyn Future<Output = Decision> + Send>>;
+
+trait DynAuthorize: Send + Sync {
+    fn authorize(&self, principal: &Principal, parts: &Parts) -> BoxDecision;
+}
+
+impl<A: Authorize> DynAuthorize for A {
+    fn authorize(&self, principal: &Principal, parts: &Parts) -> BoxDecision {
+        Box::pin(Authorize::authorize(self, principal, parts))
+    }
+}
+
+impl BoxAuthorize {
+    /// Erases the type of `authorize`.
+    pub fn new(authorize: impl Authorize) -> Self {
+        Self(Arc::new(authorize))
+    }
+}
+
+impl Authorize for BoxAuthorize {
+    type Future = BoxDecision;
+
+    fn authorize(&self, principal: &Principal, parts: &Parts) -> Self::Future {
+        self.0.authorize(principal, parts)
+    }
+}
+
+/// A layer that runs an [`Authorize`] callback on each verified request.
+#[derive(Clone, Debug)]
+pub struct AuthorizeLayer<A> {
+    resource: ProtectedResource,
+    authorize: Arc<A>,
+}
+
+impl<A> AuthorizeLayer<A> {
+    /// An authorize layer for `resource` running `authorize`.
+    pub fn new(resource: ProtectedResource, authorize: A) -> Self {
+        Self {
+            resource,
+            authorize: Arc::new(authorize),
+        }
+    }
+}
+
+impl<S, A> Layer<S> for AuthorizeLayer<A> {
+    type Service = AuthorizeService<S, A>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthorizeService {
+            inner,
+            resource: self.resource.clone(),
+            authorize: self.authorize.clone(),
+        }
+    }
+}
+
+/// The service made by [`AuthorizeLayer`].
+#[derive(Debug)]
+pub struct AuthorizeService<S, A> {
+    inner: S,
+    resource: ProtectedResource,
+    authorize: Arc<A>,
+}
+
+impl<S: Clone, A> Clone for AuthorizeService<S, A> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            resource: self.resource.clone(),
+            authorize: self.authorize.clone(),
+        }
+    }
+}
+
+impl<S, A, ReqBody, ResBody> Service<Request<ReqBody>> for AuthorizeService<S, A>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    A: Authorize,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = AuthorizeFuture<S, A::Future, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let (parts, body) = req.into_parts();
+        let state = match parts.extensions.get::<Principal>() {
+            Some(principal) => State::Deciding {
+                decision: self.authorize.authorize(principal, &parts),
+            },
+            None => State::Refusing {
+                error: Some(AuthError::misconfigured(
+                    "AuthorizeLayer found no Principal: put VerifyLayer in front of it",
+                )),
+            },
+        };
+        AuthorizeFuture {
+            state,
+            request: Some((parts, body, inner)),
+            resource: self.resource.clone(),
+        }
+    }
+}
+
+/// The response future of [`AuthorizeService`].
+#[pin_project]
+pub struct AuthorizeFuture<S, D, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    #[pin]
+    state: State<S::Future, D>,
+    request: Option<(Parts, ReqBody, S)>,
+    resource: ProtectedResource,
+}
+
+#[pin_project(project = StateProj)]
+enum State<F, D> {
+    Deciding {
+        #[pin]
+        decision: D,
+    },
+    Refusing {
+        error: Option<AuthError>,
+    },
+    Calling {
+        #[pin]
+        future: F,
+    },
+}
+
+impl<S, D, ReqBody, ResBody> Future for AuthorizeFuture<S, D, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    D: Future<Output = Decision>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let error = match this.state.as_mut().project() {
+                StateProj::Deciding { decision } => {
+                    match std::task::ready!(decision.poll(cx)).into_error() {
+                        Some(error) => error,
+                        None => {
+                            let Some((parts, body, mut inner)) = this.request.take() else {
+                                panic!("AuthorizeFuture polled after completion");
+                            };
+                            let future = inner.call(Request::from_parts(parts, body));
+                            this.state.set(State::Calling { future });
+                            continue;
+                        }
+                    }
+                }
+                StateProj::Refusing { error } => match error.take() {
+                    Some(error) => error,
+                    None => panic!("AuthorizeFuture polled after completion"),
+                },
+                StateProj::Calling { future } => {
+                    let response = std::task::ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
+            };
+            let Some((parts, _body, _inner)) = this.request.take() else {
+                panic!("AuthorizeFuture polled after completion");
+            };
+            return Poll::Ready(Ok(challenge::reject(error, this.resource, &parts)));
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! [`BearerLayer`]: takes the access token out of the `Authorization` header
+//! (R-BEAR-1..4) and puts a [`BearerToken`] into the request's extensions.
+//!
+//! It owns the request's tracing span (R-OPS-3): every later layer records its part
+//! of the decision on it. It does not look inside the token; that is the verify
+//! layer's job.
+
+use std::task::{Context, Poll};
+
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response};
+use tower::{Layer, Service};
+
+use crate::body::ResponseBody;
+use crate::challenge;
+use crate::error::AuthError;
+pub use crate::future::ResponseFuture;
+use crate::resource::ProtectedResource;
+
+/// The default cap on the length of the `Authorization` header's token (R-BEAR-4).
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// The access token of a request, as sent (not yet verified). Put into the request's
+/// extensions by [`BearerLayer`]; cheap to clone (it shares the header's bytes).
+#[derive(Clone)]
+pub struct BearerToken {
+    header: HeaderValue,
+    start: usize,
+}
+
+impl BearerToken {
+    /// The token text. Treat it as a secret: never log it.
+    pub fn as_str(&self) -> &str {
+        // The header was checked to be visible ASCII when the token was extracted.
+        self.header
+            .to_str()
+            .map(|s| &s[self.start..])
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "BearerToken(<{} bytes, redacted>)",
+            self.header.len() - self.start
+        )
+    }
+}
+
+/// A layer that extracts the Bearer token (R-BEAR-1..4). See the crate docs for the
+/// whole stack.
+#[derive(Clone, Debug)]
+pub struct BearerLayer {
+    resource: ProtectedResource,
+    max_token_len: usize,
+    allow_form_bodies: bool,
+}
+
+impl BearerLayer {
+    /// A bearer layer whose challenges describe `resource`.
+    pub fn new(resource: ProtectedResource) -> Self {
+        Self {
+            resource,
+            max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            allow_form_bodies: false,
+        }
+    }
+
+    /// Caps the token's length in bytes; longer tokens are refused before any
+    /// decoding (R-BEAR-4). Default [`DEFAULT_MAX_TOKEN_LEN`].
+    pub fn max_token_len(mut self, len: usize) -> Self {
+        self.max_token_len = len;
+        self
+    }
+
+    /// Lets `application/x-www-form-urlencoded` requests through. By default they are
+    /// refused, because RFC 6750 §2.2 lets such a body carry the token and MCP clients
+    /// must not send it there (R-BEAR-2). Only for routes whose form bodies are known
+    /// not to carry tokens.
+    pub fn allow_form_bodies(mut self) -> Self {
+        self.allow_form_bodies = true;
+        self
+    }
+}
+
+impl<S> Layer<S> for BearerLayer {
+    type Service = Bearer<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Bearer {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`BearerLayer`].
+#[derive(Clone, Debug)]
+pub struct Bearer<S> {
+    inner: S,
+    layer: BearerLayer,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Bearer<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let span = tracing::info_span!(
+            "mcp_gatekeeper",
+            method = %req.method(),
+            path = req.uri().path(),
+            decision = tracing::field::Empty,
+            rule = tracing::field::Empty,
+            issuer = tracing::field::Empty,
+            key_tier = tracing::field::Empty,
+            subject = tracing::field::Empty,
+        );
+        let (mut parts, body) = req.into_parts();
+        let extracted = span.in_scope(|| extract(&parts, &self.layer));
+        match extracted {
+            Ok(token) => {
+                parts.extensions.insert(token);
+                let future = {
+                    let _entered = span.enter();
+                    self.inner.call(Request::from_parts(parts, body))
+                };
+                ResponseFuture::inner(future).in_span(span)
+            }
+            Err(error) => {
+                let response =
+                    span.in_scope(|| challenge::reject(error, &self.layer.resource, &parts));
+                ResponseFuture::rejected(response).in_span(span)
+            }
+        }
+    }
+}
+
+/// Takes the token out of the request, or says why there is none that can be used.
+fn extract(parts: &Parts, layer: &BearerLayer) -> Result<BearerToken, AuthError> {
+    if parts.uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|pair| pair.split('=').next() == Some("access_token"))
+    }) {
+        return Err(AuthError::invalid_request(
+            "R-BEAR-2",
+            "access tokens in the URL query are not accepted; send them in the Authorization header",
+        ));
+    }
+    if !layer.allow_form_bodies
+        && parts.headers.get(CONTENT_TYPE).is_some_and(|ct| {
+            ct.as_bytes()
+                .get(..33)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"application/x-www-form-urlencoded"))
+        })
+    {
+        return Err(AuthError::invalid_request(
+            "R-BEAR-2",
+            "form-encoded request bodies are not accepted; send the access token in the Authorization header",
+        ));
+    }
+    let mut values = parts.headers.get_all(AUTHORIZATION).iter();
+    let Some(header) = values.next() else {
+        return Err(AuthError::missing_token());
+    };
+    if values.next().is_some() {
+        return Err(AuthError::invalid_request(
+            "R-BEAR-2",
+            "more than one Authorization header; send exactly one",
+        ));
+    }
+    let bytes = header.as_bytes();
+    // R-BEAR-4: the cap is checked before anything else looks at the token.
+    if bytes.len() > layer.max_token_len + "Bearer ".len() + 16 {
+        return Err(too_long(layer.max_token_len));
+    }
+    let scheme_ok = bytes.len() > 6 && bytes[..6].eq_ignore_ascii_case(b"bearer");
+    if !scheme_ok || bytes[6] != b' ' {
+        return Err(AuthError::invalid_request(
+            "R-BEAR-1",
+            "the Authorization header must use the Bearer scheme: 'Authorization: Bearer <token>'",
+        ));
+    }
+    let start = 6 + bytes[6..].iter().take_while(|&&b| b == b' ').count();
+    let token = &bytes[start..];
+    if token.len() > layer.max_token_len {
+        return Err(too_long(layer.max_token_len));
+    }
+    if !is_b64token(token) {
+        return Err(AuthError::invalid_request(
+            "R-BEAR-1",
+            "the Bearer token is empty or has characters outside the RFC 6750 b64token syntax",
+        ));
+    }
+    Ok(BearerToken {
+        header: header.clone(),
+        start,
+    })
+}
+
+fn too_long(max: usize) -> AuthError {
+    AuthError::invalid_request(
+        "R-BEAR-4",
+        format!("the Bearer token is longer than this server's limit of {max} bytes"),
+    )
+}
+
+/// RFC 6750 §2.1: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_b64token(token: &[u8]) -> bool {
+    let body_len = token
+        .iter()
+        .take_while(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+        .count();
+    body_len > 0 && token[body_len..].iter().all(|&b| b == b'=')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer() -> BearerLayer {
+        BearerLayer::new(ProtectedResource::new("https://mcp.example.com/mcp"))
+    }
+
+    fn parts(headers: &[(&str, &str)], uri: &str) -> Parts {
+        let mut builder = Request::builder().uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder
+            .body(())
+            .map(|r| r.into_parts().0)
+            .unwrap_or_else(|_| Request::new(()).into_parts().0)
+    }
+
+    fn rule_of(result: Result<BearerToken, AuthError>) -> &'static str {
+        match result {
+            Ok(_) => "ok",
+            Err(e) => e.rule(),
+        }
+    }
+
+    #[test]
+    fn scheme_is_case_insensitive_and_spaces_are_allowed() {
+        // R-BEAR-1
+        for value in ["Bearer abc.DEF-_~+/==", "bearer abc", "BEARER   abc"] {
+            let token = extract(&parts(&[("authorization", value)], "/mcp"), &layer());
+            assert!(token.is_ok(), "{value}");
+        }
+        let token = extract(
+            &parts(&[("authorization", "bEaReR   a.b.c")], "/mcp"),
+            &layer(),
+        );
+        assert_eq!(
+            token.map(|t| t.as_str().to_owned()).ok().as_deref(),
+            Some("a.b.c")
+        );
+    }
+
+    #[test]
+    fn malformed_authorization_headers_are_invalid_requests() {
+        // R-BEAR-1
+        for value in [
+            "Basic dXNlcjpwYXNz",
+            "Bearer",
+            "Bearer ",
+            "Bearerabc",
+            "Bearer a b",
+            "Bearer a=b",
+            "Bearer ab\"c",
+        ] {
+            let result = extract(&parts(&[("authorization", value)], "/mcp"), &layer());
+            assert_eq!(
+                result.as_ref().err().map(AuthError::kind),
+                Some(crate::AuthErrorKind::InvalidRequest),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn query_and_form_tokens_and_duplicate_headers_are_refused() {
+        // R-BEAR-2
+        let p = parts(
+            &[("authorization", "Bearer abc")],
+            "/mcp?x=1&access_token=abc",
+        );
+        assert_eq!(rule_of(extract(&p, &layer())), "R-BEAR-2");
+        let p = parts(&[], "/mcp?access_token=abc");
+        assert_eq!(rule_of(extract(&p, &layer())), "R-BEAR-2");
+        let p = parts(
+            &[(
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )],
+            "/mcp",
+        );
+        assert_eq!(rule_of(extract(&p, &layer())), "R-BEAR-2");
+        let p = parts(
+            &[("authorization", "Bearer a"), ("authorization", "Bearer b")],
+            "/mcp",
+        );
+        assert_eq!(rule_of(extract(&p, &layer())), "R-BEAR-2");
+        let p = parts(
+            &[("authorization", "Bearer abc")],
+            "/mcp?not_access_token=1",
+        );
+        assert_eq!(rule_of(extract(&p, &layer())), "ok");
+    }
+
+    #[test]
+    fn no_credentials_is_missing_token() {
+        // R-BEAR-3
+        let result = extract(&parts(&[], "/mcp"), &layer());
+        assert_eq!(
+            result.err().map(|e| e.kind()),
+            Some(crate::AuthErrorKind::MissingToken)
+        );
+    }
+
+    #[test]
+    fn token_over_the_cap_is_refused() {
+        // R-BEAR-4
+        let layer = layer().max_token_len(10);
+        let ok = format!("Bearer {}", "a".repeat(10));
+        assert_eq!(
+            rule_of(extract(&parts(&[("authorization", &ok)], "/"), &layer)),
+            "ok"
+        );
+        let long = format!("Bearer {}", "a".repeat(11));
+        assert_eq!(
+            rule_of(extract(&parts(&[("authorization", &long)], "/"), &layer)),
+            "R-BEAR-4"
+        );
+        let huge = format!("Bearer {}", "a".repeat(100_000));
+        assert_eq!(
+            rule_of(extract(&parts(&[("authorization", &huge)], "/"), &layer)),
+            "R-BEAR-4"
+        );
+    }
+
+    #[test]
+    fn debug_output_redacts_the_token() {
+        // R-OPS-1
+        let token = extract(
+            &parts(&[("authorization", "Bearer secret-token")], "/"),
+            &layer(),
+        );
+        let shown = format!("{:?}", token.ok());
+        assert!(!shown.contains("secret-token"), "{shown}");
+    }
+}

@@ -1,0 +1,286 @@
+//! Rendering of refusals: the one place where an [`AuthError`] becomes a status, a
+//! `WWW-Authenticate: Bearer` challenge (RFC 6750 §3, RFC 9728 §5.1) and a JSON body
+//! (R-ERR-1, R-ERR-2). Also records the decision on the current tracing span (R-OPS-3).
+//!
+//! Values in the challenge are quoted and restricted to the characters RFC 6750
+//! allows, so nothing a client or an identity provider controls can break the header.
+
+use bytes::Bytes;
+use http::Response;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::request::Parts;
+
+use crate::body::ResponseBody;
+use crate::error::{AuthError, AuthErrorKind};
+use crate::resource::ProtectedResource;
+
+/// Renders `error` as the response to the request `parts`, and logs the refusal.
+///
+/// The `resource_metadata` parameter points at the metadata document of the resource
+/// the request was for (R-PRM-3). The rendered `AuthError` is also put into the
+/// response's extensions for outer middleware that wants to inspect it.
+pub(crate) fn reject<B>(
+    error: AuthError,
+    resource: &ProtectedResource,
+    parts: &Parts,
+) -> Response<ResponseBody<B>> {
+    record(&error);
+    let mut response = Response::new(ResponseBody::full(body(&error)));
+    *response.status_mut() = error.status();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    match error.kind() {
+        AuthErrorKind::Unavailable => {
+            let secs = error.retry_after().map_or(1, |d| {
+                (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+            });
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        AuthErrorKind::Misconfigured => {}
+        _ => {
+            let metadata_url = resource
+                .resource_for(parts)
+                .map(|r| resource.metadata_url(&r).into_owned());
+            let challenge = www_authenticate(&error, metadata_url.as_deref(), resource);
+            // Every byte of `challenge` is visible ASCII or a space, so this cannot fail;
+            // were it to, the response still carries status and body.
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                headers.insert(WWW_AUTHENTICATE, value);
+            }
+        }
+    }
+    response.extensions_mut().insert(error);
+    response
+}
+
+fn record(error: &AuthError) {
+    let span = tracing::Span::current();
+    span.record("decision", "reject");
+    span.record("rule", error.rule());
+    match error.kind() {
+        AuthErrorKind::Misconfigured => {
+            tracing::error!(
+                rule = error.rule(),
+                "request refused: {}",
+                error.description()
+            );
+        }
+        AuthErrorKind::Unavailable => {
+            tracing::warn!(
+                rule = error.rule(),
+                "request refused: {}",
+                error.description()
+            );
+        }
+        _ => tracing::info!(
+            rule = error.rule(),
+            status = error.status().as_u16(),
+            "request refused: {}",
+            error.description()
+        ),
+    }
+}
+
+/// The `WWW-Authenticate` value for `error`.
+pub(crate) fn www_authenticate(
+    error: &AuthError,
+    metadata_url: Option<&str>,
+    resource: &ProtectedResource,
+) -> String {
+    let mut out = String::with_capacity(160);
+    out.push_str("Bearer");
+    let mut sep = " ";
+    let mut param = |out: &mut String, name: &str, value: &str, kind: Quote| {
+        out.push_str(sep);
+        out.push_str(name);
+        out.push_str("=\"");
+        push_quoted(out, value, kind);
+        out.push('"');
+        sep = ", ";
+    };
+    if let Some(code) = error.error_code() {
+        param(&mut out, "error", code, Quote::Text);
+        param(
+            &mut out,
+            "error_description",
+            error.description(),
+            Quote::Text,
+        );
+    }
+    if let Some(url) = metadata_url {
+        param(&mut out, "resource_metadata", url, Quote::Url);
+    }
+    let scope = if error.kind() == AuthErrorKind::InsufficientScope {
+        Some(error.required_scopes().join(" "))
+    } else if error.kind() == AuthErrorKind::Forbidden {
+        None
+    } else {
+        resource.challenge_scope_value().map(str::to_owned)
+    };
+    if let Some(scope) = scope.filter(|s| !s.is_empty()) {
+        param(&mut out, "scope", &scope, Quote::Text);
+    }
+    out
+}
+
+#[derive(Clone, Copy)]
+enum Quote {
+    /// RFC 6750 `error_description` / `scope`: %x20-21 / %x23-5B / %x5D-7E only; other
+    /// characters are replaced, not escaped, because the grammar has no escapes.
+    Text,
+    /// A URL: bytes outside visible ASCII, `"` and `\` are percent-encoded.
+    Url,
+}
+
+fn push_quoted(out: &mut String, value: &str, kind: Quote) {
+    for c in value.chars() {
+        match (kind, c) {
+            (_, ' '..='~') if c != '"' && c != '\\' => out.push(c),
+            (Quote::Text, '"') => out.push('\''),
+            (Quote::Text, _) => out.push('?'),
+            (Quote::Url, _) => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+    }
+}
+
+fn body(error: &AuthError) -> Bytes {
+    let description = match error.kind() {
+        // The real cause is for the operator's log, not for the client.
+        AuthErrorKind::Misconfigured => "authentication is misconfigured on this server",
+        _ => error.description(),
+    };
+    let mut body = serde_json::Map::new();
+    body.insert(
+        "error".into(),
+        error.error_code().unwrap_or("unauthorized").into(),
+    );
+    body.insert("error_description".into(), description.into());
+    if !error.required_scopes().is_empty() {
+        body.insert("scope".into(), error.required_scopes().join(" ").into());
+    }
+    Bytes::from(serde_json::Value::Object(body).to_string())
+}
+
+/// Whether a response was produced by a refusal of this crate.
+pub(crate) fn is_rejection<B>(response: &Response<B>) -> bool {
+    response.extensions().get::<AuthError>().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+    use std::time::Duration;
+
+    fn resource() -> ProtectedResource {
+        ProtectedResource::new("https://mcp.example.com/mcp").challenge_scope(["mcp:read"])
+    }
+
+    fn parts() -> Parts {
+        http::Request::new(()).into_parts().0
+    }
+
+    fn header(error: AuthError) -> (StatusCode, Option<String>, String) {
+        let response: Response<ResponseBody<String>> = reject(error, &resource(), &parts());
+        let header = response
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        let body = match response.extensions().get::<AuthError>() {
+            Some(e) => String::from_utf8_lossy(&super::body(e)).into_owned(),
+            None => String::new(),
+        };
+        (response.status(), header, body)
+    }
+
+    #[test]
+    fn missing_token_challenge_has_no_error_but_metadata_and_scope() {
+        // R-BEAR-3
+        let (status, header, _) = header(AuthError::missing_token());
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            header.as_deref(),
+            Some(
+                "Bearer resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\", scope=\"mcp:read\""
+            )
+        );
+    }
+
+    #[test]
+    fn invalid_token_challenge_carries_code_description_and_metadata() {
+        // R-ERR-1, R-ERR-2
+        let (status, header, body) =
+            header(AuthError::invalid_token("R-JWT-2", "the token has expired"));
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let header = header.unwrap_or_default();
+        assert!(header.starts_with("Bearer error=\"invalid_token\", error_description=\"the token has expired\", resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\""), "{header}");
+        assert!(body.contains("\"error\":\"invalid_token\""), "{body}");
+    }
+
+    #[test]
+    fn insufficient_scope_names_exactly_the_needed_scopes() {
+        // R-ERR-1, R-AZ-1
+        let (status, header, _) = header(AuthError::insufficient_scope(
+            ["mcp:write", "mcp:admin"],
+            "needs write",
+        ));
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let header = header.unwrap_or_default();
+        assert!(header.contains("error=\"insufficient_scope\""), "{header}");
+        assert!(
+            header.ends_with("scope=\"mcp:write mcp:admin\""),
+            "{header}"
+        );
+    }
+
+    #[test]
+    fn challenge_values_cannot_break_the_header() {
+        // R-ERR-2: quotes, backslashes, control and non-ASCII characters are neutralised
+        let (_, header, _) = header(AuthError::invalid_token(
+            "R-JWT-2",
+            "bad \"iss\" \\ \r\n x=\"y\" é",
+        ));
+        let header = header.unwrap_or_default();
+        assert!(
+            header.contains("error_description=\"bad 'iss' ? ?? x='y' ?\""),
+            "{header}"
+        );
+    }
+
+    #[test]
+    fn unavailable_is_503_with_retry_after_and_no_challenge() {
+        // R-KEY-5, R-ERR-1
+        let response: Response<ResponseBody<String>> = reject(
+            AuthError::unavailable(
+                Duration::from_millis(2500),
+                "the identity provider is unreachable",
+            ),
+            &resource(),
+            &parts(),
+        );
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("3")
+        );
+    }
+
+    #[test]
+    fn misconfiguration_does_not_leak_the_internal_description() {
+        // R-OPS-1
+        let body = body(&AuthError::misconfigured(
+            "VerifyLayer needs BearerLayer (internal detail)",
+        ));
+        let body = String::from_utf8_lossy(&body);
+        assert!(!body.contains("internal detail"), "{body}");
+    }
+}

@@ -1,0 +1,202 @@
+//! [`AuthError`]: why a request was refused, as data.
+//!
+//! Every layer reports a refusal as an `AuthError`; none of them formats a header or a
+//! body. Rendering is done in one place, [`crate::challenge`]. Descriptions are fixed
+//! strings or built from values that are safe to show (never the token, a key, or the
+//! text of an internal error), because they are sent to the client.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use http::StatusCode;
+
+/// What kind of refusal an [`AuthError`] is. Decides the status code and the RFC 6750
+/// error code of the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthErrorKind {
+    /// No credentials at all: `401` with a challenge that has **no** `error` parameter
+    /// (RFC 6750 §3.1, R-BEAR-3).
+    MissingToken,
+    /// A malformed request: `400 invalid_request` (R-BEAR-1, R-BEAR-2).
+    InvalidRequest,
+    /// A bad, expired or foreign token: `401 invalid_token` (R-ERR-1).
+    InvalidToken,
+    /// The token is good but lacks scopes this operation needs:
+    /// `403 insufficient_scope` with a `scope` parameter (R-AZ-1).
+    InsufficientScope,
+    /// An authorization policy denied the request: `403 insufficient_scope` without
+    /// a `scope` parameter, since no scope would help.
+    Forbidden,
+    /// Verification cannot be done right now (identity provider unreachable):
+    /// `503` with `Retry-After` (R-KEY-5).
+    Unavailable,
+    /// The stack is composed wrongly (a layer is missing): `500`, logged loudly.
+    Misconfigured,
+}
+
+/// A refused request: what failed, which rule refused it, and a description that is
+/// safe to send to the client.
+#[derive(Debug, Clone)]
+pub struct AuthError {
+    kind: AuthErrorKind,
+    rule: &'static str,
+    description: Cow<'static, str>,
+    scopes: Vec<String>,
+    retry_after: Option<Duration>,
+}
+
+impl AuthError {
+    fn new(kind: AuthErrorKind, rule: &'static str, description: Cow<'static, str>) -> Self {
+        Self {
+            kind,
+            rule,
+            description,
+            scopes: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    /// No credentials were sent (R-BEAR-3).
+    pub fn missing_token() -> Self {
+        Self::new(
+            AuthErrorKind::MissingToken,
+            "R-BEAR-3",
+            Cow::Borrowed("this resource requires a Bearer access token"),
+        )
+    }
+
+    /// A malformed request (`400 invalid_request`). `rule` is the REQUIREMENTS id that
+    /// refused it, e.g. `"R-BEAR-1"`.
+    pub fn invalid_request(rule: &'static str, description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(AuthErrorKind::InvalidRequest, rule, description.into())
+    }
+
+    /// A token that is not acceptable (`401 invalid_token`).
+    pub fn invalid_token(rule: &'static str, description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(AuthErrorKind::InvalidToken, rule, description.into())
+    }
+
+    /// The token lacks `scopes` (`403 insufficient_scope`, `scope="…"`).
+    pub fn insufficient_scope<I, T>(scopes: I, description: impl Into<Cow<'static, str>>) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        let mut error = Self::new(
+            AuthErrorKind::InsufficientScope,
+            "R-AZ-1",
+            description.into(),
+        );
+        error.scopes = scopes.into_iter().map(Into::into).collect();
+        error
+    }
+
+    /// A policy denied the request (`403`).
+    pub fn forbidden(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(AuthErrorKind::Forbidden, "R-AZ-1", description.into())
+    }
+
+    /// Verification cannot be done now; the client should retry after `retry_after`
+    /// (`503`, R-KEY-5).
+    pub fn unavailable(retry_after: Duration, description: impl Into<Cow<'static, str>>) -> Self {
+        let mut error = Self::new(AuthErrorKind::Unavailable, "R-KEY-5", description.into());
+        error.retry_after = Some(retry_after);
+        error
+    }
+
+    /// The stack is composed wrongly (`500`). The description is logged, not sent.
+    pub fn misconfigured(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(AuthErrorKind::Misconfigured, "R-OPS-2", description.into())
+    }
+
+    /// What kind of refusal this is.
+    pub fn kind(&self) -> AuthErrorKind {
+        self.kind
+    }
+
+    /// The REQUIREMENTS rule id that refused the request (for logs and spans).
+    pub fn rule(&self) -> &'static str {
+        self.rule
+    }
+
+    /// The description sent as `error_description` (safe to show).
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The scopes an `insufficient_scope` error asks for.
+    pub fn required_scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// How long the client should wait before retrying, for `Unavailable`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The HTTP status this error is rendered with.
+    pub fn status(&self) -> StatusCode {
+        match self.kind {
+            AuthErrorKind::MissingToken | AuthErrorKind::InvalidToken => StatusCode::UNAUTHORIZED,
+            AuthErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
+            AuthErrorKind::InsufficientScope | AuthErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            AuthErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AuthErrorKind::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The RFC 6750 `error` code, or `None` where the RFC says to send none.
+    pub fn error_code(&self) -> Option<&'static str> {
+        match self.kind {
+            AuthErrorKind::MissingToken => None,
+            AuthErrorKind::InvalidRequest => Some("invalid_request"),
+            AuthErrorKind::InvalidToken => Some("invalid_token"),
+            AuthErrorKind::InsufficientScope | AuthErrorKind::Forbidden => {
+                Some("insufficient_scope")
+            }
+            AuthErrorKind::Unavailable => Some("temporarily_unavailable"),
+            AuthErrorKind::Misconfigured => Some("server_error"),
+        }
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.error_code() {
+            Some(code) => write!(f, "{code}: {} ({})", self.description, self.rule),
+            None => write!(f, "{} ({})", self.description, self.rule),
+        }
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// Configuration that is insecure or contradictory, found when the stack is built
+/// (R-OPS-2). The message says what is wrong and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+
+    /// The message: what is wrong and how to fix it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "mcp-gatekeeper configuration: {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}

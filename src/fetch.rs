@@ -1,0 +1,205 @@
+//! The one bounded HTTP client for calls to identity providers (R-KEY-4): a timeout on
+//! every call, a cap on the response size, no redirect to another origin, no proxy
+//! taken from the environment. Discovery and JWKS fetches go through it.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH};
+use reqwest::redirect;
+
+use crate::error::ConfigError;
+
+/// Limits for calls to identity providers.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// Time for the whole call, connection included. Default 5 s.
+    pub timeout: Duration,
+    /// Time to establish the connection. Default 2 s.
+    pub connect_timeout: Duration,
+    /// Largest response body accepted. Default 256 KiB.
+    pub max_body_bytes: usize,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            max_body_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Why a fetch failed, in words safe to log (no response bodies, no internals).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FetchError {
+    /// Could not connect, or timed out.
+    Unreachable(String),
+    /// The server answered with a status other than 200.
+    Status(u16),
+    /// The body is over the cap.
+    TooLarge(usize),
+    /// The body is not the JSON we asked for.
+    Invalid(String),
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unreachable(why) => write!(f, "unreachable ({why})"),
+            Self::Status(code) => write!(f, "answered HTTP {code}"),
+            Self::TooLarge(cap) => write!(f, "answered more than {cap} bytes"),
+            Self::Invalid(why) => write!(f, "answered an invalid document ({why})"),
+        }
+    }
+}
+
+/// A successful fetch: the body and the freshness the server gave it.
+pub(crate) struct Fetched {
+    pub(crate) body: Bytes,
+    pub(crate) max_age: Option<Duration>,
+}
+
+/// The bounded client. Cheap to clone.
+#[derive(Clone, Debug)]
+pub(crate) struct Fetcher {
+    client: reqwest::Client,
+    max_body_bytes: usize,
+}
+
+impl Fetcher {
+    /// Builds the client; does no I/O.
+    pub(crate) fn new(options: &FetchOptions) -> Result<Self, ConfigError> {
+        let policy = redirect::Policy::custom(|attempt| {
+            let same_origin = attempt
+                .previous()
+                .first()
+                .is_some_and(|first| first.origin() == attempt.url().origin());
+            if attempt.previous().len() > 3 || !same_origin {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        });
+        let client = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.connect_timeout)
+            .redirect(policy)
+            .no_proxy()
+            .user_agent(concat!("mcp-gatekeeper/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|_| {
+                ConfigError::new(
+                    "could not build the HTTP client for identity providers (TLS backend \
+                     failed to initialise); check the crate's TLS feature",
+                )
+            })?;
+        Ok(Self {
+            client,
+            max_body_bytes: options.max_body_bytes,
+        })
+    }
+
+    /// GETs `url` as JSON, within the limits.
+    pub(crate) async fn get_json(&self, url: &str) -> Result<Fetched, FetchError> {
+        let mut response = self
+            .client
+            .get(url)
+            .header(http::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| FetchError::Unreachable(describe(&e)))?;
+        if response.status() != reqwest::StatusCode::OK {
+            return Err(FetchError::Status(response.status().as_u16()));
+        }
+        let declared = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.max_body_bytes as u64) {
+            return Err(FetchError::TooLarge(self.max_body_bytes));
+        }
+        let max_age = response
+            .headers()
+            .get(CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_max_age);
+        let mut body = BytesMut::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| FetchError::Unreachable(describe(&e)))?
+        {
+            if body.len() + chunk.len() > self.max_body_bytes {
+                return Err(FetchError::TooLarge(self.max_body_bytes));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched {
+            body: body.freeze(),
+            max_age,
+        })
+    }
+}
+
+/// A short, safe description of a client error: its kind, never its URL or body.
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timed out".into()
+    } else if error.is_connect() {
+        "connection failed".into()
+    } else if error.is_redirect() {
+        "redirect refused".into()
+    } else if error.is_body() || error.is_decode() {
+        "broken response body".into()
+    } else {
+        "request failed".into()
+    }
+}
+
+/// `max-age` of a `Cache-Control` value; `no-store`/`no-cache` mean zero (the caller
+/// applies its floor).
+fn parse_max_age(value: &str) -> Option<Duration> {
+    let mut max_age = None;
+    for directive in value.split(',') {
+        let directive = directive.trim();
+        if directive.eq_ignore_ascii_case("no-store") || directive.eq_ignore_ascii_case("no-cache")
+        {
+            return Some(Duration::ZERO);
+        }
+        if let Some((name, secs)) = directive.split_once('=')
+            && name.trim().eq_ignore_ascii_case("max-age")
+        {
+            max_age = secs
+                .trim()
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
+        }
+    }
+    max_age
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_max_age_is_read() {
+        // R-KEY-3
+        assert_eq!(
+            parse_max_age("public, max-age=600"),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            parse_max_age("Max-Age=\"30\", must-revalidate"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_max_age("no-store"), Some(Duration::ZERO));
+        assert_eq!(parse_max_age("private"), None);
+        assert_eq!(parse_max_age("max-age=abc"), None);
+    }
+}

@@ -1,0 +1,133 @@
+//! [`Discovery`]: the last tier (R-KEY-2). Finds the issuer's `jwks_uri` from its
+//! metadata on first need — never at construction — trying RFC 8414
+//! (`/.well-known/oauth-authorization-server` inserted before the issuer's path) and
+//! then OpenID Connect (`/.well-known/openid-configuration` appended), and insists
+//! that the document's `issuer` is exactly the configured one. A failure is logged,
+//! backed off and retried on later need; it never stops another tier from answering.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use jsonwebtoken::Algorithm;
+use serde_json::Value;
+
+use super::flight::{Flight, Gate};
+use super::{JwksCache, JwksOptions, KeyError, KeyFuture, KeySet, KeySource};
+use crate::fetch::{FetchError, Fetcher};
+use crate::uri;
+
+struct Inner {
+    issuer: String,
+    fetcher: Fetcher,
+    options: JwksOptions,
+    jwks: ArcSwapOption<JwksCache>,
+    flight: Flight,
+}
+
+/// Lazy discovery of an issuer's keys. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Discovery(Arc<Inner>);
+
+impl Discovery {
+    pub(crate) fn new(issuer: String, fetcher: Fetcher, options: JwksOptions) -> Self {
+        let flight = Flight::new(options.min_backoff, options.max_backoff);
+        Self(Arc::new(Inner {
+            issuer,
+            fetcher,
+            options,
+            jwks: ArcSwapOption::empty(),
+            flight,
+        }))
+    }
+
+    /// The metadata URLs to try, in order.
+    fn candidates(&self) -> [String; 2] {
+        let issuer = self.0.issuer.trim_end_matches('/');
+        [
+            uri::insert_well_known(&self.0.issuer, "oauth-authorization-server"),
+            format!("{issuer}/.well-known/openid-configuration"),
+        ]
+    }
+
+    async fn discover(&self) -> Result<(), KeyError> {
+        let unavailable = |why: String| {
+            tracing::warn!(issuer = %self.0.issuer, "discovery failed: {why}");
+            KeyError {
+                retry_after: self.0.options.min_backoff,
+                reason: "the identity provider's metadata could not be fetched".into(),
+            }
+        };
+        let mut last = String::new();
+        for url in self.candidates() {
+            let document = match self.0.fetcher.get_json(&url).await {
+                Ok(fetched) => fetched.body,
+                // Not served in this form: try the next one.
+                Err(FetchError::Status(code)) if code == 404 || code == 405 => {
+                    last = format!("{url} answered HTTP {code}");
+                    continue;
+                }
+                Err(error) => return Err(unavailable(format!("{url} {error}"))),
+            };
+            let document: Value = serde_json::from_slice(&document)
+                .map_err(|_| unavailable(format!("{url} is not JSON")))?;
+            let issuer = document.get("issuer").and_then(Value::as_str);
+            if issuer != Some(self.0.issuer.as_str()) {
+                return Err(unavailable(format!(
+                    "{url} names issuer {:?}, not the configured {:?}; tokens of this issuer \
+                     cannot be verified through it",
+                    issuer.unwrap_or("<none>"),
+                    self.0.issuer
+                )));
+            }
+            let Some(jwks_uri) = document.get("jwks_uri").and_then(Value::as_str) else {
+                return Err(unavailable(format!("{url} has no jwks_uri")));
+            };
+            uri::check_url(jwks_uri, "the discovered jwks_uri")
+                .map_err(|e| unavailable(e.message().to_owned()))?;
+            tracing::info!(issuer = %self.0.issuer, %jwks_uri, "discovered the issuer's JWK set");
+            let cache = JwksCache::new(
+                jwks_uri.to_owned(),
+                "discovery",
+                self.0.fetcher.clone(),
+                self.0.options.clone(),
+            );
+            self.0.jwks.store(Some(Arc::new(cache)));
+            return Ok(());
+        }
+        Err(unavailable(format!("no metadata document found ({last})")))
+    }
+
+    async fn resolve_inner(
+        &self,
+        kid: Option<String>,
+        alg: Algorithm,
+    ) -> Result<Option<Arc<KeySet>>, KeyError> {
+        if self.0.jwks.load().is_none() {
+            let seen = self.0.flight.seen();
+            if let Gate::BackingOff(error) = self.0.flight.gate() {
+                return Err(error);
+            }
+            self.0.flight.run(seen, || self.discover()).await?;
+        }
+        let cache = self.0.jwks.load_full();
+        match cache {
+            Some(cache) => cache.resolve(kid, alg).await,
+            None => Ok(None),
+        }
+    }
+}
+
+impl KeySource for Discovery {
+    fn tier(&self) -> &'static str {
+        "discovery"
+    }
+
+    fn cached(&self, kid: Option<&str>, alg: Algorithm) -> Option<Arc<KeySet>> {
+        self.0.jwks.load().as_ref()?.cached(kid, alg)
+    }
+
+    fn resolve(&self, kid: Option<String>, alg: Algorithm) -> KeyFuture {
+        let this = self.clone();
+        Box::pin(async move { this.resolve_inner(kid, alg).await })
+    }
+}

@@ -1,0 +1,115 @@
+//! # mcp-gatekeeper
+//!
+//! Composable [tower] layers that make any hyper, axum or tonic service a correct
+//! OAuth 2.1 resource server for the Model Context Protocol: they accept exactly the
+//! access tokens issued for this server by issuers it trusts, and tell clients exactly
+//! how to get a better one.
+//!
+//! ```text
+//! request ─► Metadata ─► Bearer ─► Verify ──────────► Audience ─► Authorize ─► your service
+//!            RFC 9728    token?    signature, iss,    aud fits    policy says
+//!            document    (R-BEAR)  exp via KeyChain   this route? yes / 403
+//!                                  (R-JWT, R-KEY)     (R-AUD)     (R-AZ)
+//!   each step on failure ─► AuthError ─► one renderer: 400 / 401 / 403 / 503 + challenge
+//! ```
+//!
+//! Each step is a [`tower::Layer`] usable on its own; a step reads what the one before
+//! put into the request's extensions ([`BearerToken`], then [`Principal`]). A layer used
+//! without the one it needs answers `500` and logs which layer is missing, never lets
+//! the request through. [`ResourceServer`] composes them in the right order from one
+//! description of the resource, with the metadata endpoint.
+//!
+//! Keys come, per issuer, from in-process keys ([`keys::LocalKeys`]), an explicit
+//! `jwks_uri`, then lazy discovery; the first tier that has the key wins, discovery
+//! never runs at start-up and its failure never blocks another tier. An unreachable
+//! identity provider gives `503` with `Retry-After`, not `401`.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use axum::{Router, routing::post};
+//! use mcp_gatekeeper::{AudiencePolicy, Issuer, Principal, ResourceServer};
+//!
+//! async fn mcp(principal: Principal) -> String {
+//!     format!("hello {}", principal.subject().unwrap_or("anonymous"))
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let server = ResourceServer::builder("https://mcp.example.com/mcp")
+//!         .issuer(Issuer::new("https://idp.example.com"))
+//!         // IdP without RFC 8707? It puts the client id into `aud`: opt in to that.
+//!         .audience(AudiencePolicy::resource().accept_client_ids(["my-client"]))
+//!         .scopes_supported(["mcp:read", "mcp:write"])
+//!         .required_scopes(["mcp:read"])
+//!         .build()?; // checks the configuration; no network I/O
+//!
+//!     // The layer also answers GET /.well-known/oauth-protected-resource/mcp.
+//!     let app = Router::new().route("/mcp", post(mcp)).layer(server.layer());
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     axum::serve(listener, app).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Features
+//!
+//! - `aws-lc-rs` (default): JWT signatures with AWS-LC.
+//! - `rust-crypto`: JWT signatures with the pure-Rust RustCrypto crates. Enable exactly
+//!   one backend; if both are on, AWS-LC is used.
+//! - `rustls` (default): HTTPS to identity providers.
+//! - `axum` (default): [`Principal`] as an axum extractor.
+//!
+//! ## Observability
+//!
+//! Each request runs in a `mcp_gatekeeper` tracing span with the fields `decision`,
+//! `rule` (the REQUIREMENTS id that refused it), `issuer`, `key_tier` (which tier gave
+//! the key) and `subject`. No token, secret or key is ever logged.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
+compile_error!(
+    "mcp-gatekeeper needs a crypto backend: enable the `aws-lc-rs` or the `rust-crypto` feature"
+);
+
+mod audience;
+mod authorize;
+mod bearer;
+mod body;
+mod challenge;
+mod error;
+mod fetch;
+mod future;
+pub mod keys;
+mod metadata;
+mod principal;
+mod resource;
+mod server;
+mod uri;
+mod verify;
+
+pub use audience::{Audience, AudienceLayer, AudienceMatch, AudiencePolicy};
+pub use authorize::{
+    Authorize, AuthorizeFuture, AuthorizeLayer, AuthorizeService, BoxAuthorize, Decision,
+    RequireScopes,
+};
+pub use bearer::{Bearer, BearerLayer, BearerToken, DEFAULT_MAX_TOKEN_LEN};
+pub use body::ResponseBody;
+pub use error::{AuthError, AuthErrorKind, ConfigError};
+pub use fetch::FetchOptions;
+pub use future::ResponseFuture;
+pub use jsonwebtoken::Algorithm;
+pub use metadata::{
+    Metadata, MetadataLayer, MetadataService, document as metadata_document, metadata_path,
+};
+#[cfg(feature = "axum")]
+pub use principal::MissingPrincipal;
+pub use principal::{Principal, Scopes, TokenKind};
+pub use resource::ProtectedResource;
+pub use server::{
+    Gatekeeper, GatekeeperLayer, ResourceServer, ResourceServerBuilder, ServerAuthorize,
+    ServerAuthorizeFuture,
+};
+pub use verify::{Issuer, JwtVerifier, TokenVerifier, Verify, VerifyFuture, VerifyLayer};

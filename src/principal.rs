@@ -1,0 +1,273 @@
+//! [`Principal`]: who is calling, as the inner service sees it (R-ID-1).
+//!
+//! One shape whatever verified the token: subject, issuer, audiences, client id,
+//! scopes, expiry, token kind and every raw claim. It is put into the request's
+//! extensions by the verify layer and is cheap to clone (an `Arc`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+
+/// How the token behind a [`Principal`] was verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenKind {
+    /// A JWT whose signature was checked with a key of a trusted issuer.
+    Jwt,
+    /// An opaque token checked by RFC 7662 introspection.
+    Introspected,
+    /// A token checked by the Kubernetes TokenReview API.
+    TokenReview,
+    /// A token checked by a user-supplied verifier, named by it.
+    Other(Arc<str>),
+}
+
+/// The scopes granted to a token, from `scope` (space-separated string) or `scp`
+/// (array or string).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scopes(Vec<String>);
+
+impl Scopes {
+    /// Scopes from a claims object: `scope` first, else `scp`.
+    pub fn from_claims(claims: &Map<String, Value>) -> Self {
+        let value = claims.get("scope").or_else(|| claims.get("scp"));
+        let scopes = match value {
+            Some(Value::String(s)) => s.split_ascii_whitespace().map(str::to_owned).collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .flat_map(str::split_ascii_whitespace)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        };
+        Self(scopes)
+    }
+
+    /// Whether `scope` was granted.
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.iter().any(|s| s == scope)
+    }
+
+    /// The granted scopes, in the token's order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    /// Whether no scope was granted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+struct Inner {
+    subject: Option<String>,
+    issuer: String,
+    audiences: Vec<String>,
+    client_id: Option<String>,
+    scopes: Scopes,
+    expires_at: Option<u64>,
+    kind: TokenKind,
+    claims: Map<String, Value>,
+}
+
+/// The verified caller. Read it in a handler with
+/// `req.extensions().get::<Principal>()`, or as an axum extractor (feature `axum`).
+#[derive(Clone)]
+pub struct Principal(Arc<Inner>);
+
+impl Principal {
+    /// Builds a principal from verified claims. `issuer` is the trusted issuer the
+    /// token was verified against (not read from the claims, which a verifier of an
+    /// opaque token may not have).
+    pub fn from_claims(
+        kind: TokenKind,
+        issuer: impl Into<String>,
+        claims: Map<String, Value>,
+    ) -> Self {
+        let string = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        let audiences = match claims.get("aud") {
+            Some(Value::String(a)) => vec![a.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let client_id = string("client_id")
+            .or_else(|| string("azp"))
+            .or_else(|| string("cid"));
+        Self(Arc::new(Inner {
+            subject: string("sub"),
+            issuer: issuer.into(),
+            audiences,
+            client_id,
+            scopes: Scopes::from_claims(&claims),
+            expires_at: claims.get("exp").and_then(Value::as_u64),
+            kind,
+            claims,
+        }))
+    }
+
+    /// The `sub` claim.
+    pub fn subject(&self) -> Option<&str> {
+        self.0.subject.as_deref()
+    }
+
+    /// The trusted issuer that vouched for the token.
+    pub fn issuer(&self) -> &str {
+        &self.0.issuer
+    }
+
+    /// The `aud` values (empty when the token has none).
+    pub fn audiences(&self) -> &[String] {
+        &self.0.audiences
+    }
+
+    /// The OAuth client: `client_id`, else `azp`, else `cid`.
+    pub fn client_id(&self) -> Option<&str> {
+        self.0.client_id.as_deref()
+    }
+
+    /// The granted scopes.
+    pub fn scopes(&self) -> &Scopes {
+        &self.0.scopes
+    }
+
+    /// When the token expires (`exp`).
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.0
+            .expires_at
+            .map(|secs| UNIX_EPOCH + Duration::from_secs(secs))
+    }
+
+    /// How the token was verified.
+    pub fn kind(&self) -> &TokenKind {
+        &self.0.kind
+    }
+
+    /// Every claim of the token, as verified.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.0.claims
+    }
+
+    /// One claim by name.
+    pub fn claim(&self, name: &str) -> Option<&Value> {
+        self.0.claims.get(name)
+    }
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Principal")
+            .field("subject", &self.0.subject)
+            .field("issuer", &self.0.issuer)
+            .field("audiences", &self.0.audiences)
+            .field("client_id", &self.0.client_id)
+            .field("scopes", &self.0.scopes)
+            .field("expires_at", &self.0.expires_at)
+            .field("kind", &self.0.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "axum")]
+mod extract {
+    use axum_core::extract::FromRequestParts;
+    use axum_core::response::{IntoResponse, Response};
+    use http::request::Parts;
+
+    use super::Principal;
+    use crate::error::AuthError;
+
+    /// Rejection of the [`Principal`] extractor: the verify layer did not run for this
+    /// route (a composition mistake), answered with a plain `500`.
+    #[derive(Debug)]
+    pub struct MissingPrincipal;
+
+    impl IntoResponse for MissingPrincipal {
+        fn into_response(self) -> Response {
+            let error = AuthError::misconfigured(
+                "the Principal extractor is used on a route without VerifyLayer in front of it",
+            );
+            tracing::error!(rule = error.rule(), "{}", error.description());
+            (
+                error.status(),
+                "authentication is misconfigured on this server",
+            )
+                .into_response()
+        }
+    }
+
+    impl<S: Send + Sync> FromRequestParts<S> for Principal {
+        type Rejection = MissingPrincipal;
+
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Self, Self::Rejection> {
+            parts
+                .extensions
+                .get::<Principal>()
+                .cloned()
+                .ok_or(MissingPrincipal)
+        }
+    }
+}
+
+#[cfg(feature = "axum")]
+pub use extract::MissingPrincipal;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn principal_reads_scope_string_and_client_id_precedence() {
+        // R-ID-1
+        let p = Principal::from_claims(
+            TokenKind::Jwt,
+            "https://idp",
+            claims(
+                json!({"sub": "u", "scope": "a b", "azp": "az", "cid": "c", "aud": "x", "exp": 10, "custom": 1}),
+            ),
+        );
+        assert_eq!(p.subject(), Some("u"));
+        assert_eq!(p.client_id(), Some("az"));
+        assert!(p.scopes().contains("a") && p.scopes().contains("b"));
+        assert_eq!(p.audiences(), ["x".to_owned()]);
+        assert_eq!(p.expires_at(), Some(UNIX_EPOCH + Duration::from_secs(10)));
+        assert_eq!(p.claim("custom"), Some(&json!(1)));
+    }
+
+    #[test]
+    fn principal_reads_scp_array_and_aud_array() {
+        // R-ID-1
+        let p = Principal::from_claims(
+            TokenKind::Jwt,
+            "https://idp",
+            claims(json!({"scp": ["r", "w"], "client_id": "ci", "azp": "az", "aud": ["a", "b"]})),
+        );
+        assert_eq!(p.scopes().iter().collect::<Vec<_>>(), ["r", "w"]);
+        assert_eq!(p.client_id(), Some("ci"));
+        assert_eq!(p.audiences().len(), 2);
+        let p = Principal::from_claims(
+            TokenKind::Jwt,
+            "i",
+            claims(json!({"scp": "r w", "cid": "okta"})),
+        );
+        assert_eq!(p.scopes().iter().collect::<Vec<_>>(), ["r", "w"]);
+        assert_eq!(p.client_id(), Some("okta"));
+    }
+}

@@ -1,0 +1,311 @@
+//! [`ResourceServer`]: the front door. From one description of the resource — its
+//! canonical URI, the trusted issuers, the scopes — it builds the layers in the only
+//! correct order (metadata, bearer, verify, audience, authorize) and the metadata
+//! endpoint. Building checks the configuration (R-OPS-2) and does no I/O (R-KEY-2).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::request::Parts;
+use tower::Layer;
+
+use crate::audience::{Audience, AudienceLayer, AudiencePolicy};
+use crate::authorize::{
+    Authorize, AuthorizeLayer, AuthorizeService, BoxAuthorize, Decision, RequireScopes,
+};
+use crate::bearer::{Bearer, BearerLayer, DEFAULT_MAX_TOKEN_LEN};
+use crate::error::ConfigError;
+use crate::metadata::{Metadata, MetadataLayer, MetadataService};
+use crate::principal::Principal;
+use crate::resource::ProtectedResource;
+use crate::verify::{Issuer, JwtVerifier, TokenVerifier, Verify, VerifyLayer};
+
+/// Builds a [`ResourceServer`]; see [`ResourceServer::builder`].
+#[must_use]
+pub struct ResourceServerBuilder {
+    resource: ProtectedResource,
+    issuers: Vec<Issuer>,
+    verifier: Option<Arc<dyn TokenVerifier>>,
+    audience: AudiencePolicy,
+    required_scopes: Vec<String>,
+    authorize: Option<BoxAuthorize>,
+    max_token_len: usize,
+    serve_root_metadata: bool,
+}
+
+impl ResourceServerBuilder {
+    /// Trusts an issuer of JWT access tokens (repeatable, R-ISS-1).
+    pub fn issuer(mut self, issuer: Issuer) -> Self {
+        self.issuers.push(issuer);
+        self
+    }
+
+    /// Verifies tokens with a verifier of your own instead of the issuers' JWT
+    /// verifier; name its authorization servers with
+    /// [`ResourceServerBuilder::authorization_server`].
+    pub fn verifier(mut self, verifier: impl TokenVerifier) -> Self {
+        self.verifier = Some(Arc::new(verifier));
+        self
+    }
+
+    /// Lists an authorization server in the metadata document (issuers added with
+    /// [`ResourceServerBuilder::issuer`] are listed already).
+    pub fn authorization_server(mut self, issuer: impl Into<String>) -> Self {
+        self.resource = self.resource.authorization_server(issuer);
+        self
+    }
+
+    /// The audience policy (R-AUD-1..5). Default: [`AudiencePolicy::resource`], the
+    /// resource URI of the request.
+    pub fn audience(mut self, policy: AudiencePolicy) -> Self {
+        self.audience = policy;
+        self
+    }
+
+    /// `scopes_supported` of the metadata document.
+    pub fn scopes_supported<I, T>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.resource = self.resource.scopes_supported(scopes);
+        self
+    }
+
+    /// Scopes every request needs; missing ones get `403 insufficient_scope`, and the
+    /// `401` challenge names them so clients ask for them up front.
+    pub fn required_scopes<I, T>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.required_scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// An authorization callback, run after the scope requirement (R-AZ-1).
+    pub fn authorize(mut self, authorize: impl Authorize) -> Self {
+        self.authorize = Some(BoxAuthorize::new(authorize));
+        self
+    }
+
+    /// A `resource_name` for the metadata document.
+    pub fn resource_name(mut self, name: impl Into<String>) -> Self {
+        self.resource = self.resource.resource_name(name);
+        self
+    }
+
+    /// The cap on token length (R-BEAR-4).
+    pub fn max_token_len(mut self, len: usize) -> Self {
+        self.max_token_len = len;
+        self
+    }
+
+    /// Also serve the metadata at the root well-known URL.
+    pub fn serve_root_metadata(mut self) -> Self {
+        self.serve_root_metadata = true;
+        self
+    }
+
+    /// Checks the configuration and builds the server. Synchronous; no I/O.
+    pub fn build(self) -> Result<ResourceServer, ConfigError> {
+        let mut resource = self.resource;
+        let verifier: Arc<dyn TokenVerifier> = match (self.verifier, self.issuers.is_empty()) {
+            (Some(_), false) => {
+                return Err(ConfigError::new(
+                    "both issuers and a custom verifier are configured; the issuers would be \
+                     ignored. Use one or the other",
+                ));
+            }
+            (Some(verifier), true) => verifier,
+            (None, _) => {
+                for issuer in &self.issuers {
+                    resource = resource.authorization_server(issuer.id());
+                }
+                Arc::new(JwtVerifier::new(self.issuers)?)
+            }
+        };
+        if !self.required_scopes.is_empty() {
+            resource = resource.challenge_scope(self.required_scopes.iter().cloned());
+        }
+        if self.max_token_len < 64 {
+            return Err(ConfigError::new(format!(
+                "max_token_len {} is too small for any real access token; use at least 1024",
+                self.max_token_len
+            )));
+        }
+        resource.validate()?;
+        let mut metadata = MetadataLayer::new(resource.clone());
+        if self.serve_root_metadata {
+            metadata = metadata.serve_root();
+        }
+        let policy = ServerAuthorize {
+            scopes: (!self.required_scopes.is_empty())
+                .then(|| RequireScopes::all(self.required_scopes)),
+            callback: self.authorize,
+        };
+        let layer = GatekeeperLayer {
+            metadata: metadata.clone(),
+            bearer: BearerLayer::new(resource.clone()).max_token_len(self.max_token_len),
+            verify: VerifyLayer::new(resource.clone(), verifier),
+            audience: AudienceLayer::new(resource.clone(), self.audience),
+            authorize: AuthorizeLayer::new(resource.clone(), policy),
+        };
+        Ok(ResourceServer {
+            resource,
+            metadata,
+            layer,
+        })
+    }
+}
+
+/// An MCP resource server: the whole stack and its metadata endpoint.
+///
+/// ```
+/// use mcp_gatekeeper::{AudiencePolicy, Issuer, ResourceServer};
+///
+/// let server = ResourceServer::builder("https://mcp.example.com/mcp")
+///     .issuer(Issuer::new("https://idp.example.com"))
+///     .audience(AudiencePolicy::resource())
+///     .scopes_supported(["mcp:read", "mcp:write"])
+///     .required_scopes(["mcp:read"])
+///     .build()?;
+/// let layer = server.layer(); // put it on your router or service
+/// # let _ = layer;
+/// # Ok::<(), mcp_gatekeeper::ConfigError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct ResourceServer {
+    resource: ProtectedResource,
+    metadata: MetadataLayer,
+    layer: GatekeeperLayer,
+}
+
+impl ResourceServer {
+    /// Starts describing a resource with one canonical URI: the exact URL clients
+    /// connect to (`https://mcp.example.com/mcp`).
+    pub fn builder(resource_uri: impl Into<String>) -> ResourceServerBuilder {
+        Self::for_resource(ProtectedResource::new(resource_uri))
+    }
+
+    /// Starts describing a resource per route (a gateway serving `/servers/{id}/mcp`);
+    /// see [`ProtectedResource::per_route`].
+    pub fn per_route<F>(route: F) -> ResourceServerBuilder
+    where
+        F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        Self::for_resource(ProtectedResource::per_route(route))
+    }
+
+    fn for_resource(resource: ProtectedResource) -> ResourceServerBuilder {
+        ResourceServerBuilder {
+            resource,
+            issuers: Vec::new(),
+            verifier: None,
+            audience: AudiencePolicy::resource(),
+            required_scopes: Vec::new(),
+            authorize: None,
+            max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            serve_root_metadata: false,
+        }
+    }
+
+    /// The whole stack as one layer: metadata, bearer, verify, audience, authorize.
+    pub fn layer(&self) -> GatekeeperLayer {
+        self.layer.clone()
+    }
+
+    /// A service that serves only the metadata document, for routers where the
+    /// stack's layer does not see the well-known path.
+    pub fn metadata_service(&self) -> MetadataService {
+        MetadataService::new(self.metadata.clone())
+    }
+
+    /// The description of the protected resource.
+    pub fn resource(&self) -> &ProtectedResource {
+        &self.resource
+    }
+}
+
+/// The layer of a [`ResourceServer`]: the five layers in order.
+#[derive(Clone, Debug)]
+pub struct GatekeeperLayer {
+    metadata: MetadataLayer,
+    bearer: BearerLayer,
+    verify: VerifyLayer,
+    audience: AudienceLayer,
+    authorize: AuthorizeLayer<ServerAuthorize>,
+}
+
+/// The service of a [`GatekeeperLayer`] around `S`.
+pub type Gatekeeper<S> = Metadata<Bearer<Verify<Audience<AuthorizeService<S, ServerAuthorize>>>>>;
+
+impl<S> Layer<S> for GatekeeperLayer {
+    type Service = Gatekeeper<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let inner = self.authorize.layer(inner);
+        let inner = self.audience.layer(inner);
+        let inner = self.verify.layer(inner);
+        let inner = self.bearer.layer(inner);
+        self.metadata.layer(inner)
+    }
+}
+
+/// The authorization of a [`ResourceServer`]: the required scopes, then the callback.
+/// Decides without allocating when there is no callback.
+#[derive(Clone)]
+pub struct ServerAuthorize {
+    scopes: Option<RequireScopes>,
+    callback: Option<BoxAuthorize>,
+}
+
+impl std::fmt::Debug for ServerAuthorize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerAuthorize")
+            .field("scopes", &self.scopes)
+            .field("callback", &self.callback.is_some())
+            .finish()
+    }
+}
+
+/// The future of [`ServerAuthorize`].
+pub struct ServerAuthorizeFuture(
+    Option<Decision>,
+    Option<<BoxAuthorize as Authorize>::Future>,
+);
+
+impl Future for ServerAuthorizeFuture {
+    type Output = Decision;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Decision> {
+        if let Some(decision) = self.0.take() {
+            return Poll::Ready(decision);
+        }
+        match &mut self.1 {
+            Some(future) => future.as_mut().poll(cx),
+            None => Poll::Ready(Decision::Allow),
+        }
+    }
+}
+
+impl Authorize for ServerAuthorize {
+    type Future = ServerAuthorizeFuture;
+
+    fn authorize(&self, principal: &Principal, parts: &Parts) -> Self::Future {
+        if let Some(scopes) = &self.scopes {
+            let decision = scopes.decide(principal);
+            if decision != Decision::Allow {
+                return ServerAuthorizeFuture(Some(decision), None);
+            }
+        }
+        match &self.callback {
+            Some(callback) => {
+                ServerAuthorizeFuture(None, Some(callback.authorize(principal, parts)))
+            }
+            None => ServerAuthorizeFuture(Some(Decision::Allow), None),
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! [`VerifyLayer`]: turns the [`BearerToken`] into a [`Principal`] with a
+//! [`TokenVerifier`] (JWT is one implementation), or refuses the request.
+//!
+//! The verifier decides whether the token is genuine, current and from a trusted
+//! issuer; whether it is meant for this resource is the audience layer's question.
+
+mod jwt;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use pin_project::pin_project;
+use tower::{Layer, Service};
+
+pub use jwt::{Issuer, JwtVerifier};
+
+use crate::bearer::BearerToken;
+use crate::body::ResponseBody;
+use crate::challenge;
+use crate::error::AuthError;
+use crate::principal::Principal;
+use crate::resource::ProtectedResource;
+
+/// The result of [`TokenVerifier::verify`]: ready at once (the hot path: keys at hand,
+/// no allocation for the future) or a boxed future for work that must wait.
+pub struct VerifyFuture(VerifyState);
+
+enum VerifyState {
+    Ready(Option<Result<Principal, AuthError>>),
+    Pending(Pin<Box<dyn Future<Output = Result<Principal, AuthError>> + Send>>),
+}
+
+impl VerifyFuture {
+    /// A verification that is already decided.
+    pub fn ready(result: Result<Principal, AuthError>) -> Self {
+        Self(VerifyState::Ready(Some(result)))
+    }
+
+    /// A verification that has to wait (a key fetch, a remote call).
+    pub fn pending<F>(future: F) -> Self
+    where
+        F: Future<Output = Result<Principal, AuthError>> + Send + 'static,
+    {
+        Self(VerifyState::Pending(Box::pin(future)))
+    }
+}
+
+impl Future for VerifyFuture {
+    type Output = Result<Principal, AuthError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            VerifyState::Ready(result) => match result.take() {
+                Some(result) => Poll::Ready(result),
+                None => Poll::Ready(Err(AuthError::misconfigured(
+                    "VerifyFuture polled after completion",
+                ))),
+            },
+            VerifyState::Pending(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+/// Checks a token and says who it belongs to. [`JwtVerifier`] is the built-in one;
+/// implement this for other kinds of tokens.
+pub trait TokenVerifier: Send + Sync + 'static {
+    /// Verifies `token`. Errors are refusals ([`AuthError`]), rendered by the layer.
+    fn verify(&self, token: &BearerToken) -> VerifyFuture;
+}
+
+impl<V: TokenVerifier + ?Sized> TokenVerifier for Arc<V> {
+    fn verify(&self, token: &BearerToken) -> VerifyFuture {
+        (**self).verify(token)
+    }
+}
+
+/// A layer that verifies the token put into the extensions by
+/// [`BearerLayer`](crate::BearerLayer) and inserts the [`Principal`].
+#[derive(Clone)]
+pub struct VerifyLayer {
+    resource: ProtectedResource,
+    verifier: Arc<dyn TokenVerifier>,
+}
+
+impl VerifyLayer {
+    /// A verify layer using `verifier`, whose challenges describe `resource`.
+    pub fn new(resource: ProtectedResource, verifier: impl TokenVerifier) -> Self {
+        Self {
+            resource,
+            verifier: Arc::new(verifier),
+        }
+    }
+}
+
+impl std::fmt::Debug for VerifyLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyLayer")
+            .field("resource", &self.resource)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for VerifyLayer {
+    type Service = Verify<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Verify {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`VerifyLayer`].
+#[derive(Clone, Debug)]
+pub struct Verify<S> {
+    inner: S,
+    layer: VerifyLayer,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Verify<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // The service that was polled ready goes into the future; a clone stays.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let verification = match req.extensions().get::<BearerToken>() {
+            Some(token) => self.layer.verifier.verify(token),
+            None => VerifyFuture::ready(Err(AuthError::misconfigured(
+                "VerifyLayer found no BearerToken: put BearerLayer in front of it",
+            ))),
+        };
+        ResponseFuture {
+            state: State::Verifying { verification },
+            request: Some((req, inner)),
+            resource: self.layer.resource.clone(),
+        }
+    }
+}
+
+/// The response future of [`Verify`].
+#[pin_project]
+pub struct ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    #[pin]
+    state: State<S::Future>,
+    request: Option<(Request<ReqBody>, S)>,
+    resource: ProtectedResource,
+}
+
+#[pin_project(project = StateProj)]
+enum State<F> {
+    Verifying {
+        verification: VerifyFuture,
+    },
+    Calling {
+        #[pin]
+        future: F,
+    },
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Verifying { verification } => {
+                    let result = std::task::ready!(Pin::new(verification).poll(cx));
+                    let Some((mut request, mut inner)) = this.request.take() else {
+                        panic!("ResponseFuture polled after completion");
+                    };
+                    match result {
+                        Ok(principal) => {
+                            request.extensions_mut().insert(principal);
+                            let future = inner.call(request);
+                            this.state.set(State::Calling { future });
+                        }
+                        Err(error) => {
+                            let (parts, _body) = request.into_parts();
+                            return Poll::Ready(Ok(challenge::reject(
+                                error,
+                                this.resource,
+                                &parts,
+                            )));
+                        }
+                    }
+                }
+                StateProj::Calling { future } => {
+                    let response = std::task::ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
+            }
+        }
+    }
+}
