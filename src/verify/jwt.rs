@@ -261,19 +261,27 @@ impl Issuer {
                 .map(|alg| VerificationKey::hmac(&secret, *alg));
             Arc::new(KeySet::new(keys))
         });
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.algorithms = self.algorithms.clone();
-        validation.leeway = self.leeway.as_secs();
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.validate_aud = false; // the audience layer's job
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_required_spec_claims(&["exp", "iss"]);
+        // jsonwebtoken wants every algorithm of a Validation to fit the key, so there
+        // is one Validation per allowed algorithm, built once.
+        let validations = self
+            .algorithms
+            .iter()
+            .map(|alg| {
+                let mut validation = Validation::new(*alg);
+                validation.leeway = self.leeway.as_secs();
+                validation.validate_exp = true;
+                validation.validate_nbf = true;
+                validation.validate_aud = false; // the audience layer's job
+                validation.set_issuer(&[&self.issuer]);
+                validation.set_required_spec_claims(&["exp", "iss"]);
+                (*alg, validation)
+            })
+            .collect();
         Ok(IssuerRuntime {
             issuer: self.issuer,
             keys: KeyChain::new(sources),
             hmac,
-            validation,
+            validations,
             leeway: self.leeway.as_secs(),
             strict_rfc9068: self.strict_rfc9068,
         })
@@ -299,9 +307,18 @@ struct IssuerRuntime {
     issuer: String,
     keys: KeyChain,
     hmac: Option<Arc<KeySet>>,
-    validation: Validation,
+    validations: Vec<(Algorithm, Validation)>,
     leeway: u64,
     strict_rfc9068: bool,
+}
+
+impl IssuerRuntime {
+    fn validation(&self, alg: Algorithm) -> Option<&Validation> {
+        self.validations
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .map(|(_, v)| v)
+    }
 }
 
 struct Inner {
@@ -450,11 +467,7 @@ impl JwtVerifier {
                 "the token's issuer is not trusted by this server",
             )
         })?;
-        if !issuer
-            .validation
-            .algorithms
-            .contains(&unverified.header.alg)
-        {
+        if issuer.validation(unverified.header.alg).is_none() {
             return Err(AuthError::invalid_token(
                 "R-JWT-1",
                 format!(
@@ -516,13 +529,12 @@ fn check(
     keys: &KeySet,
     tier: &'static str,
 ) -> Result<Principal, AuthError> {
+    let Some(validation) = issuer.validation(header.alg) else {
+        return Err(describe(&ErrorKind::InvalidAlgorithm));
+    };
     let mut last = None;
     for key in keys.candidates(header.kid.as_deref(), header.alg) {
-        match jsonwebtoken::decode::<Map<String, Value>>(
-            token,
-            key.decoding_key(),
-            &issuer.validation,
-        ) {
+        match jsonwebtoken::decode::<Map<String, Value>>(token, key.decoding_key(), validation) {
             Ok(data) => {
                 let span = tracing::Span::current();
                 span.record("issuer", issuer.issuer.as_str());
