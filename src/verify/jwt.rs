@@ -569,12 +569,12 @@ fn describe(kind: &ErrorKind) -> AuthError {
             "the token's iss does not match its issuer exactly",
         ),
         ErrorKind::MissingRequiredClaim(claim) => {
-            let claim = match claim.as_str() {
-                "exp" => "exp",
-                "iss" => "iss",
-                _ => "a required",
+            let description = match claim.as_str() {
+                "exp" => "the token has no exp claim, or it is not a number",
+                "iss" => "the token has no iss claim",
+                _ => "the token lacks a required claim",
             };
-            AuthError::invalid_token("R-JWT-2", format!("the token has no {claim} claim"))
+            AuthError::invalid_token("R-JWT-2", description)
         }
         ErrorKind::InvalidClaimFormat(_) => {
             AuthError::invalid_token("R-JWT-2", "a time claim of the token is malformed")

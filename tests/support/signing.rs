@@ -107,12 +107,17 @@ impl SigningKey {
     /// A fresh Ed25519 key for EdDSA.
     pub fn ed(kid: &str) -> Self {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("Ed25519 keygen");
-        Self::finish(
-            kid,
-            Algorithm::EdDSA,
-            EncodingKey::from_ed_der(pkcs8.as_ref()),
-            None,
-        )
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("Ed25519 key");
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+        let public = json!({"kty": "OKP", "crv": "Ed25519", "x": x, "alg": "EdDSA", "kid": kid, "use": "sig"});
+        let encoding = EncodingKey::from_ed_der(pkcs8.as_ref());
+        Self {
+            kid: kid.to_owned(),
+            alg: Algorithm::EdDSA,
+            encoding,
+            public,
+            public_pem: None,
+        }
     }
 
     /// The public JWK (with `kid`, `alg`, `use`).
