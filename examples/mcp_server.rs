@@ -1,2 +1,240 @@
-//! placeholder
-fn main() {}
+//! A real MCP server (rmcp, Streamable HTTP on axum) behind mcp-gatekeeper.
+//!
+//! ```text
+//! cargo run --example mcp_server                      # embedded issuer, prints a token
+//! cargo run --example mcp_server -- --issuer https://idp.example.com --resource https://mcp.example.com/mcp
+//! ```
+//!
+//! Flags (a public contract, see the README):
+//! - `--listen ADDR`   address to listen on (default `127.0.0.1:3000`);
+//! - `--resource URL`  canonical resource URI (default `http://<listen address>/mcp`);
+//! - `--issuer URL`    trust this issuer through lazy discovery (repeatable); without it
+//!   an embedded in-process issuer is used, with keys generated at start;
+//! - `--help`.
+
+#[path = "../tests/support/signing.rs"]
+mod signing;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mcp_gatekeeper::keys::{KeySet, LocalKeys};
+use mcp_gatekeeper::{Issuer, Principal, ResourceServer, metadata_path};
+use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use serde_json::json;
+
+const USAGE: &str = "\
+usage: mcp_server [--listen ADDR] [--resource URL] [--issuer URL]...
+
+  --listen ADDR    address to listen on (default 127.0.0.1:3000; port 0 picks one)
+  --resource URL   canonical resource URI clients connect to (default http://ADDR/mcp)
+  --issuer URL     trust this OAuth/OIDC issuer, keys by lazy discovery (repeatable);
+                   without it an embedded issuer with in-process keys is used and a
+                   ready-to-use access token is printed
+";
+
+struct Args {
+    listen: String,
+    resource: Option<String>,
+    issuers: Vec<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        listen: "127.0.0.1:3000".into(),
+        resource: None,
+        issuers: Vec::new(),
+    };
+    let mut iter = std::env::args().skip(1);
+    while let Some(flag) = iter.next() {
+        let mut value = |name: &str| iter.next().ok_or_else(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "--listen" => args.listen = value("--listen")?,
+            "--resource" => args.resource = Some(value("--resource")?),
+            "--issuer" => args.issuers.push(value("--issuer")?),
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(args)
+}
+
+/// The MCP server: one tool, `whoami`, returning the verified caller.
+#[derive(Clone)]
+struct Server {
+    tool_router: rmcp::handler::server::router::tool::ToolRouter<Self>,
+}
+
+#[tool_router]
+impl Server {
+    fn new() -> Self {
+        Self {
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(
+        description = "Return the verified caller of this request: subject, issuer, client, scopes"
+    )]
+    async fn whoami(&self, ctx: RequestContext<RoleServer>) -> Result<CallToolResult, ErrorData> {
+        let principal = ctx
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Principal>())
+            .ok_or_else(|| {
+                ErrorData::internal_error("no verified principal for this request", None)
+            })?;
+        Ok(CallToolResult::structured(json!({
+            "subject": principal.subject(),
+            "issuer": principal.issuer(),
+            "client_id": principal.client_id(),
+            "audiences": principal.audiences(),
+            "scopes": principal.scopes().iter().collect::<Vec<_>>(),
+            "kind": format!("{:?}", principal.kind()),
+        })))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Server {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(
+                "mcp-gatekeeper-example",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions("Call `whoami` to see the verified caller.")
+    }
+}
+
+fn host_of(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    uri.host()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("error: {message}\n");
+            }
+            eprint!("{USAGE}");
+            std::process::exit(if message.is_empty() { 0 } else { 2 });
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let origin = format!("http://{addr}");
+    let resource = args
+        .resource
+        .clone()
+        .unwrap_or_else(|| format!("{origin}/mcp"));
+
+    let mut builder = ResourceServer::builder(&resource)
+        .scopes_supported(["mcp:read", "mcp:write"])
+        .required_scopes(["mcp:read"])
+        .resource_name("mcp-gatekeeper example");
+    let mut embedded = None;
+    if args.issuers.is_empty() {
+        // The embedded issuer: keys made now, kept in process (seed 004's case).
+        let key = signing::SigningKey::ec("embedded-1");
+        let keys = KeySet::from_jwks(signing::jwks(&[&key]).to_string().as_bytes())?;
+        let issuer = format!("{origin}/embedded-issuer");
+        builder = builder.issuer(
+            Issuer::new(&issuer)
+                .local_keys(LocalKeys::new(keys))
+                .discovery(false),
+        );
+        embedded = Some((issuer, key));
+    } else {
+        for issuer in &args.issuers {
+            builder = builder.issuer(Issuer::new(issuer));
+        }
+    }
+    let gatekeeper = builder.build()?;
+
+    let mut allowed_hosts = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    allowed_hosts.extend(host_of(&resource));
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .with_allowed_hosts(allowed_hosts);
+    let mcp = StreamableHttpService::new(
+        || Ok(Server::new()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let app = axum::Router::new()
+        .route_service(mcp_gatekeeper_path(&resource).as_str(), mcp)
+        .layer(gatekeeper.layer());
+
+    println!("mcp-gatekeeper example MCP server");
+    println!("  listening: {addr}");
+    println!("  resource:  {resource}");
+    println!("  metadata:  {origin}{}", metadata_path(&resource));
+    match &embedded {
+        Some((issuer, key)) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            let token = key.sign(&json!({
+                "iss": issuer,
+                "sub": "demo-user",
+                "aud": resource,
+                "client_id": "mcp-gatekeeper-example",
+                "scope": "mcp:read mcp:write",
+                "iat": now,
+                "exp": now + 3600,
+                "jti": format!("demo-{now}"),
+            }));
+            println!("  issuer:    {issuer} (embedded, in-process keys)");
+            println!("  token:     {token}");
+            println!("try:");
+            println!(
+                "  curl -s {origin}{path} -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \
+                 -H 'Accept: application/json, text/event-stream' \
+                 -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"whoami\",\"arguments\":{{}}}}}}'",
+                path = mcp_gatekeeper_path(&resource),
+            );
+        }
+        None => {
+            for issuer in &args.issuers {
+                println!("  issuer:    {issuer} (lazy discovery)");
+            }
+        }
+    }
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// The local path the MCP endpoint is served at: the resource URI's path.
+fn mcp_gatekeeper_path(resource: &str) -> String {
+    let path = resource
+        .parse::<http::Uri>()
+        .ok()
+        .map(|u| u.path().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
+    if path.is_empty() {
+        "/".to_owned()
+    } else {
+        path
+    }
+}

@@ -1,0 +1,176 @@
+//! The flagship example, run as a process the way the README says: a real rmcp MCP
+//! server behind the stack, on the embedded issuer and on a real (loopback) issuer
+//! through `--issuer`.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The example binary that `cargo test` built next to this test.
+fn example_binary() -> PathBuf {
+    let mut path = std::env::current_exe().expect("test binary path");
+    path.pop(); // deps
+    path.pop(); // debug
+    path.push("examples");
+    path.push(format!("mcp_server{}", std::env::consts::EXE_SUFFIX));
+    path
+}
+
+struct Running {
+    _child: Child,
+    lines: Vec<String>,
+}
+
+impl Running {
+    fn field(&self, name: &str) -> String {
+        let prefix = format!("{name}:");
+        self.lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(&prefix).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| panic!("no {name:?} line in {:?}", self.lines))
+    }
+}
+
+/// Starts the example with `args` and reads its banner up to `last` (a line prefix).
+async fn start(args: &[&str], last: &str) -> Running {
+    let mut child = Command::new(example_binary())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the example (built by cargo test)");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut reader = BufReader::new(stdout).lines();
+    let mut lines = Vec::new();
+    let read = async {
+        while let Ok(Some(line)) = reader.next_line().await {
+            let done = line.trim().starts_with(last);
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the example printed its banner");
+    Running {
+        _child: child,
+        lines,
+    }
+}
+
+async fn mcp_call(resource: &str, token: Option<&str>, body: Value) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(resource)
+        .header("accept", "application/json, text/event-stream")
+        .json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.expect("request to the example")
+}
+
+fn whoami() -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}})
+}
+
+#[tokio::test]
+async fn the_example_runs_on_its_embedded_issuer_and_prints_a_working_token() {
+    let running = start(&["--listen", "127.0.0.1:0"], "try:").await;
+    let resource = running.field("resource");
+    let token = running.field("token");
+    assert!(
+        running
+            .field("metadata")
+            .ends_with("/.well-known/oauth-protected-resource/mcp")
+    );
+
+    // No token: 401 with the challenge a client discovers everything from.
+    let answer = mcp_call(&resource, None, whoami()).await;
+    assert_eq!(answer.status(), 401);
+    let challenge = answer.headers()["www-authenticate"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        challenge.contains(&format!(
+            "resource_metadata=\"{}\"",
+            running.field("metadata")
+        )),
+        "{challenge}"
+    );
+
+    // The metadata document names the resource and the embedded issuer.
+    let doc: Value = reqwest::get(running.field("metadata"))
+        .await
+        .expect("metadata")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(doc["resource"], resource);
+    assert_eq!(
+        doc["authorization_servers"][0],
+        running
+            .field("issuer")
+            .split(' ')
+            .next()
+            .unwrap_or_default()
+    );
+
+    // The printed token works: the rmcp tool sees the verified principal.
+    let answer = mcp_call(&resource, Some(&token), whoami()).await;
+    assert_eq!(answer.status(), 200);
+    let reply: Value = answer.json().await.expect("json-rpc reply");
+    assert_eq!(reply["result"]["structuredContent"]["subject"], "demo-user");
+    assert_eq!(reply["result"]["structuredContent"]["kind"], "Jwt");
+
+    // A tampered token is refused before the MCP server sees it.
+    let answer = mcp_call(&resource, Some(&format!("{token}x")), whoami()).await;
+    assert_eq!(answer.status(), 401);
+}
+
+#[tokio::test]
+async fn the_example_trusts_a_real_issuer_through_lazy_discovery() {
+    let key = support::SigningKey::rsa("idp-key");
+    let idp = support::TestIdp::start(&[&key]).await;
+    let running = start(
+        &["--listen", "127.0.0.1:0", "--issuer", &idp.issuer],
+        "issuer:",
+    )
+    .await;
+    let resource = running.field("resource");
+    assert_eq!(
+        idp.counters().discovery(),
+        0,
+        "no discovery at start-up (R-KEY-2)"
+    );
+    let token = key.sign(&support::claims(&idp.issuer, &resource));
+    let answer = mcp_call(&resource, Some(&token), whoami()).await;
+    assert_eq!(answer.status(), 200);
+    let reply: Value = answer.json().await.expect("json-rpc reply");
+    assert_eq!(reply["result"]["structuredContent"]["issuer"], idp.issuer);
+    assert_eq!(idp.counters().jwks(), 1);
+}
+
+#[tokio::test]
+async fn the_example_explains_bad_flags() {
+    let output = Command::new(example_binary())
+        .arg("--bogus")
+        .output()
+        .await
+        .expect("run the example");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unknown argument") && stderr.contains("--issuer URL"),
+        "{stderr}"
+    );
+}
