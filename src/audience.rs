@@ -16,7 +16,7 @@ use tower::{Layer, Service};
 use crate::body::ResponseBody;
 use crate::challenge;
 use crate::error::AuthError;
-use crate::future::ResponseFuture;
+use crate::future::{Rejection, ResponseFuture};
 use crate::principal::Principal;
 use crate::resource::ProtectedResource;
 use crate::uri::canonical;
@@ -202,10 +202,11 @@ fn decide(layer: &AudienceLayer, parts: &Parts) -> Result<(), AuthError> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Audience<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: http_body::Body,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody, ReqBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -215,9 +216,10 @@ where
         let (parts, body) = req.into_parts();
         match decide(&self.layer, &parts) {
             Ok(()) => ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body))),
-            Err(error) => {
-                ResponseFuture::rejected(challenge::reject(error, &self.layer.resource, &parts))
-            }
+            Err(error) => ResponseFuture::rejected(Rejection::new(
+                challenge::reject(error, &self.layer.resource, &parts),
+                body,
+            )),
         }
     }
 }

@@ -16,6 +16,7 @@ use tower::{Layer, Service};
 use crate::body::ResponseBody;
 use crate::challenge;
 use crate::error::AuthError;
+use crate::future::Rejection;
 use crate::principal::Principal;
 use crate::resource::ProtectedResource;
 
@@ -226,10 +227,11 @@ impl<S, A, ReqBody, ResBody> Service<Request<ReqBody>> for AuthorizeService<S, A
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     A: Authorize,
+    ReqBody: http_body::Body,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = AuthorizeFuture<S, A::Future, ReqBody>;
+    type Future = AuthorizeFuture<S, A::Future, ReqBody, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -259,18 +261,18 @@ where
 
 /// The response future of [`AuthorizeService`].
 #[pin_project]
-pub struct AuthorizeFuture<S, D, ReqBody>
+pub struct AuthorizeFuture<S, D, ReqBody, ResBody>
 where
     S: Service<Request<ReqBody>>,
 {
     #[pin]
-    state: State<S::Future, D>,
+    state: State<S::Future, D, ReqBody, ResBody>,
     request: Option<(Parts, ReqBody, S)>,
     resource: ProtectedResource,
 }
 
 #[pin_project(project = StateProj)]
-enum State<F, D> {
+enum State<F, D, ReqBody, B> {
     Deciding {
         #[pin]
         decision: D,
@@ -282,12 +284,16 @@ enum State<F, D> {
         #[pin]
         future: F,
     },
+    Rejecting {
+        rejection: Rejection<ReqBody, B>,
+    },
 }
 
-impl<S, D, ReqBody, ResBody> Future for AuthorizeFuture<S, D, ReqBody>
+impl<S, D, ReqBody, ResBody> Future for AuthorizeFuture<S, D, ReqBody, ResBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     D: Future<Output = Decision>,
+    ReqBody: http_body::Body,
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
@@ -316,11 +322,17 @@ where
                     let response = std::task::ready!(future.poll(cx))?;
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
+                StateProj::Rejecting { rejection } => {
+                    return rejection.poll_response(cx).map(Ok);
+                }
             };
-            let Some((parts, _body, _inner)) = this.request.take() else {
+            let Some((parts, body, _inner)) = this.request.take() else {
                 panic!("AuthorizeFuture polled after completion");
             };
-            return Poll::Ready(Ok(challenge::reject(error, this.resource, &parts)));
+            let response = challenge::reject(error, this.resource, &parts);
+            this.state.set(State::Rejecting {
+                rejection: Rejection::new(response, body),
+            });
         }
     }
 }

@@ -15,6 +15,7 @@ use tower::{Layer, Service};
 use crate::body::ResponseBody;
 use crate::challenge;
 use crate::error::AuthError;
+use crate::future::Rejection;
 pub use crate::future::ResponseFuture;
 use crate::resource::ProtectedResource;
 
@@ -107,10 +108,11 @@ pub struct Bearer<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Bearer<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: http_body::Body,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody, ReqBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -141,7 +143,7 @@ where
             Err(error) => {
                 let response =
                     span.in_scope(|| challenge::reject(error, &self.layer.resource, &parts));
-                ResponseFuture::rejected(response).in_span(span)
+                ResponseFuture::rejected(Rejection::new(response, body)).in_span(span)
             }
         }
     }

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tower::{Layer, Service};
 
 use crate::body::ResponseBody;
-use crate::future::ResponseFuture;
+use crate::future::{Rejection, ResponseFuture};
 use crate::resource::{METADATA_WELL_KNOWN, ProtectedResource};
 use crate::uri;
 
@@ -165,10 +165,11 @@ pub struct Metadata<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Metadata<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: http_body::Body,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody, ReqBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -177,7 +178,9 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let (parts, body) = req.into_parts();
         match answer(&self.layer.resource, self.layer.serve_root, &parts) {
-            Some(response) => ResponseFuture::rejected(response.map(ResponseBody::full)),
+            Some(response) => {
+                ResponseFuture::rejected(Rejection::new(response.map(ResponseBody::full), body))
+            }
             None => ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body))),
         }
     }

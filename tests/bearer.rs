@@ -156,3 +156,83 @@ async fn a_bad_token_is_401_invalid_token_with_metadata_and_json_body() {
         "the token is never echoed (R-OPS-1)"
     );
 }
+
+/// Reads one HTTP/1.1 response (headers and a Content-Length body) from `stream`.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buffer).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if buffer.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let n = stream.read(&mut chunk).await.expect("read the response");
+        assert!(n > 0, "connection closed before a whole response: {text:?}");
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
+async fn a_refused_request_body_is_drained_so_the_connection_survives() {
+    // R-BEAR-3, R-ERR-2: the client must be able to read the challenge. hyper closes
+    // (and the kernel resets) a connection whose request body was left unread.
+    use tokio::io::AsyncWriteExt;
+    let app = stack(&SigningKey::ec("k"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let body = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"pad\":\"{}\"}}",
+        "x".repeat(20_000)
+    );
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    stream.flush().await.expect("flush");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    stream.write_all(body.as_bytes()).await.expect("write body");
+    let first = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        read_response(&mut stream),
+    )
+    .await
+    .expect("answer");
+    assert!(first.starts_with("HTTP/1.1 401"), "{first}");
+    assert!(
+        first
+            .to_ascii_lowercase()
+            .contains("www-authenticate: bearer resource_metadata="),
+        "{first}"
+    );
+    // The same connection serves a second request: the body was read, not abandoned.
+    let second =
+        format!("GET /.well-known/oauth-protected-resource/mcp HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    stream
+        .write_all(second.as_bytes())
+        .await
+        .expect("write second request");
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        read_response(&mut stream),
+    )
+    .await
+    .expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    server.abort();
+}

@@ -21,6 +21,7 @@ use crate::bearer::BearerToken;
 use crate::body::ResponseBody;
 use crate::challenge;
 use crate::error::AuthError;
+use crate::future::Rejection;
 use crate::principal::Principal;
 use crate::resource::ProtectedResource;
 
@@ -124,10 +125,11 @@ pub struct Verify<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Verify<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ReqBody: http_body::Body,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, ReqBody>;
+    type Future = ResponseFuture<S, ReqBody, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -153,20 +155,23 @@ where
 
 /// The response future of [`Verify`].
 #[pin_project]
-pub struct ResponseFuture<S, ReqBody>
+pub struct ResponseFuture<S, ReqBody, ResBody>
 where
     S: Service<Request<ReqBody>>,
 {
     #[pin]
-    state: State<S::Future>,
+    state: State<S::Future, ReqBody, ResBody>,
     request: Option<(Request<ReqBody>, S)>,
     resource: ProtectedResource,
 }
 
 #[pin_project(project = StateProj)]
-enum State<F> {
+enum State<F, ReqBody, B> {
     Verifying {
         verification: VerifyFuture,
+    },
+    Rejecting {
+        rejection: Rejection<ReqBody, B>,
     },
     Calling {
         #[pin]
@@ -174,9 +179,10 @@ enum State<F> {
     },
 }
 
-impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody, ResBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: http_body::Body,
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
@@ -196,14 +202,15 @@ where
                             this.state.set(State::Calling { future });
                         }
                         Err(error) => {
-                            let (parts, _body) = request.into_parts();
-                            return Poll::Ready(Ok(challenge::reject(
-                                error,
-                                this.resource,
-                                &parts,
-                            )));
+                            let (parts, body) = request.into_parts();
+                            let response = challenge::reject(error, this.resource, &parts);
+                            let rejection = Rejection::new(response, body);
+                            this.state.set(State::Rejecting { rejection });
                         }
                     }
+                }
+                StateProj::Rejecting { rejection } => {
+                    return rejection.poll_response(cx).map(Ok);
                 }
                 StateProj::Calling { future } => {
                     let response = std::task::ready!(future.poll(cx))?;
