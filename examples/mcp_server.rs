@@ -15,6 +15,8 @@
 #[path = "../tests/support/signing.rs"]
 mod signing;
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -186,10 +188,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route_service(mcp_gatekeeper_path(&resource).as_str(), mcp)
         .layer(gatekeeper.layer());
 
-    println!("mcp-gatekeeper example MCP server");
-    println!("  listening: {addr}");
-    println!("  resource:  {resource}");
-    println!("  metadata:  {origin}{}", metadata_path(&resource));
+    // One write, and a closed stdout is not fatal: the server keeps serving.
+    let mut banner = String::new();
+    say!(&mut banner, "mcp-gatekeeper example MCP server");
+    say!(&mut banner, "  listening: {addr}");
+    say!(&mut banner, "  resource:  {resource}");
+    say!(
+        &mut banner,
+        "  metadata:  {origin}{}",
+        metadata_path(&resource)
+    );
     match &embedded {
         Some((issuer, key)) => {
             let now = std::time::SystemTime::now()
@@ -205,10 +213,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "exp": now + 3600,
                 "jti": format!("demo-{now}"),
             }));
-            println!("  issuer:    {issuer} (embedded, in-process keys)");
-            println!("  token:     {token}");
-            println!("try:");
-            println!(
+            say!(
+                &mut banner,
+                "  issuer:    {issuer} (embedded, in-process keys)"
+            );
+            say!(&mut banner, "  token:     {token}");
+            say!(&mut banner, "try:");
+            say!(
+                &mut banner,
                 "  curl -s {origin}{path} -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \
                  -H 'Accept: application/json, text/event-stream' \
                  -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"whoami\",\"arguments\":{{}}}}}}'",
@@ -217,13 +229,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         None => {
             for issuer in &args.issuers {
-                println!("  issuer:    {issuer} (lazy discovery)");
+                say!(&mut banner, "  issuer:    {issuer} (lazy discovery)");
             }
         }
     }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(banner.as_bytes())
+        .and_then(|()| stdout.flush());
+    drop(stdout);
     axum::serve(listener, app).await?;
     Ok(())
 }
+
+/// `writeln!` into the banner; writing into a `String` cannot fail.
+macro_rules! say {
+    ($banner:expr, $($arg:tt)*) => {
+        let _ = writeln!($banner, $($arg)*);
+    };
+}
+use say;
 
 /// The local path the MCP endpoint is served at: the resource URI's path.
 fn mcp_gatekeeper_path(resource: &str) -> String {

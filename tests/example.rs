@@ -6,20 +6,49 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// The example binary that `cargo test` built next to this test.
+/// The example binary, built (or found up to date) with this test's features, so the
+/// test never runs a stale build.
 fn example_binary() -> PathBuf {
-    let mut path = std::env::current_exe().expect("test binary path");
-    path.pop(); // deps
-    path.pop(); // debug
-    path.push("examples");
-    path.push(format!("mcp_server{}", std::env::consts::EXE_SUFFIX));
-    path
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let features: Vec<&str> = [
+                (cfg!(feature = "aws-lc-rs"), "aws-lc-rs"),
+                (cfg!(feature = "rust-crypto"), "rust-crypto"),
+                (cfg!(feature = "rustls"), "rustls"),
+                (cfg!(feature = "axum"), "axum"),
+            ]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+            let status = std::process::Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--quiet",
+                    "--example",
+                    "mcp_server",
+                    "--no-default-features",
+                ])
+                .args(["--features", &features.join(",")])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build --example mcp_server");
+            assert!(status.success(), "the example does not build");
+            let mut path = std::env::current_exe().expect("test binary path");
+            path.pop(); // deps
+            path.pop(); // debug
+            path.push("examples");
+            path.push(format!("mcp_server{}", std::env::consts::EXE_SUFFIX));
+            path
+        })
+        .clone()
 }
 
 struct Running {
@@ -61,6 +90,8 @@ async fn start(args: &[&str], last: &str) -> Running {
     tokio::time::timeout(Duration::from_secs(30), read)
         .await
         .expect("the example printed its banner");
+    // Keep reading, so the example never writes into a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = reader.next_line().await {} });
     Running {
         _child: child,
         lines,
