@@ -184,7 +184,7 @@ fn extract(parts: &Parts, layer: &BearerLayer) -> Result<BearerToken, AuthError>
     }
     let bytes = header.as_bytes();
     // R-BEAR-4: the cap is checked before anything else looks at the token.
-    if bytes.len() > layer.max_token_len + "Bearer ".len() + 16 {
+    if bytes.len() > layer.max_token_len.saturating_add("Bearer ".len() + 16) {
         return Err(too_long(layer.max_token_len));
     }
     let scheme_ok = bytes.len() > 6 && bytes[..6].eq_ignore_ascii_case(b"bearer");

@@ -10,8 +10,8 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 
 /// The body of a response that passed through a layer of this crate: either the inner
-/// service's body untouched, or the body of a refusal rendered by
-/// [`crate::challenge`].
+/// service's body untouched, or the JSON body of a refusal (an
+/// [`AuthError`](crate::AuthError)).
 #[pin_project(project = ResponseBodyProj)]
 #[derive(Debug)]
 pub struct ResponseBody<B> {

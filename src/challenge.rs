@@ -99,8 +99,15 @@ pub(crate) fn www_authenticate(
         out.push('"');
         sep = ", ";
     };
-    if let Some(code) = error.error_code() {
+    // RFC 6750 has no code for a policy denial, and insufficient_scope would make
+    // clients ask for more scope, which cannot help: a denial carries no code.
+    if let Some(code) = error
+        .error_code()
+        .filter(|_| error.kind() != AuthErrorKind::Forbidden)
+    {
         param(&mut out, "error", code, Quote::Text);
+    }
+    if error.error_code().is_some() {
         param(
             &mut out,
             "error_description",

@@ -26,8 +26,9 @@ pub enum AuthErrorKind {
     /// The token is good but lacks scopes this operation needs:
     /// `403 insufficient_scope` with a `scope` parameter (R-AZ-1).
     InsufficientScope,
-    /// An authorization policy denied the request: `403 insufficient_scope` without
-    /// a `scope` parameter, since no scope would help.
+    /// An authorization policy denied the request: `403` whose challenge has no
+    /// `error` code (so clients do not start a step-up that cannot help) and whose
+    /// body says `access_denied`.
     Forbidden,
     /// Verification cannot be done right now (identity provider unreachable):
     /// `503` with `Retry-After` (R-KEY-5).
@@ -153,9 +154,8 @@ impl AuthError {
             AuthErrorKind::MissingToken => None,
             AuthErrorKind::InvalidRequest => Some("invalid_request"),
             AuthErrorKind::InvalidToken => Some("invalid_token"),
-            AuthErrorKind::InsufficientScope | AuthErrorKind::Forbidden => {
-                Some("insufficient_scope")
-            }
+            AuthErrorKind::InsufficientScope => Some("insufficient_scope"),
+            AuthErrorKind::Forbidden => Some("access_denied"),
             AuthErrorKind::Unavailable => Some("temporarily_unavailable"),
             AuthErrorKind::Misconfigured => Some("server_error"),
         }

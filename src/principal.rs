@@ -141,7 +141,7 @@ impl Principal {
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.0
             .expires_at
-            .map(|secs| UNIX_EPOCH + Duration::from_secs(secs))
+            .and_then(|secs| UNIX_EPOCH.checked_add(Duration::from_secs(secs)))
     }
 
     /// How the token was verified.

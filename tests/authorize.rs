@@ -113,9 +113,10 @@ async fn a_callback_sees_principal_and_request_and_decides() {
         "{answer:?}"
     );
     assert!(
-        !answer.challenge().contains("scope=\""),
-        "a plain denial asks for no scope: {answer:?}"
+        !answer.challenge().contains("scope"),
+        "a plain denial is no step-up: {answer:?}"
     );
+    assert_eq!(answer.body["error"], "access_denied");
     let answer = call(&app, "/write", Some(&user)).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     assert!(

@@ -194,45 +194,49 @@ async fn a_refused_request_body_is_drained_so_the_connection_survives() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let body = format!(
-        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"pad\":\"{}\"}}",
-        "x".repeat(20_000)
-    );
-    let head = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.expect("write head");
-    stream.flush().await.expect("flush");
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    stream.write_all(body.as_bytes()).await.expect("write body");
-    let first = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        read_response(&mut stream),
-    )
-    .await
-    .expect("answer");
-    assert!(first.starts_with("HTTP/1.1 401"), "{first}");
-    assert!(
-        first
-            .to_ascii_lowercase()
-            .contains("www-authenticate: bearer resource_metadata="),
-        "{first}"
-    );
-    // The same connection serves a second request: the body was read, not abandoned.
-    let second =
-        format!("GET /.well-known/oauth-protected-resource/mcp HTTP/1.1\r\nHost: {addr}\r\n\r\n");
-    stream
-        .write_all(second.as_bytes())
+    // Refused by the bearer layer (no token) and by the verify layer (bad token).
+    for authorization in ["", "Authorization: Bearer not.a.token\r\n"] {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let body = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"pad\":\"{}\"}}",
+            "x".repeat(20_000)
+        );
+        let head = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {addr}\r\n{authorization}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.expect("write head");
+        stream.flush().await.expect("flush");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        stream.write_all(body.as_bytes()).await.expect("write body");
+        let first = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            read_response(&mut stream),
+        )
         .await
-        .expect("write second request");
-    let answer = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        read_response(&mut stream),
-    )
-    .await
-    .expect("answer");
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        .expect("answer");
+        assert!(first.starts_with("HTTP/1.1 401"), "{first}");
+        assert!(
+            first
+                .to_ascii_lowercase()
+                .contains("www-authenticate: bearer"),
+            "{first}"
+        );
+        // The same connection serves a second request: the body was read, not abandoned.
+        let second = format!(
+            "GET /.well-known/oauth-protected-resource/mcp HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+        );
+        stream
+            .write_all(second.as_bytes())
+            .await
+            .expect("write second request");
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            read_response(&mut stream),
+        )
+        .await
+        .expect("answer");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
     server.abort();
 }

@@ -661,3 +661,112 @@ async fn local_tier_wins_over_jwks_for_the_same_kid() {
     );
     assert_eq!(idp.counters().jwks(), 0);
 }
+
+#[tokio::test]
+async fn discovery_falls_back_to_oidc_when_the_rfc8414_url_answers_garbage() {
+    // R-KEY-2: both forms are tried; a catch-all HTML page at the first is no dead end.
+    let key = SigningKey::ec("k1");
+    let idp = TestIdp::start(&[&key]).await;
+    idp.switches().rfc8414_html.store(true, Ordering::SeqCst);
+    let app = protect(Issuer::new(&idp.issuer).jwks_options(quick()));
+    let token = key.sign(&claims(&idp.issuer, RESOURCE));
+    assert_eq!(
+        call(&app, "/mcp", Some(&token)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(idp.counters().oidc.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_token_of_a_foreign_issuer_costs_no_fetch() {
+    // R-ISS-1 / R-KEY-2: with one trusted issuer, a token naming another is refused
+    // before any key lookup.
+    let key = SigningKey::ec("k1");
+    let idp = TestIdp::start(&[&key]).await;
+    let app = protect(Issuer::new(&idp.issuer).jwks_options(quick()));
+    let answer = call(
+        &app,
+        "/mcp",
+        Some(&SigningKey::ec("other").sign(&claims("https://evil.example.com", RESOURCE))),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(answer.description().contains("not trusted"), "{answer:?}");
+    assert_eq!((idp.counters().discovery(), idp.counters().jwks()), (0, 0));
+}
+
+#[tokio::test]
+async fn an_unknown_kid_while_the_idp_is_down_is_503_not_401() {
+    // R-KEY-5: a rotated key cannot be fetched because the IdP is down; the client must
+    // not throw its good token away.
+    let old = SigningKey::ec("old");
+    let new = SigningKey::ec("new");
+    let idp = TestIdp::start(&[&old]).await;
+    // The cool-down (1 s) outlasts the back-off (300 ms): the retry after the
+    // back-off must ask the IdP again, not fail as an unknown kid.
+    let mut options = quick();
+    options.kid_miss_cooldown = Duration::from_secs(1);
+    let app = protect(
+        Issuer::new(&idp.issuer)
+            .jwks_uri(idp.jwks_uri())
+            .jwks_options(options),
+    );
+    assert_eq!(
+        call(
+            &app,
+            "/mcp",
+            Some(&old.sign(&claims(&idp.issuer, RESOURCE)))
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    tokio::time::sleep(ms(1050)).await; // past the cool-down
+    idp.set_keys(&[&new]);
+    idp.switches().down.store(true, Ordering::SeqCst);
+    let token = new.sign(&claims(&idp.issuer, RESOURCE));
+    for _ in 0..2 {
+        let answer = call(&app, "/mcp", Some(&token)).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+        tokio::time::sleep(ms(350)).await; // past the back-off, inside the cool-down
+    }
+    idp.switches().down.store(false, Ordering::SeqCst);
+    tokio::time::sleep(ms(700)).await;
+    assert_eq!(
+        call(&app, "/mcp", Some(&token)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn an_empty_key_set_does_not_replace_the_last_good_one() {
+    // R-KEY-3 stale-if-error: a set with no usable key is a failed refresh.
+    let key = SigningKey::ec("k1");
+    let idp = TestIdp::start(&[&key]).await;
+    let mut options = quick();
+    options.min_ttl = ms(100);
+    options.max_ttl = ms(100);
+    let app = protect(
+        Issuer::new(&idp.issuer)
+            .jwks_uri(idp.jwks_uri())
+            .jwks_options(options),
+    );
+    let token = key.sign(&claims(&idp.issuer, RESOURCE));
+    assert_eq!(
+        call(&app, "/mcp", Some(&token)).await.status,
+        StatusCode::OK
+    );
+    idp.set_jwks(json!({"keys": []}));
+    tokio::time::sleep(ms(150)).await;
+    assert_eq!(
+        call(&app, "/mcp", Some(&token)).await.status,
+        StatusCode::OK
+    ); // starts the refresh
+    tokio::time::sleep(ms(100)).await;
+    assert!(idp.counters().jwks() >= 2, "the refresh ran");
+    assert_eq!(
+        call(&app, "/mcp", Some(&token)).await.status,
+        StatusCode::OK,
+        "the last good set still answers"
+    );
+}

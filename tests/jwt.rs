@@ -409,3 +409,39 @@ async fn malformed_tokens_get_a_clear_invalid_token() {
         refused(&app, token, "well-formed JWT").await;
     }
 }
+
+#[tokio::test]
+async fn hmac_tokens_with_a_kid_verify_with_the_configured_secret() {
+    // R-JWT-1: the shared secret has no kid; a token naming one still finds it.
+    let secret = b"0123456789abcdef0123456789abcdef-shared";
+    let app = protect(
+        Issuer::new(ISSUER)
+            .algorithms([Algorithm::HS256])
+            .hmac_secret(secret.to_vec()),
+    );
+    let token = hmac_token(
+        &json!({"alg": "HS256", "kid": "k1"}),
+        &claims(ISSUER, RESOURCE),
+        secret,
+    );
+    assert_eq!(
+        call(&app, "/mcp", Some(&token)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn an_empty_crit_is_refused() {
+    // R-JWT-3: RFC 7515 forbids an empty crit list.
+    let key = SigningKey::ec("ec");
+    let app = protect(Issuer::new(ISSUER).local_keys(local(&[&key])));
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("ec".into());
+    header.crit = Some(vec![]);
+    refused(
+        &app,
+        &key.sign_with(header, &claims(ISSUER, RESOURCE)),
+        "crit",
+    )
+    .await;
+}

@@ -16,6 +16,12 @@ use super::{JwksCache, JwksOptions, KeyError, KeyFuture, KeySet, KeySource};
 use crate::fetch::{FetchError, Fetcher};
 use crate::uri;
 
+/// Whether a failed fetch means the host is out of reach.
+enum FetchFailure {
+    Unreachable,
+    Other,
+}
+
 struct Inner {
     issuer: String,
     fetcher: Fetcher,
@@ -50,51 +56,62 @@ impl Discovery {
     }
 
     async fn discover(&self) -> Result<(), KeyError> {
-        let unavailable = |why: String| {
-            tracing::warn!(issuer = %self.0.issuer, "discovery failed: {why}");
-            KeyError {
-                retry_after: self.0.options.min_backoff,
-                reason: "the identity provider's metadata could not be fetched".into(),
-            }
-        };
-        let mut last = String::new();
+        let mut failures = Vec::new();
         for url in self.candidates() {
-            let document = match self.0.fetcher.get_json(&url).await {
-                Ok(fetched) => fetched.body,
-                // Not served in this form: try the next one.
-                Err(FetchError::Status(code)) if code == 404 || code == 405 => {
-                    last = format!("{url} answered HTTP {code}");
-                    continue;
+            match self.fetch_document(&url).await {
+                Ok(jwks_uri) => {
+                    tracing::info!(issuer = %self.0.issuer, %jwks_uri, "discovered the issuer's JWK set");
+                    let cache = JwksCache::new(
+                        jwks_uri,
+                        "discovery",
+                        self.0.fetcher.clone(),
+                        self.0.options.clone(),
+                    );
+                    self.0.jwks.store(Some(Arc::new(cache)));
+                    return Ok(());
                 }
-                Err(error) => return Err(unavailable(format!("{url} {error}"))),
-            };
-            let document: Value = serde_json::from_slice(&document)
-                .map_err(|_| unavailable(format!("{url} is not JSON")))?;
-            let issuer = document.get("issuer").and_then(Value::as_str);
-            if issuer != Some(self.0.issuer.as_str()) {
-                return Err(unavailable(format!(
-                    "{url} names issuer {:?}, not the configured {:?}; tokens of this issuer \
-                     cannot be verified through it",
-                    issuer.unwrap_or("<none>"),
-                    self.0.issuer
-                )));
+                // The other form lives on the same host: no use asking it.
+                Err((FetchFailure::Unreachable, why)) => {
+                    failures.push(why);
+                    break;
+                }
+                Err((FetchFailure::Other, why)) => failures.push(why),
             }
-            let Some(jwks_uri) = document.get("jwks_uri").and_then(Value::as_str) else {
-                return Err(unavailable(format!("{url} has no jwks_uri")));
-            };
-            uri::check_url(jwks_uri, "the discovered jwks_uri")
-                .map_err(|e| unavailable(e.message().to_owned()))?;
-            tracing::info!(issuer = %self.0.issuer, %jwks_uri, "discovered the issuer's JWK set");
-            let cache = JwksCache::new(
-                jwks_uri.to_owned(),
-                "discovery",
-                self.0.fetcher.clone(),
-                self.0.options.clone(),
-            );
-            self.0.jwks.store(Some(Arc::new(cache)));
-            return Ok(());
         }
-        Err(unavailable(format!("no metadata document found ({last})")))
+        tracing::warn!(issuer = %self.0.issuer, "discovery failed: {}", failures.join("; "));
+        Err(KeyError {
+            retry_after: self.0.options.min_backoff,
+            reason: "the identity provider's metadata could not be fetched".into(),
+        })
+    }
+
+    /// One metadata document: its `jwks_uri`, after checking its `issuer`.
+    async fn fetch_document(&self, url: &str) -> Result<String, (FetchFailure, String)> {
+        let other = |why: String| (FetchFailure::Other, format!("{url}: {why}"));
+        let body = match self.0.fetcher.get_json(url).await {
+            Ok(fetched) => fetched.body,
+            Err(error @ FetchError::Unreachable(_)) => {
+                return Err((FetchFailure::Unreachable, format!("{url}: {error}")));
+            }
+            Err(error) => return Err(other(error.to_string())),
+        };
+        let document: Value =
+            serde_json::from_slice(&body).map_err(|_| other("not JSON".into()))?;
+        let issuer = document.get("issuer").and_then(Value::as_str);
+        if issuer != Some(self.0.issuer.as_str()) {
+            return Err(other(format!(
+                "names issuer {:?}, not the configured {:?}",
+                issuer.unwrap_or("<none>"),
+                self.0.issuer
+            )));
+        }
+        let jwks_uri = document
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| other("has no jwks_uri".into()))?;
+        uri::check_url(jwks_uri, "the discovered jwks_uri")
+            .map_err(|e| other(e.message().to_owned()))?;
+        Ok(jwks_uri.to_owned())
     }
 
     async fn resolve_inner(
@@ -107,7 +124,11 @@ impl Discovery {
             if let Gate::BackingOff(error) = self.0.flight.gate() {
                 return Err(error);
             }
-            self.0.flight.run(seen, || self.discover()).await?;
+            let this = self.clone();
+            self.0
+                .flight
+                .run(seen, move || async move { this.discover().await })
+                .await?;
         }
         let cache = self.0.jwks.load_full();
         match cache {

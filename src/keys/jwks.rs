@@ -132,16 +132,27 @@ impl JwksCache {
     }
 
     async fn refresh(&self, seen: u64) -> Result<(), KeyError> {
-        self.0.flight.run(seen, || self.fetch()).await
+        let this = self.clone();
+        self.0
+            .flight
+            .run(seen, move || async move { this.fetch().await })
+            .await
     }
 
     async fn fetch(&self) -> Result<(), KeyError> {
         let inner = &self.0;
         let fetched = inner.fetcher.get_json(&inner.uri).await;
         let outcome = fetched.and_then(|fetched| {
-            super::KeySet::parse(&fetched.body, inner.options.max_keys)
-                .map(|parsed| (parsed, fetched.max_age))
-                .map_err(FetchError::Invalid)
+            let parsed = super::KeySet::parse(&fetched.body, inner.options.max_keys)
+                .map_err(FetchError::Invalid)?;
+            if parsed.keys.is_empty() {
+                // Keep the last good set rather than replace it with nothing.
+                return Err(FetchError::Invalid(format!(
+                    "no usable key ({} skipped)",
+                    parsed.skipped.len()
+                )));
+            }
+            Ok((parsed, fetched.max_age))
         });
         match outcome {
             Ok((parsed, max_age)) => {
@@ -153,9 +164,10 @@ impl JwksCache {
                     inner.options.max_ttl.max(inner.options.min_ttl),
                 );
                 tracing::debug!(jwks_uri = %inner.uri, keys = parsed.keys.len(), ttl_secs = ttl.as_secs(), "fetched JWK set");
+                let now = Instant::now();
                 inner.snapshot.store(Some(Arc::new(Snapshot {
                     keys: Arc::new(parsed.keys),
-                    expires_at: Instant::now() + ttl,
+                    expires_at: now.checked_add(ttl).unwrap_or(now),
                 })));
                 Ok(())
             }
@@ -166,11 +178,10 @@ impl JwksCache {
                     keeping_last_good_set = stale,
                     "fetching the JWK set failed: {error}"
                 );
+                // The detail is in the log; the client gets the cause, not internals.
                 Err(KeyError {
                     retry_after: inner.options.min_backoff,
-                    reason: format!(
-                        "the identity provider's key set could not be fetched: it {error}"
-                    ),
+                    reason: "the identity provider's key set could not be fetched".into(),
                 })
             }
         }
@@ -195,11 +206,12 @@ impl JwksCache {
             && self
                 .0
                 .flight
-                .since_last_attempt()
+                .since_last_success()
                 .is_some_and(|since| since < self.0.options.kid_miss_cooldown)
         {
-            // R-KEY-3: inside the cool-down an unknown kid fails fast.
-            return Ok(None);
+            // R-KEY-3: inside the cool-down an unknown kid fails fast. A fetch that
+            // finished since the first look may have brought the key: look again.
+            return Ok(self.lookup(kid.as_deref(), alg, false));
         }
         self.refresh(seen).await?;
         Ok(self.lookup(kid.as_deref(), alg, false))

@@ -147,6 +147,8 @@ impl std::fmt::Debug for VerificationKey {
 #[derive(Debug, Default)]
 pub struct KeySet {
     by_kid: HashMap<String, Vec<Arc<VerificationKey>>>,
+    /// Keys without a `kid` (a PEM, an HMAC secret): candidates for any `kid`.
+    unnamed: Vec<Arc<VerificationKey>>,
     all: Vec<Arc<VerificationKey>>,
 }
 
@@ -168,11 +170,13 @@ impl KeySet {
 
     fn push(&mut self, key: VerificationKey) {
         let key = Arc::new(key);
-        if let Some(kid) = &key.kid {
-            self.by_kid
+        match &key.kid {
+            Some(kid) => self
+                .by_kid
                 .entry(kid.clone())
                 .or_default()
-                .push(key.clone());
+                .push(key.clone()),
+            None => self.unnamed.push(key.clone()),
         }
         self.all.push(key);
     }
@@ -211,15 +215,16 @@ impl KeySet {
     }
 
     /// The keys that may verify a token with this `kid` and `alg`. A `kid` is only
-    /// ever a lookup key (R-JWT-3). A token without `kid` may use any key of the
-    /// set that fits `alg`.
+    /// ever a lookup key (R-JWT-3); keys without a `kid` of their own are candidates
+    /// for any `kid`. A token without `kid` may use any key of the set that fits
+    /// `alg`.
     pub fn candidates<'a>(
         &'a self,
         kid: Option<&str>,
         alg: Algorithm,
     ) -> impl Iterator<Item = &'a Arc<VerificationKey>> + 'a {
         let keys: &[Arc<VerificationKey>] = match kid {
-            Some(kid) => self.by_kid.get(kid).map_or(&[], Vec::as_slice),
+            Some(kid) => self.by_kid.get(kid).map_or(&self.unnamed, Vec::as_slice),
             None => &self.all,
         };
         keys.iter().filter(move |k| k.accepts(alg))
@@ -298,5 +303,17 @@ mod tests {
     fn non_jwks_documents_are_errors() {
         assert!(KeySet::parse(b"not json", 10).is_err());
         assert!(KeySet::parse(b"{\"keys\": 3}", 10).is_err());
+    }
+
+    #[test]
+    fn keys_without_kid_serve_tokens_with_any_kid() {
+        // R-KEY-1: a PEM key or an HMAC secret has no kid; tokens naming one still find it.
+        let set = KeySet::new([VerificationKey::hmac(
+            b"0123456789abcdef0123456789abcdef",
+            Algorithm::HS256,
+        )]);
+        assert!(set.has(Some("any"), Algorithm::HS256));
+        assert!(set.has(None, Algorithm::HS256));
+        assert!(!set.has(Some("any"), Algorithm::HS384));
     }
 }

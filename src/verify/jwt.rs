@@ -39,6 +39,9 @@ const DEFAULT_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::EdDSA,
 ];
 
+/// The most keys one token's signature is checked against.
+const MAX_KEYS_TRIED: usize = 4;
+
 /// The largest leeway accepted at build time.
 const MAX_LEEWAY: Duration = Duration::from_secs(300);
 
@@ -323,8 +326,13 @@ impl IssuerRuntime {
 
 struct Inner {
     issuers: HashMap<String, IssuerRuntime>,
-    /// With one issuer, tokens are checked against it without reading `iss` first.
-    only: Option<String>,
+}
+
+/// The one claim read before verification, to pick the issuer.
+#[derive(serde::Deserialize)]
+struct UnverifiedIssuer<'a> {
+    #[serde(borrow, default)]
+    iss: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// Verifies JWT access tokens from a set of trusted issuers. Cheap to clone.
@@ -365,10 +373,7 @@ impl JwtVerifier {
                 "no trusted issuer; add at least one Issuer",
             ));
         }
-        let only = (map.len() == 1)
-            .then(|| map.keys().next().cloned())
-            .flatten();
-        Ok(Self(Arc::new(Inner { issuers: map, only })))
+        Ok(Self(Arc::new(Inner { issuers: map })))
     }
 
     /// The trusted issuer identifiers.
@@ -405,27 +410,30 @@ impl JwtVerifier {
                 _ => malformed(),
             }
         })?;
-        if header.crit.as_ref().is_some_and(|crit| !crit.is_empty()) {
+        // RFC 7515 §4.1.11: no extension is understood here, and an empty list is
+        // itself invalid, so any crit is refused.
+        if header.crit.is_some() {
             return Err(AuthError::invalid_token(
                 "R-JWT-3",
                 "the token's header marks extensions as critical (crit) that this server does not understand",
             ));
         }
-        let issuer = match &self.0.only {
-            Some(only) => only.clone(),
-            None => {
-                let raw = URL_SAFE_NO_PAD.decode(payload).map_err(|_| malformed())?;
-                let claims: Map<String, Value> =
-                    serde_json::from_slice(&raw).map_err(|_| malformed())?;
-                match claims.get("iss") {
-                    Some(Value::String(iss)) => iss.clone(),
-                    _ => {
-                        return Err(AuthError::invalid_token(
-                            "R-JWT-2",
-                            "the token has no iss claim",
-                        ));
-                    }
-                }
+        // Route by the unverified iss even with one issuer: a foreign token must cost
+        // no key lookup and no network call (R-ISS-1).
+        let raw = URL_SAFE_NO_PAD.decode(payload).map_err(|_| malformed())?;
+        let issuer = match serde_json::from_slice::<UnverifiedIssuer<'_>>(&raw) {
+            Ok(UnverifiedIssuer { iss: Some(iss) }) => iss.into_owned(),
+            Ok(UnverifiedIssuer { iss: None }) => {
+                return Err(AuthError::invalid_token(
+                    "R-JWT-2",
+                    "the token has no iss claim",
+                ));
+            }
+            Err(_) => {
+                return Err(AuthError::invalid_token(
+                    "R-JWT-2",
+                    "the token's claims are not a JSON object with a string iss",
+                ));
             }
         };
         Ok(Unverified { header, issuer })
@@ -533,7 +541,11 @@ fn check(
         return Err(describe(&ErrorKind::InvalidAlgorithm));
     };
     let mut last = None;
-    for key in keys.candidates(header.kid.as_deref(), header.alg) {
+    // A token without kid may try several keys; bound the signature checks it costs.
+    for key in keys
+        .candidates(header.kid.as_deref(), header.alg)
+        .take(MAX_KEYS_TRIED)
+    {
         match jsonwebtoken::decode::<Map<String, Value>>(token, key.decoding_key(), validation) {
             Ok(data) => {
                 let span = tracing::Span::current();

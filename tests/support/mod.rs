@@ -43,6 +43,8 @@ pub struct Switches {
     pub wrong_issuer: AtomicBool,
     /// Serve the RFC 8414 document (the OIDC one is always served).
     pub serve_rfc8414: AtomicBool,
+    /// Answer the RFC 8414 URL with an HTML page (a catch-all front end).
+    pub rfc8414_html: AtomicBool,
 }
 
 /// Counters of what the identity provider was asked.
@@ -207,6 +209,9 @@ async fn oidc(State(state): State<Arc<IdpState>>) -> Response {
 
 async fn rfc8414(State(state): State<Arc<IdpState>>) -> Response {
     state.counters.rfc8414.fetch_add(1, Ordering::SeqCst);
+    if state.switches.rfc8414_html.load(Ordering::SeqCst) {
+        return axum::response::Html("<html>Welcome</html>").into_response();
+    }
     if !state.switches.serve_rfc8414.load(Ordering::SeqCst) {
         return StatusCode::NOT_FOUND.into_response();
     }
