@@ -56,7 +56,7 @@ impl<ReqBody: Body> Future for Drain<ReqBody> {
 }
 
 /// A refusal on its way out: drains the request body, then yields the response.
-pub struct Rejection<ReqBody, B> {
+pub(crate) struct Rejection<ReqBody, B> {
     response: Option<Response<ResponseBody<B>>>,
     drain: Option<Pin<Box<Drain<ReqBody>>>>,
 }

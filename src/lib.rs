@@ -99,7 +99,7 @@ pub use bearer::{Bearer, BearerLayer, BearerToken, DEFAULT_MAX_TOKEN_LEN};
 pub use body::ResponseBody;
 pub use error::{AuthError, AuthErrorKind, ConfigError};
 pub use fetch::FetchOptions;
-pub use future::{Rejection, ResponseFuture};
+pub use future::ResponseFuture;
 pub use jsonwebtoken::Algorithm;
 pub use metadata::{
     Metadata, MetadataLayer, MetadataService, document as metadata_document, metadata_path,
