@@ -103,9 +103,33 @@ impl Fetcher {
 
     /// GETs `url` as JSON, within the limits.
     pub(crate) async fn get_json(&self, url: &str) -> Result<Fetched, FetchError> {
-        let mut response = self
+        self.send(self.client.get(url)).await
+    }
+
+    /// POSTs a form to `url` (with an optional `Authorization` value) and reads a
+    /// JSON answer, within the limits.
+    pub(crate) async fn post_form(
+        &self,
+        url: &str,
+        form: String,
+        authorization: Option<&str>,
+    ) -> Result<Fetched, FetchError> {
+        let mut request = self
             .client
-            .get(url)
+            .post(url)
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form);
+        if let Some(value) = authorization {
+            request = request.header(http::header::AUTHORIZATION, value);
+        }
+        self.send(request).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Fetched, FetchError> {
+        let mut response = request
             .header(http::header::ACCEPT, "application/json")
             .send()
             .await

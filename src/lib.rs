@@ -112,4 +112,7 @@ pub use server::{
     Gatekeeper, GatekeeperLayer, ResourceServer, ResourceServerBuilder, ServerAuthorize,
     ServerAuthorizeFuture,
 };
-pub use verify::{Issuer, JwtVerifier, TokenVerifier, Verify, VerifyFuture, VerifyLayer};
+pub use verify::{
+    ClientAuth, Introspection, IntrospectionVerifier, Issuer, JwtVerifier, TokenVerifier,
+    VerifierChain, Verify, VerifyFuture, VerifyLayer,
+};

@@ -20,7 +20,7 @@ use crate::error::ConfigError;
 use crate::metadata::{Metadata, MetadataLayer, MetadataService};
 use crate::principal::Principal;
 use crate::resource::ProtectedResource;
-use crate::verify::{Issuer, JwtVerifier, TokenVerifier, Verify, VerifyLayer};
+use crate::verify::{Issuer, TokenVerifier, VerifierChain, Verify, VerifyLayer};
 
 /// Builds a [`ResourceServer`]; see [`ResourceServer::builder`].
 #[must_use]
@@ -124,7 +124,7 @@ impl ResourceServerBuilder {
                 for issuer in &self.issuers {
                     resource = resource.authorization_server(issuer.id());
                 }
-                Arc::new(JwtVerifier::new(self.issuers)?)
+                Arc::new(VerifierChain::new(self.issuers)?)
             }
         };
         if !self.required_scopes.is_empty() {

@@ -1,5 +1,6 @@
-//! [`Discovery`]: the last tier (R-KEY-2). Finds the issuer's `jwks_uri` from its
-//! metadata on first need — never at construction — trying RFC 8414
+//! [`Discovery`]: the last tier (R-KEY-2). Finds the issuer's `jwks_uri` (and its
+//! `introspection_endpoint`, for the introspection verifier) from its metadata on
+//! first need — never at construction — trying RFC 8414
 //! (`/.well-known/oauth-authorization-server` inserted before the issuer's path) and
 //! then OpenID Connect (`/.well-known/openid-configuration` appended), and insists
 //! that the document's `issuer` is exactly the configured one. A failure is logged,
@@ -22,11 +23,18 @@ enum FetchFailure {
     Other,
 }
 
+/// What discovery learned about the issuer.
+pub(crate) struct Discovered {
+    jwks: Option<JwksCache>,
+    /// The RFC 7662 endpoint, when the issuer has one.
+    pub(crate) introspection_endpoint: Option<String>,
+}
+
 struct Inner {
     issuer: String,
     fetcher: Fetcher,
     options: JwksOptions,
-    jwks: ArcSwapOption<JwksCache>,
+    discovered: ArcSwapOption<Discovered>,
     flight: Flight,
 }
 
@@ -41,7 +49,7 @@ impl Discovery {
             issuer,
             fetcher,
             options,
-            jwks: ArcSwapOption::empty(),
+            discovered: ArcSwapOption::empty(),
             flight,
         }))
     }
@@ -59,15 +67,20 @@ impl Discovery {
         let mut failures = Vec::new();
         for url in self.candidates() {
             match self.fetch_document(&url).await {
-                Ok(jwks_uri) => {
-                    tracing::info!(issuer = %self.0.issuer, %jwks_uri, "discovered the issuer's JWK set");
-                    let cache = JwksCache::new(
-                        jwks_uri,
-                        "discovery",
-                        self.0.fetcher.clone(),
-                        self.0.options.clone(),
-                    );
-                    self.0.jwks.store(Some(Arc::new(cache)));
+                Ok((jwks_uri, introspection_endpoint)) => {
+                    tracing::info!(issuer = %self.0.issuer, ?jwks_uri, ?introspection_endpoint, "discovered the issuer's metadata");
+                    let jwks = jwks_uri.map(|uri| {
+                        JwksCache::new(
+                            uri,
+                            "discovery",
+                            self.0.fetcher.clone(),
+                            self.0.options.clone(),
+                        )
+                    });
+                    self.0.discovered.store(Some(Arc::new(Discovered {
+                        jwks,
+                        introspection_endpoint,
+                    })));
                     return Ok(());
                 }
                 // The other form lives on the same host: no use asking it.
@@ -85,8 +98,12 @@ impl Discovery {
         })
     }
 
-    /// One metadata document: its `jwks_uri`, after checking its `issuer`.
-    async fn fetch_document(&self, url: &str) -> Result<String, (FetchFailure, String)> {
+    /// One metadata document: its `jwks_uri` and `introspection_endpoint`, after
+    /// checking its `issuer`.
+    async fn fetch_document(
+        &self,
+        url: &str,
+    ) -> Result<(Option<String>, Option<String>), (FetchFailure, String)> {
         let other = |why: String| (FetchFailure::Other, format!("{url}: {why}"));
         let body = match self.0.fetcher.get_json(url).await {
             Ok(fetched) => fetched.body,
@@ -105,13 +122,43 @@ impl Discovery {
                 self.0.issuer
             )));
         }
-        let jwks_uri = document
-            .get("jwks_uri")
-            .and_then(Value::as_str)
-            .ok_or_else(|| other("has no jwks_uri".into()))?;
-        uri::check_url(jwks_uri, "the discovered jwks_uri")
-            .map_err(|e| other(e.message().to_owned()))?;
-        Ok(jwks_uri.to_owned())
+        let endpoint = |name: &str| -> Result<Option<String>, (FetchFailure, String)> {
+            match document.get(name) {
+                None => Ok(None),
+                Some(Value::String(url)) => uri::check_url(url, name)
+                    .map(|()| Some(url.clone()))
+                    .map_err(|e| other(e.message().to_owned())),
+                Some(_) => Err(other(format!("{name} is not a string"))),
+            }
+        };
+        let jwks_uri = endpoint("jwks_uri")?;
+        let introspection_endpoint = endpoint("introspection_endpoint")?;
+        if jwks_uri.is_none() && introspection_endpoint.is_none() {
+            return Err(other(
+                "has neither jwks_uri nor introspection_endpoint".into(),
+            ));
+        }
+        Ok((jwks_uri, introspection_endpoint))
+    }
+
+    /// The issuer's metadata, discovered on first need (single flight, back-off).
+    pub(crate) async fn discovered(&self) -> Result<Arc<Discovered>, KeyError> {
+        if let Some(discovered) = self.0.discovered.load_full() {
+            return Ok(discovered);
+        }
+        let seen = self.0.flight.seen();
+        if let Gate::BackingOff(error) = self.0.flight.gate() {
+            return Err(error);
+        }
+        let this = self.clone();
+        self.0
+            .flight
+            .run(seen, move || async move { this.discover().await })
+            .await?;
+        self.0.discovered.load_full().ok_or_else(|| KeyError {
+            retry_after: self.0.options.min_backoff,
+            reason: "the identity provider's metadata could not be fetched".into(),
+        })
     }
 
     async fn resolve_inner(
@@ -119,19 +166,7 @@ impl Discovery {
         kid: Option<String>,
         alg: Algorithm,
     ) -> Result<Option<Arc<KeySet>>, KeyError> {
-        if self.0.jwks.load().is_none() {
-            let seen = self.0.flight.seen();
-            if let Gate::BackingOff(error) = self.0.flight.gate() {
-                return Err(error);
-            }
-            let this = self.clone();
-            self.0
-                .flight
-                .run(seen, move || async move { this.discover().await })
-                .await?;
-        }
-        let cache = self.0.jwks.load_full();
-        match cache {
+        match &self.discovered().await?.jwks {
             Some(cache) => cache.resolve(kid, alg).await,
             None => Ok(None),
         }
@@ -144,7 +179,13 @@ impl KeySource for Discovery {
     }
 
     fn cached(&self, kid: Option<&str>, alg: Algorithm) -> Option<Arc<KeySet>> {
-        self.0.jwks.load().as_ref()?.cached(kid, alg)
+        self.0
+            .discovered
+            .load()
+            .as_ref()?
+            .jwks
+            .as_ref()?
+            .cached(kid, alg)
     }
 
     fn resolve(&self, kid: Option<String>, alg: Algorithm) -> KeyFuture {

@@ -16,7 +16,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, Header, Validation};
 use serde_json::{Map, Value};
 
-use super::{TokenVerifier, VerifyFuture};
+use super::{Introspection, IntrospectionVerifier, TokenVerifier, VerifyFuture};
 use crate::bearer::BearerToken;
 use crate::error::{AuthError, ConfigError};
 use crate::fetch::Fetcher;
@@ -69,6 +69,16 @@ pub struct Issuer {
     leeway: Duration,
     strict_rfc9068: bool,
     jwks: JwksOptions,
+    introspection: Option<Introspection>,
+    introspect_jwts: bool,
+}
+
+/// What building an [`Issuer`] gives: the JWT rules, and the introspection verifier
+/// when the issuer has one (sharing the issuer's discovery).
+pub(crate) struct BuiltIssuer {
+    pub(crate) runtime: IssuerRuntime,
+    pub(crate) introspection: Option<IntrospectionVerifier>,
+    pub(crate) introspect_jwts: bool,
 }
 
 impl Issuer {
@@ -85,7 +95,26 @@ impl Issuer {
             leeway: Duration::from_secs(60),
             strict_rfc9068: false,
             jwks: JwksOptions::default(),
+            introspection: None,
+            introspect_jwts: false,
         }
+    }
+
+    /// Accept this issuer's opaque (non-JWT) tokens by RFC 7662 introspection
+    /// (R-OPQ-1). The endpoint comes from the issuer's discovery document unless the
+    /// [`Introspection`] names it.
+    pub fn introspection(mut self, introspection: Introspection) -> Self {
+        self.introspection = Some(introspection);
+        self
+    }
+
+    /// Send this issuer's JWT-shaped tokens to introspection too, instead of
+    /// checking them locally (for issuers whose JWTs are not meant to be verified by
+    /// resource servers, or to see revocations at once). Needs
+    /// [`Issuer::introspection`].
+    pub fn introspect_jwts(mut self) -> Self {
+        self.introspect_jwts = true;
+        self
     }
 
     /// The issuer identifier.
@@ -200,7 +229,13 @@ impl Issuer {
             .iter()
             .any(|a| a.family() != AlgorithmFamily::Hmac);
         let discovery = self.discovery.unwrap_or(self.jwks_uri.is_none());
+        if self.introspect_jwts && self.introspection.is_none() {
+            return Err(ConfigError::new(format!(
+                "issuer {name:?} sends JWTs to introspection but has none; add Issuer::introspection"
+            )));
+        }
         if asymmetric
+            && !self.introspect_jwts
             && self.local.is_none()
             && self.sources.is_empty()
             && self.jwks_uri.is_none()
@@ -233,9 +268,25 @@ impl Issuer {
         Ok(())
     }
 
-    fn into_runtime(self) -> Result<IssuerRuntime, ConfigError> {
+    pub(crate) fn build(self) -> Result<BuiltIssuer, ConfigError> {
         self.validate()?;
         let fetcher = Fetcher::new(&self.jwks.fetch)?;
+        let key_discovery = self.discovery.unwrap_or(self.jwks_uri.is_none());
+        let needs_discovery = key_discovery
+            || self
+                .introspection
+                .as_ref()
+                .is_some_and(|i| !i.has_endpoint());
+        let discovery = needs_discovery
+            .then(|| Discovery::new(self.issuer.clone(), fetcher.clone(), self.jwks.clone()));
+        let introspection = match self.introspection {
+            Some(config) => Some(IntrospectionVerifier::build(
+                self.issuer.clone(),
+                config,
+                discovery.clone(),
+            )?),
+            None => None,
+        };
         let mut sources: Vec<Arc<dyn KeySource>> = Vec::new();
         if let Some(local) = self.local {
             sources.push(Arc::new(local));
@@ -249,12 +300,8 @@ impl Issuer {
                 self.jwks.clone(),
             )));
         }
-        if self.discovery.unwrap_or(self.jwks_uri.is_none()) {
-            sources.push(Arc::new(Discovery::new(
-                self.issuer.clone(),
-                fetcher,
-                self.jwks.clone(),
-            )));
+        if let Some(discovery) = discovery.filter(|_| key_discovery) {
+            sources.push(Arc::new(discovery));
         }
         let hmac = self.hmac_secret.map(|secret| {
             let keys = self
@@ -280,13 +327,18 @@ impl Issuer {
                 (*alg, validation)
             })
             .collect();
-        Ok(IssuerRuntime {
+        let runtime = IssuerRuntime {
             issuer: self.issuer,
             keys: KeyChain::new(sources),
             hmac,
             validations,
             leeway: self.leeway.as_secs(),
             strict_rfc9068: self.strict_rfc9068,
+        };
+        Ok(BuiltIssuer {
+            runtime,
+            introspection,
+            introspect_jwts: self.introspect_jwts,
         })
     }
 }
@@ -306,8 +358,8 @@ impl std::fmt::Debug for Issuer {
     }
 }
 
-struct IssuerRuntime {
-    issuer: String,
+pub(crate) struct IssuerRuntime {
+    pub(crate) issuer: String,
     keys: KeyChain,
     hmac: Option<Arc<KeySet>>,
     validations: Vec<(Algorithm, Validation)>,
@@ -348,18 +400,34 @@ impl std::fmt::Debug for JwtVerifier {
 }
 
 /// What the token says about itself before it is verified.
-struct Unverified {
+pub(crate) struct Unverified {
     header: Header,
-    issuer: String,
+    pub(crate) issuer: String,
 }
 
 impl JwtVerifier {
     /// A verifier for `issuers`. Checks the configuration (R-OPS-2) and does no I/O.
+    /// For issuers with introspection use [`VerifierChain`](crate::VerifierChain),
+    /// which also takes opaque tokens; here such a configuration is an error.
     pub fn new(issuers: impl IntoIterator<Item = Issuer>) -> Result<Self, ConfigError> {
+        let mut runtimes = Vec::new();
+        for issuer in issuers {
+            let built = issuer.build()?;
+            if built.introspection.is_some() {
+                return Err(ConfigError::new(format!(
+                    "issuer {:?} has introspection, which JwtVerifier does not do; use VerifierChain",
+                    built.runtime.issuer
+                )));
+            }
+            runtimes.push(built.runtime);
+        }
+        Self::from_runtimes(runtimes)
+    }
+
+    pub(crate) fn from_runtimes(runtimes: Vec<IssuerRuntime>) -> Result<Self, ConfigError> {
         select_crypto_backend();
         let mut map = HashMap::new();
-        for issuer in issuers {
-            let runtime = issuer.into_runtime()?;
+        for runtime in runtimes {
             if map.contains_key(&runtime.issuer) {
                 return Err(ConfigError::new(format!(
                     "issuer {:?} is configured twice; merge the two",
@@ -381,7 +449,7 @@ impl JwtVerifier {
         self.0.issuers.keys().map(String::as_str)
     }
 
-    fn inspect(&self, token: &str) -> Result<Unverified, AuthError> {
+    pub(crate) fn inspect(&self, token: &str) -> Result<Unverified, AuthError> {
         let malformed =
             || AuthError::invalid_token("R-JWT-1", "the access token is not a well-formed JWT");
         let mut segments = token.split('.');

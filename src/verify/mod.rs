@@ -4,6 +4,8 @@
 //! The verifier decides whether the token is genuine, current and from a trusted
 //! issuer; whether it is meant for this resource is the audience layer's question.
 
+mod chain;
+mod introspection;
 mod jwt;
 
 use std::future::Future;
@@ -15,6 +17,8 @@ use http::{Request, Response};
 use pin_project::pin_project;
 use tower::{Layer, Service};
 
+pub use chain::VerifierChain;
+pub use introspection::{ClientAuth, Introspection, IntrospectionVerifier};
 pub use jwt::{Issuer, JwtVerifier};
 
 use crate::bearer::BearerToken;

@@ -50,6 +50,7 @@ pub struct Switches {
 /// Counters of what the identity provider was asked.
 #[derive(Default)]
 pub struct Counters {
+    pub introspection: AtomicUsize,
     pub rfc8414: AtomicUsize,
     pub oidc: AtomicUsize,
     pub jwks: AtomicUsize,
@@ -70,6 +71,8 @@ struct IdpState {
     cache_control: Mutex<Option<String>>,
     extra_jwks_bytes: AtomicUsize,
     redirect_to: Mutex<String>,
+    /// Introspection answers by token; unknown tokens are inactive.
+    introspected: Mutex<std::collections::HashMap<String, Value>>,
     switches: Switches,
     counters: Counters,
 }
@@ -97,6 +100,7 @@ impl TestIdp {
             cache_control: Mutex::new(None),
             extra_jwks_bytes: AtomicUsize::new(0),
             redirect_to: Mutex::new(String::new()),
+            introspected: Mutex::new(std::collections::HashMap::new()),
             switches: Switches::default(),
             counters: Counters::default(),
         });
@@ -111,6 +115,7 @@ impl TestIdp {
             )
             .route("/jwks", get(jwks))
             .route("/moved", get(moved))
+            .route("/introspect", axum::routing::post(introspect))
             .with_state(state.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -146,6 +151,20 @@ impl TestIdp {
     /// Pads the JWKS answer with this many extra bytes of whitespace.
     pub fn pad_jwks(&self, bytes: usize) {
         self.state.extra_jwks_bytes.store(bytes, Ordering::SeqCst);
+    }
+
+    /// The introspection endpoint URL.
+    pub fn introspection_uri(&self) -> String {
+        format!("http://{}/introspect", self.addr)
+    }
+
+    /// Makes introspection answer `answer` (with `active`) for `token`.
+    pub fn set_introspection(&self, token: &str, answer: Value) {
+        self.state
+            .introspected
+            .lock()
+            .expect("introspection lock")
+            .insert(token.to_owned(), answer);
     }
 
     /// Makes `/moved` answer `302` to `location`.
@@ -196,7 +215,12 @@ fn metadata(state: &IdpState) -> Value {
         .take(3)
         .collect::<Vec<_>>()
         .join("/");
-    json!({ "issuer": issuer, "jwks_uri": format!("{origin}/jwks"), "token_endpoint": format!("{origin}/token") })
+    json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{origin}/jwks"),
+        "token_endpoint": format!("{origin}/token"),
+        "introspection_endpoint": format!("{origin}/introspect"),
+    })
 }
 
 async fn oidc(State(state): State<Arc<IdpState>>) -> Response {
@@ -245,6 +269,53 @@ async fn jwks(State(state): State<Arc<IdpState>>) -> Response {
 async fn moved(State(state): State<Arc<IdpState>>) -> Response {
     let location = state.redirect_to.lock().expect("redirect lock").clone();
     (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+}
+
+/// The client the test identity provider accepts at its introspection endpoint.
+pub const INTROSPECTION_CLIENT: (&str, &str) = ("resource-server", "s3cret:with/odd chars");
+
+/// RFC 7662: authenticated (Basic or in the form), `token` in the form.
+async fn introspect(
+    State(state): State<Arc<IdpState>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    state.counters.introspection.fetch_add(1, Ordering::SeqCst);
+    if let Some(r) = misbehave(&state).await {
+        return r;
+    }
+    let form: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&body).unwrap_or_default();
+    let (id, secret) = INTROSPECTION_CLIENT;
+    let encode = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{}:{}", encode(id), encode(secret))
+        )
+    );
+    let by_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        == Some(basic.as_str());
+    let by_form = form.get("client_id").map(String::as_str) == Some(id)
+        && form.get("client_secret").map(String::as_str) == Some(secret);
+    if !(by_header ^ by_form) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
+    }
+    let token = form.get("token").cloned().unwrap_or_default();
+    let answer = state
+        .introspected
+        .lock()
+        .expect("introspection lock")
+        .get(&token)
+        .cloned();
+    axum::Json(answer.unwrap_or_else(|| json!({"active": false}))).into_response()
 }
 
 /// A TCP listener on 127.0.0.1 that accepts connections and never answers: a hung

@@ -1,0 +1,346 @@
+//! [`IntrospectionVerifier`]: opaque access tokens checked at the issuer's RFC 7662
+//! introspection endpoint (R-OPQ-1).
+//!
+//! The endpoint comes from configuration or, lazily, from the issuer's discovery
+//! document. The call is authenticated (`client_secret_basic` or
+//! `client_secret_post`). Active results are cached by the SHA-256 of the token, never
+//! beyond the token's `exp` nor a configured maximum; concurrent requests with the
+//! same token share one call. Every field of the answer is kept in the principal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::{TokenVerifier, VerifyFuture};
+use crate::bearer::BearerToken;
+use crate::error::{AuthError, ConfigError};
+use crate::fetch::{FetchError, FetchOptions, Fetcher};
+use crate::keys::Discovery;
+use crate::principal::{Principal, TokenKind};
+use crate::uri;
+
+/// How the resource server authenticates to the introspection endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// HTTP Basic with the form-encoded client id and secret (RFC 6749 §2.3.1).
+    #[default]
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+}
+
+/// Settings of RFC 7662 introspection for one issuer.
+///
+/// ```
+/// use mcp_gatekeeper::{ClientAuth, Introspection, Issuer};
+///
+/// let issuer = Issuer::new("https://accounts.example.com")
+///     .introspection(Introspection::new("resource-server", "secret").auth(ClientAuth::ClientSecretPost));
+/// ```
+#[derive(Clone)]
+pub struct Introspection {
+    endpoint: Option<String>,
+    client_id: String,
+    client_secret: String,
+    auth: ClientAuth,
+    max_cache_ttl: Duration,
+    cache_capacity: u64,
+    retry_after: Duration,
+    fetch: FetchOptions,
+}
+
+impl Introspection {
+    /// Introspection with these client credentials; the endpoint comes from the
+    /// issuer's discovery document unless [`Introspection::endpoint`] sets it.
+    pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        Self {
+            endpoint: None,
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            auth: ClientAuth::default(),
+            max_cache_ttl: Duration::from_secs(300),
+            cache_capacity: 10_000,
+            retry_after: Duration::from_secs(2),
+            fetch: FetchOptions::default(),
+        }
+    }
+
+    /// The introspection endpoint URL.
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// The client authentication method. Default `client_secret_basic`.
+    pub fn auth(mut self, auth: ClientAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The longest an active result is reused (never beyond the token's `exp`).
+    /// A revoked token is accepted for at most this long. Default 5 min; zero
+    /// turns the cache off.
+    pub fn max_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.max_cache_ttl = ttl;
+        self
+    }
+
+    /// The most cached results. Default 10,000.
+    pub fn cache_capacity(mut self, entries: u64) -> Self {
+        self.cache_capacity = entries;
+        self
+    }
+
+    /// Timeouts and size cap of the introspection call.
+    pub fn fetch_options(mut self, options: FetchOptions) -> Self {
+        self.fetch = options;
+        self
+    }
+
+    pub(crate) fn has_endpoint(&self) -> bool {
+        self.endpoint.is_some()
+    }
+
+    fn validate(&self, issuer: &str) -> Result<(), ConfigError> {
+        if let Some(endpoint) = &self.endpoint {
+            uri::check_url(endpoint, "introspection endpoint")?;
+        }
+        if self.client_id.is_empty() || self.client_secret.is_empty() {
+            return Err(ConfigError::new(format!(
+                "issuer {issuer:?}: introspection needs a client id and secret; the endpoint \
+                 must not be called unauthenticated"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Introspection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Introspection")
+            .field("endpoint", &self.endpoint)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cached active answer and how long it may be reused.
+struct Active {
+    claims: Map<String, Value>,
+    ttl: Duration,
+}
+
+struct PerEntryTtl;
+
+impl moka::Expiry<[u8; 32], Arc<Active>> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &Arc<Active>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+struct Inner {
+    issuer: String,
+    config: Introspection,
+    fetcher: Fetcher,
+    discovery: Option<Discovery>,
+    cache: moka::future::Cache<[u8; 32], Arc<Active>>,
+}
+
+/// Verifies opaque tokens by RFC 7662 introspection at one issuer. Cheap to clone.
+#[derive(Clone)]
+pub struct IntrospectionVerifier(Arc<Inner>);
+
+impl std::fmt::Debug for IntrospectionVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntrospectionVerifier")
+            .field("issuer", &self.0.issuer)
+            .field("config", &self.0.config)
+            .finish()
+    }
+}
+
+impl IntrospectionVerifier {
+    /// A verifier for `issuer` with an explicit endpoint (no discovery).
+    pub fn new(issuer: impl Into<String>, config: Introspection) -> Result<Self, ConfigError> {
+        let issuer = issuer.into();
+        if config.endpoint.is_none() {
+            return Err(ConfigError::new(format!(
+                "issuer {issuer:?}: a standalone introspection verifier needs \
+                 Introspection::endpoint (discovery is available through Issuer::introspection)"
+            )));
+        }
+        Self::build(issuer, config, None)
+    }
+
+    pub(crate) fn build(
+        issuer: String,
+        config: Introspection,
+        discovery: Option<Discovery>,
+    ) -> Result<Self, ConfigError> {
+        uri::check_url(&issuer, "issuer")?;
+        config.validate(&issuer)?;
+        let fetcher = Fetcher::new(&config.fetch)?;
+        let cache = moka::future::Cache::builder()
+            .max_capacity(config.cache_capacity)
+            .expire_after(PerEntryTtl)
+            .build();
+        Ok(Self(Arc::new(Inner {
+            issuer,
+            config,
+            fetcher,
+            discovery,
+            cache,
+        })))
+    }
+
+    /// The issuer whose tokens this verifier introspects.
+    pub fn issuer(&self) -> &str {
+        &self.0.issuer
+    }
+
+    fn unavailable(&self, reason: &str) -> AuthError {
+        AuthError::unavailable(self.0.config.retry_after, reason.to_owned())
+    }
+
+    async fn endpoint(&self) -> Result<String, AuthError> {
+        if let Some(endpoint) = &self.0.config.endpoint {
+            return Ok(endpoint.clone());
+        }
+        let Some(discovery) = &self.0.discovery else {
+            return Err(AuthError::misconfigured(
+                "introspection has no endpoint and no discovery",
+            ));
+        };
+        let discovered = discovery
+            .discovered()
+            .await
+            .map_err(|e| AuthError::unavailable(e.retry_after, e.reason))?;
+        discovered.introspection_endpoint.clone().ok_or_else(|| {
+            tracing::error!(issuer = %self.0.issuer, "the issuer's metadata names no introspection_endpoint");
+            self.unavailable("the identity provider offers no token introspection")
+        })
+    }
+
+    /// One introspection call. `Ok` only for an active token of this issuer.
+    async fn introspect(&self, token: &str) -> Result<Arc<Active>, AuthError> {
+        let endpoint = self.endpoint().await?;
+        let config = &self.0.config;
+        // The serializer is not Send: finish the form before the first await.
+        let (form, authorization) = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("token", token)
+                .append_pair("token_type_hint", "access_token");
+            let authorization = match config.auth {
+                ClientAuth::ClientSecretBasic => {
+                    let encode =
+                        |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+                    let pair = format!(
+                        "{}:{}",
+                        encode(&config.client_id),
+                        encode(&config.client_secret)
+                    );
+                    Some(format!("Basic {}", STANDARD.encode(pair)))
+                }
+                ClientAuth::ClientSecretPost => {
+                    form.append_pair("client_id", &config.client_id)
+                        .append_pair("client_secret", &config.client_secret);
+                    None
+                }
+            };
+            (form.finish(), authorization)
+        };
+        let fetched = self
+            .0
+            .fetcher
+            .post_form(&endpoint, form, authorization.as_deref())
+            .await
+            .map_err(|error| {
+                match &error {
+                    FetchError::Status(401 | 403) => tracing::error!(
+                        issuer = %self.0.issuer,
+                        "the introspection endpoint refused this server's client credentials"
+                    ),
+                    _ => tracing::warn!(issuer = %self.0.issuer, "introspection failed: {error}"),
+                }
+                self.unavailable(
+                    "the identity provider's introspection endpoint could not be reached",
+                )
+            })?;
+        let claims: Map<String, Value> = serde_json::from_slice(&fetched.body).map_err(|_| {
+            tracing::warn!(issuer = %self.0.issuer, "the introspection answer is not a JSON object");
+            self.unavailable("the identity provider's introspection endpoint answered nonsense")
+        })?;
+        if claims.get("active") != Some(&Value::Bool(true)) {
+            return Err(AuthError::invalid_token(
+                "R-OPQ-1",
+                "the token is not active (expired, revoked, or unknown to its issuer)",
+            ));
+        }
+        if claims
+            .get("iss")
+            .is_some_and(|iss| iss.as_str() != Some(self.0.issuer.as_str()))
+        {
+            return Err(AuthError::invalid_token(
+                "R-OPQ-1",
+                "the introspection answer names another issuer",
+            ));
+        }
+        let now = jsonwebtoken::get_current_timestamp();
+        let ttl = match claims.get("exp").map(Value::as_u64) {
+            None => config.max_cache_ttl,
+            Some(Some(exp)) if exp > now => {
+                config.max_cache_ttl.min(Duration::from_secs(exp - now))
+            }
+            Some(_) => {
+                return Err(AuthError::invalid_token("R-OPQ-1", "the token has expired"));
+            }
+        };
+        Ok(Arc::new(Active { claims, ttl }))
+    }
+
+    async fn verify_owned(self, token: BearerToken) -> Result<Principal, AuthError> {
+        let key: [u8; 32] = Sha256::digest(token.as_str().as_bytes()).into();
+        let this = self.clone();
+        let active = self
+            .0
+            .cache
+            .try_get_with(key, async move { this.introspect(token.as_str()).await })
+            .await
+            .map_err(|error| (*error).clone())?;
+        // A cached answer may outlive the token's exp by less than a second; check.
+        if active
+            .claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .is_some_and(|exp| exp <= jsonwebtoken::get_current_timestamp())
+        {
+            self.0.cache.invalidate(&key).await;
+            return Err(AuthError::invalid_token("R-OPQ-1", "the token has expired"));
+        }
+        let span = tracing::Span::current();
+        span.record("issuer", self.0.issuer.as_str());
+        span.record("key_tier", "introspection");
+        Ok(Principal::from_claims(
+            TokenKind::Introspected,
+            self.0.issuer.clone(),
+            active.claims.clone(),
+        ))
+    }
+}
+
+impl TokenVerifier for IntrospectionVerifier {
+    fn verify(&self, token: &BearerToken) -> VerifyFuture {
+        VerifyFuture::pending(self.clone().verify_owned(token.clone()))
+    }
+}

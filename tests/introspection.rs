@@ -1,0 +1,346 @@
+//! Opaque tokens by RFC 7662 introspection, and the verifier chain (R-OPQ-1, R-OPQ-2,
+//! R-AUD-6, R-ID-1, R-ISS-1), against a real introspection endpoint on 127.0.0.1.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use http::StatusCode;
+use mcp_gatekeeper::keys::JwksOptions;
+use mcp_gatekeeper::{ClientAuth, FetchOptions, Introspection, Issuer, Principal, ResourceServer};
+use serde_json::{Value, json};
+use support::{INTROSPECTION_CLIENT, SigningKey, TestIdp, call, claims, now};
+
+const RESOURCE: &str = "https://mcp.example.com/mcp";
+
+fn introspection(idp: &TestIdp) -> Introspection {
+    Introspection::new(INTROSPECTION_CLIENT.0, INTROSPECTION_CLIENT.1)
+        .endpoint(idp.introspection_uri())
+        .fetch_options(FetchOptions {
+            timeout: Duration::from_millis(1500),
+            ..FetchOptions::default()
+        })
+}
+
+fn quick() -> JwksOptions {
+    JwksOptions {
+        min_backoff: Duration::from_millis(300),
+        max_backoff: Duration::from_millis(600),
+        ..JwksOptions::default()
+    }
+}
+
+/// The app: `/mcp` answers with the whole principal.
+fn protect(issuers: Vec<Issuer>) -> Router {
+    let mut builder = ResourceServer::builder(RESOURCE);
+    for issuer in issuers {
+        builder = builder.issuer(issuer);
+    }
+    async fn show(principal: Principal) -> axum::Json<Value> {
+        axum::Json(json!({
+            "sub": principal.subject(),
+            "iss": principal.issuer(),
+            "aud": principal.audiences(),
+            "client_id": principal.client_id(),
+            "scopes": principal.scopes().iter().collect::<Vec<_>>(),
+            "exp": principal.expires_at().map(|t| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)),
+            "kind": format!("{:?}", principal.kind()),
+            "claims": principal.claims(),
+        }))
+    }
+    Router::new()
+        .route("/mcp", get(show))
+        .layer(builder.build().expect("valid").layer())
+}
+
+fn active(issuer: &str) -> Value {
+    json!({
+        "active": true,
+        "iss": issuer,
+        "sub": "user-1",
+        "aud": RESOURCE,
+        "client_id": "client-1",
+        "scope": "mcp:read",
+        "exp": now() + 600,
+        "tenant": {"id": 7},
+    })
+}
+
+#[tokio::test]
+async fn an_active_opaque_token_is_accepted_with_every_field_kept() {
+    // R-OPQ-1, R-ID-1
+    let idp = TestIdp::start(&[]).await;
+    idp.set_introspection("ya29.opaque-token", active(&idp.issuer));
+    let app = protect(vec![
+        Issuer::new(&idp.issuer)
+            .introspection(introspection(&idp))
+            .discovery(false)
+            .introspect_jwts(),
+    ]);
+    let answer = call(&app, "/mcp", Some("ya29.opaque-token")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.body["kind"], "Introspected");
+    assert_eq!(answer.body["sub"], "user-1");
+    assert_eq!(
+        answer.body["claims"]["tenant"],
+        json!({"id": 7}),
+        "custom fields survive"
+    );
+}
+
+#[tokio::test]
+async fn an_inactive_token_is_401() {
+    // R-OPQ-1
+    let idp = TestIdp::start(&[]).await;
+    let app = protect(vec![
+        Issuer::new(&idp.issuer)
+            .introspection(introspection(&idp))
+            .introspect_jwts(),
+    ]);
+    let answer = call(&app, "/mcp", Some("revoked-token")).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(answer.description().contains("not active"), "{answer:?}");
+    // Inactive answers are not cached.
+    call(&app, "/mcp", Some("revoked-token")).await;
+    assert_eq!(idp.counters().introspection.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_with_one_token_share_one_introspection() {
+    // R-OPQ-1
+    let idp = TestIdp::start(&[]).await;
+    idp.set_introspection("shared", active(&idp.issuer));
+    idp.switches().delay_ms.store(100, Ordering::SeqCst);
+    let app = protect(vec![
+        Issuer::new(&idp.issuer)
+            .introspection(introspection(&idp))
+            .introspect_jwts(),
+    ]);
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { call(&app, "/mcp", Some("shared")).await.status })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.ok(), Some(StatusCode::OK));
+    }
+    assert_eq!(idp.counters().introspection.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn results_are_cached_no_longer_than_the_maximum_or_the_tokens_exp() {
+    // R-OPQ-1: a revocation is seen once the cache entry expires.
+    let idp = TestIdp::start(&[]).await;
+    idp.set_introspection("tok", active(&idp.issuer));
+    let config = introspection(&idp).max_cache_ttl(Duration::from_millis(300));
+    let app = protect(vec![
+        Issuer::new(&idp.issuer)
+            .introspection(config)
+            .introspect_jwts(),
+    ]);
+    assert_eq!(call(&app, "/mcp", Some("tok")).await.status, StatusCode::OK);
+    assert_eq!(call(&app, "/mcp", Some("tok")).await.status, StatusCode::OK);
+    assert_eq!(
+        idp.counters().introspection.load(Ordering::SeqCst),
+        1,
+        "cached"
+    );
+    idp.set_introspection("tok", json!({"active": false}));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        call(&app, "/mcp", Some("tok")).await.status,
+        StatusCode::UNAUTHORIZED,
+        "revocation seen after the TTL"
+    );
+
+    // A token expiring in 1 s is not served from the cache after that.
+    let mut short = active(&idp.issuer);
+    short["exp"] = json!(now() + 1);
+    idp.set_introspection("short", short);
+    let app = protect(vec![
+        Issuer::new(&idp.issuer)
+            .introspection(introspection(&idp))
+            .introspect_jwts(),
+    ]);
+    assert_eq!(
+        call(&app, "/mcp", Some("short")).await.status,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let answer = call(&app, "/mcp", Some("short")).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
+    assert!(answer.description().contains("expired"), "{answer:?}");
+}
+
+#[tokio::test]
+async fn an_unreachable_introspection_endpoint_is_503_and_recovers() {
+    // R-OPQ-1, R-KEY-5
+    let idp = TestIdp::start(&[]).await;
+    idp.set_introspection("tok", active(&idp.issuer));
+    idp.switches().down.store(true, Ordering::SeqCst);
+    let app = protect(vec![
+        Issuer::new(&idp.issuer)
+            .introspection(introspection(&idp))
+            .introspect_jwts(),
+    ]);
+    let answer = call(&app, "/mcp", Some("tok")).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!answer.header("retry-after").is_empty());
+    idp.switches().down.store(false, Ordering::SeqCst);
+    assert_eq!(call(&app, "/mcp", Some("tok")).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn client_secret_basic_and_post_both_authenticate() {
+    // R-OPQ-1: the call is authenticated; wrong credentials are an operator problem (503).
+    let idp = TestIdp::start(&[]).await;
+    idp.set_introspection("tok", active(&idp.issuer));
+    for auth in [ClientAuth::ClientSecretBasic, ClientAuth::ClientSecretPost] {
+        let app = protect(vec![
+            Issuer::new(&idp.issuer)
+                .introspection(introspection(&idp).auth(auth))
+                .introspect_jwts(),
+        ]);
+        assert_eq!(
+            call(&app, "/mcp", Some("tok")).await.status,
+            StatusCode::OK,
+            "{auth:?}"
+        );
+    }
+    let wrong =
+        Introspection::new(INTROSPECTION_CLIENT.0, "wrong").endpoint(idp.introspection_uri());
+    let app = protect(vec![
+        Issuer::new(&idp.issuer)
+            .introspection(wrong)
+            .introspect_jwts(),
+    ]);
+    assert_eq!(
+        call(&app, "/mcp", Some("tok")).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test]
+async fn introspected_tokens_are_audience_checked() {
+    // R-AUD-6
+    let idp = TestIdp::start(&[]).await;
+    let mut foreign = active(&idp.issuer);
+    foreign["aud"] = json!("https://other.example.com/mcp");
+    idp.set_introspection("foreign", foreign);
+    let mut none = active(&idp.issuer);
+    none.as_object_mut().map(|o| o.remove("aud"));
+    idp.set_introspection("no-aud", none);
+    let app = protect(vec![
+        Issuer::new(&idp.issuer)
+            .introspection(introspection(&idp))
+            .introspect_jwts(),
+    ]);
+    assert_eq!(
+        call(&app, "/mcp", Some("foreign")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let answer = call(&app, "/mcp", Some("no-aud")).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(answer.description().contains("RFC 8707"), "{answer:?}");
+}
+
+#[tokio::test]
+async fn a_jwt_and_an_introspected_token_of_one_grant_give_equal_principals() {
+    // R-ID-1, R-OPQ-2: JWTs take the JWT path, opaque tokens the introspection path.
+    let key = SigningKey::ec("k1");
+    let idp = TestIdp::start(&[&key]).await;
+    let grant = claims(&idp.issuer, RESOURCE);
+    let mut introspected = grant.clone();
+    introspected["active"] = json!(true);
+    idp.set_introspection("opaque-of-the-same-grant", introspected);
+    let app = protect(vec![
+        Issuer::new(&idp.issuer)
+            .jwks_uri(idp.jwks_uri())
+            .introspection(introspection(&idp)),
+    ]);
+    let jwt = call(&app, "/mcp", Some(&key.sign(&grant))).await;
+    let opaque = call(&app, "/mcp", Some("opaque-of-the-same-grant")).await;
+    assert_eq!(
+        (jwt.status, opaque.status),
+        (StatusCode::OK, StatusCode::OK),
+        "{jwt:?} {opaque:?}"
+    );
+    assert_eq!(
+        idp.counters().introspection.load(Ordering::SeqCst),
+        1,
+        "the JWT was not introspected"
+    );
+    let strip = |mut v: Value| {
+        v["kind"] = Value::Null;
+        v["claims"].as_object_mut().map(|c| c.remove("active"));
+        v
+    };
+    assert_eq!(jwt.body["kind"], "Jwt");
+    assert_eq!(opaque.body["kind"], "Introspected");
+    assert_eq!(strip(jwt.body), strip(opaque.body));
+}
+
+#[tokio::test]
+async fn an_untrusted_jwt_issuer_costs_no_outbound_call() {
+    // R-ISS-1
+    let idp = TestIdp::start(&[]).await;
+    let app = protect(vec![
+        Issuer::new(&idp.issuer)
+            .introspection(introspection(&idp))
+            .jwks_options(quick()),
+    ]);
+    let stranger = SigningKey::ec("x").sign(&claims("https://evil.example.com", RESOURCE));
+    let answer = call(&app, "/mcp", Some(&stranger)).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    let counters = idp.counters();
+    assert_eq!(
+        (
+            counters.introspection.load(Ordering::SeqCst),
+            counters.discovery(),
+            counters.jwks()
+        ),
+        (0, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn the_introspection_endpoint_is_discovered_lazily() {
+    // R-OPQ-1: endpoint from the discovery document, on first need.
+    let idp = TestIdp::start(&[]).await;
+    idp.set_introspection("tok", active(&idp.issuer));
+    let config = Introspection::new(INTROSPECTION_CLIENT.0, INTROSPECTION_CLIENT.1);
+    let app = protect(vec![
+        Issuer::new(&idp.issuer)
+            .introspection(config)
+            .jwks_options(quick()),
+    ]);
+    assert_eq!(idp.counters().discovery(), 0);
+    assert_eq!(call(&app, "/mcp", Some("tok")).await.status, StatusCode::OK);
+    assert_eq!(call(&app, "/mcp", Some("tok")).await.status, StatusCode::OK);
+    assert_eq!(idp.counters().oidc.load(Ordering::SeqCst), 1);
+    assert_eq!(idp.counters().introspection.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn jwts_of_an_issuer_can_be_sent_to_introspection() {
+    // R-OPQ-2: which path a JWT takes is configurable per issuer.
+    let key = SigningKey::ec("k1");
+    let idp = TestIdp::start(&[&key]).await;
+    let token = key.sign(&claims(&idp.issuer, RESOURCE));
+    let mut answer = claims(&idp.issuer, RESOURCE);
+    answer["active"] = json!(true);
+    idp.set_introspection(&token, answer);
+    let app = protect(vec![
+        Issuer::new(&idp.issuer)
+            .introspection(introspection(&idp))
+            .introspect_jwts(),
+    ]);
+    let answer = call(&app, "/mcp", Some(&token)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.body["kind"], "Introspected");
+    assert_eq!(idp.counters().jwks(), 0);
+}
