@@ -37,13 +37,7 @@ impl std::fmt::Debug for VerifierChain {
 
 /// Whether a token has the shape of a JWS: three segments, the first a JSON object.
 fn is_jwt_shaped(token: &str) -> bool {
-    let mut segments = token.split('.');
-    let (Some(header), Some(_), Some(_), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
+    let Some([header, _, _]) = super::jwt::segments(token) else {
         return false;
     };
     URL_SAFE_NO_PAD

@@ -452,13 +452,7 @@ impl JwtVerifier {
     pub(crate) fn inspect(&self, token: &str) -> Result<Unverified, AuthError> {
         let malformed =
             || AuthError::invalid_token("R-JWT-1", "the access token is not a well-formed JWT");
-        let mut segments = token.split('.');
-        let (Some(header), Some(payload), Some(_), None) = (
-            segments.next(),
-            segments.next(),
-            segments.next(),
-            segments.next(),
-        ) else {
+        let Some([header, payload, _]) = segments(token) else {
             return Err(malformed());
         };
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
@@ -574,6 +568,15 @@ impl TokenVerifier for JwtVerifier {
             Some(result) => VerifyFuture::ready(result),
             None => VerifyFuture::pending(self.clone().verify_later(token.clone())),
         }
+    }
+}
+
+/// The three segments of a compact JWS, or `None` for any other shape.
+pub(crate) fn segments(token: &str) -> Option<[&str; 3]> {
+    let mut parts = token.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(header), Some(payload), Some(signature), None) => Some([header, payload, signature]),
+        _ => None,
     }
 }
 
