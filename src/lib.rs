@@ -79,6 +79,7 @@ mod authorize;
 mod bearer;
 mod body;
 mod challenge;
+mod enrich;
 mod error;
 mod fetch;
 mod future;
@@ -97,6 +98,7 @@ pub use authorize::{
 };
 pub use bearer::{Bearer, BearerLayer, BearerToken, DEFAULT_MAX_TOKEN_LEN};
 pub use body::ResponseBody;
+pub use enrich::{Enrich, EnrichFuture, EnrichLayer, EnrichService, ServerEnrich};
 pub use error::{AuthError, AuthErrorKind, ConfigError};
 pub use fetch::FetchOptions;
 pub use future::ResponseFuture;

@@ -71,6 +71,7 @@ struct Inner {
     expires_at: Option<u64>,
     kind: TokenKind,
     claims: Map<String, Value>,
+    enrichment: Option<Map<String, Value>>,
 }
 
 /// The verified caller. Read it in a handler with
@@ -109,7 +110,29 @@ impl Principal {
             expires_at: claims.get("exp").and_then(Value::as_u64),
             kind,
             claims,
+            enrichment: None,
         }))
+    }
+
+    /// A copy of this principal with `extra` claims from an enrichment step. They
+    /// are kept apart from the verified claims, which they can never override.
+    pub fn with_enrichment(&self, extra: Map<String, Value>) -> Self {
+        Self(Arc::new(Inner {
+            subject: self.0.subject.clone(),
+            issuer: self.0.issuer.clone(),
+            audiences: self.0.audiences.clone(),
+            client_id: self.0.client_id.clone(),
+            scopes: self.0.scopes.clone(),
+            expires_at: self.0.expires_at,
+            kind: self.0.kind.clone(),
+            claims: self.0.claims.clone(),
+            enrichment: Some(extra),
+        }))
+    }
+
+    /// Claims added by an enrichment step, when one ran and succeeded (R-AZ-2).
+    pub fn enrichment(&self) -> Option<&Map<String, Value>> {
+        self.0.enrichment.as_ref()
     }
 
     /// The `sub` claim.

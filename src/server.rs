@@ -16,6 +16,7 @@ use crate::authorize::{
     Authorize, AuthorizeLayer, AuthorizeService, BoxAuthorize, Decision, RequireScopes,
 };
 use crate::bearer::{Bearer, BearerLayer, DEFAULT_MAX_TOKEN_LEN};
+use crate::enrich::{Enrich, EnrichLayer, EnrichService, ServerEnrich};
 use crate::error::ConfigError;
 use crate::metadata::{Metadata, MetadataLayer, MetadataService};
 use crate::principal::Principal;
@@ -31,11 +32,19 @@ pub struct ResourceServerBuilder {
     audience: AudiencePolicy,
     required_scopes: Vec<String>,
     authorize: Option<BoxAuthorize>,
+    enrich: ServerEnrich,
     max_token_len: usize,
     serve_root_metadata: bool,
 }
 
 impl ResourceServerBuilder {
+    /// An enrichment step after verification, before authorization (R-AZ-2); its
+    /// failure is logged and the request goes on with the verified claims.
+    pub fn enrich(mut self, enrich: impl Enrich) -> Self {
+        self.enrich = ServerEnrich::new(enrich);
+        self
+    }
+
     /// Trusts an issuer of JWT access tokens (repeatable, R-ISS-1).
     pub fn issuer(mut self, issuer: Issuer) -> Self {
         self.issuers.push(issuer);
@@ -151,6 +160,7 @@ impl ResourceServerBuilder {
             bearer: BearerLayer::new(resource.clone()).max_token_len(self.max_token_len),
             verify: VerifyLayer::new(resource.clone(), verifier),
             audience: AudienceLayer::new(resource.clone(), self.audience),
+            enrich: EnrichLayer::new(self.enrich),
             authorize: AuthorizeLayer::new(resource.clone(), policy),
         };
         Ok(ResourceServer {
@@ -207,6 +217,7 @@ impl ResourceServer {
             audience: AudiencePolicy::resource(),
             required_scopes: Vec::new(),
             authorize: None,
+            enrich: ServerEnrich::default(),
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             serve_root_metadata: false,
         }
@@ -236,17 +247,21 @@ pub struct GatekeeperLayer {
     bearer: BearerLayer,
     verify: VerifyLayer,
     audience: AudienceLayer,
+    enrich: EnrichLayer<ServerEnrich>,
     authorize: AuthorizeLayer<ServerAuthorize>,
 }
 
 /// The service of a [`GatekeeperLayer`] around `S`.
-pub type Gatekeeper<S> = Metadata<Bearer<Verify<Audience<AuthorizeService<S, ServerAuthorize>>>>>;
+pub type Gatekeeper<S> = Metadata<
+    Bearer<Verify<Audience<EnrichService<AuthorizeService<S, ServerAuthorize>, ServerEnrich>>>>,
+>;
 
 impl<S> Layer<S> for GatekeeperLayer {
     type Service = Gatekeeper<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let inner = self.authorize.layer(inner);
+        let inner = self.enrich.layer(inner);
         let inner = self.audience.layer(inner);
         let inner = self.verify.layer(inner);
         let inner = self.bearer.layer(inner);
