@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mcp_gatekeeper::keys::{KeySet, LocalKeys};
-use mcp_gatekeeper::{Issuer, Principal, ResourceServer, metadata_path};
+use mcp_gatekeeper::{Introspection, Issuer, Principal, ResourceServer, metadata_path};
 use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -31,18 +31,24 @@ use serde_json::json;
 
 const USAGE: &str = "\
 usage: mcp_server [--listen ADDR] [--resource URL] [--issuer URL]...
+                  [--introspection-client-id ID --introspection-client-secret SECRET]
 
   --listen ADDR    address to listen on (default 127.0.0.1:3000; port 0 picks one)
   --resource URL   canonical resource URI clients connect to (default http://ADDR/mcp)
   --issuer URL     trust this OAuth/OIDC issuer, keys by lazy discovery (repeatable);
                    without it an embedded issuer with in-process keys is used and a
                    ready-to-use access token is printed
+  --introspection-client-id ID, --introspection-client-secret SECRET
+                   also accept opaque tokens of the --issuer(s) by RFC 7662
+                   introspection (endpoint from discovery), with these credentials
 ";
 
 struct Args {
     listen: String,
     resource: Option<String>,
     issuers: Vec<String>,
+    introspection_client_id: Option<String>,
+    introspection_client_secret: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -50,6 +56,8 @@ fn parse_args() -> Result<Args, String> {
         listen: "127.0.0.1:3000".into(),
         resource: None,
         issuers: Vec::new(),
+        introspection_client_id: None,
+        introspection_client_secret: None,
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
@@ -58,9 +66,29 @@ fn parse_args() -> Result<Args, String> {
             "--listen" => args.listen = value("--listen")?,
             "--resource" => args.resource = Some(value("--resource")?),
             "--issuer" => args.issuers.push(value("--issuer")?),
+            "--introspection-client-id" => {
+                args.introspection_client_id = Some(value("--introspection-client-id")?);
+            }
+            "--introspection-client-secret" => {
+                args.introspection_client_secret = Some(value("--introspection-client-secret")?);
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    match (
+        &args.introspection_client_id,
+        &args.introspection_client_secret,
+    ) {
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(
+                "--introspection-client-id and --introspection-client-secret go together".into(),
+            );
+        }
+        (Some(_), Some(_)) if args.issuers.is_empty() => {
+            return Err("introspection needs an --issuer".into());
+        }
+        _ => {}
     }
     Ok(args)
 }
@@ -164,7 +192,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         embedded = Some((issuer, key));
     } else {
         for issuer in &args.issuers {
-            builder = builder.issuer(Issuer::new(issuer));
+            let mut trusted = Issuer::new(issuer);
+            if let (Some(id), Some(secret)) = (
+                &args.introspection_client_id,
+                &args.introspection_client_secret,
+            ) {
+                trusted = trusted.introspection(Introspection::new(id, secret));
+            }
+            builder = builder.issuer(trusted);
         }
     }
     let gatekeeper = builder.build()?;

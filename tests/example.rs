@@ -205,3 +205,42 @@ async fn the_example_explains_bad_flags() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn the_example_accepts_opaque_tokens_through_introspection_flags() {
+    let idp = support::TestIdp::start(&[]).await;
+    let (id, secret) = support::INTROSPECTION_CLIENT;
+    let running = start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--issuer",
+            &idp.issuer,
+            "--introspection-client-id",
+            id,
+            "--introspection-client-secret",
+            secret,
+        ],
+        "issuer:",
+    )
+    .await;
+    let resource = running.field("resource");
+    idp.set_introspection(
+        "opaque-token",
+        json!({"active": true, "iss": idp.issuer, "sub": "opaque-user", "aud": resource, "scope": "mcp:read", "exp": support::now() + 600}),
+    );
+    let answer = mcp_call(&resource, Some("opaque-token"), whoami()).await;
+    assert_eq!(answer.status(), 200);
+    let reply: Value = answer.json().await.expect("json-rpc reply");
+    assert_eq!(
+        reply["result"]["structuredContent"]["subject"],
+        "opaque-user"
+    );
+    assert_eq!(reply["result"]["structuredContent"]["kind"], "Introspected");
+    assert_eq!(
+        mcp_call(&resource, Some("unknown-token"), whoami())
+            .await
+            .status(),
+        401
+    );
+}
