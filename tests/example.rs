@@ -4,110 +4,9 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::OnceLock;
-use std::time::Duration;
-
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-/// The example binary, built (or found up to date) with this test's features, so the
-/// test never runs a stale build.
-fn example_binary() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let features: Vec<&str> = [
-                (cfg!(feature = "aws-lc-rs"), "aws-lc-rs"),
-                (cfg!(feature = "rust-crypto"), "rust-crypto"),
-                (cfg!(feature = "rustls"), "rustls"),
-                (cfg!(feature = "axum"), "axum"),
-            ]
-            .into_iter()
-            .filter_map(|(on, name)| on.then_some(name))
-            .collect();
-            let status = std::process::Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "--quiet",
-                    "--example",
-                    "mcp_server",
-                    "--no-default-features",
-                ])
-                .args(["--features", &features.join(",")])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run cargo build --example mcp_server");
-            assert!(status.success(), "the example does not build");
-            let mut path = std::env::current_exe().expect("test binary path");
-            path.pop(); // deps
-            path.pop(); // debug
-            path.push("examples");
-            path.push(format!("mcp_server{}", std::env::consts::EXE_SUFFIX));
-            path
-        })
-        .clone()
-}
-
-struct Running {
-    _child: Child,
-    lines: Vec<String>,
-}
-
-impl Running {
-    fn field(&self, name: &str) -> String {
-        let prefix = format!("{name}:");
-        self.lines
-            .iter()
-            .find_map(|l| l.trim().strip_prefix(&prefix).map(|v| v.trim().to_owned()))
-            .unwrap_or_else(|| panic!("no {name:?} line in {:?}", self.lines))
-    }
-}
-
-/// Starts the example with `args` and reads its banner up to `last` (a line prefix).
-async fn start(args: &[&str], last: &str) -> Running {
-    let mut child = Command::new(example_binary())
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the example (built by cargo test)");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut reader = BufReader::new(stdout).lines();
-    let mut lines = Vec::new();
-    let read = async {
-        while let Ok(Some(line)) = reader.next_line().await {
-            let done = line.trim().starts_with(last);
-            lines.push(line);
-            if done {
-                break;
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), read)
-        .await
-        .expect("the example printed its banner");
-    // Keep reading, so the example never writes into a closed pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = reader.next_line().await {} });
-    Running {
-        _child: child,
-        lines,
-    }
-}
-
-async fn mcp_call(resource: &str, token: Option<&str>, body: Value) -> reqwest::Response {
-    let mut request = reqwest::Client::new()
-        .post(resource)
-        .header("accept", "application/json, text/event-stream")
-        .json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    request.send().await.expect("request to the example")
-}
+use support::process::{mcp_call, start};
+use tokio::process::Command;
 
 fn whoami() -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}})
@@ -115,7 +14,7 @@ fn whoami() -> Value {
 
 #[tokio::test]
 async fn the_example_runs_on_its_embedded_issuer_and_prints_a_working_token() {
-    let running = start(&["--listen", "127.0.0.1:0"], "try:").await;
+    let running = start("mcp_server", &["--listen", "127.0.0.1:0"], "try:").await;
     let resource = running.field("resource");
     let token = running.field("token");
     assert!(
@@ -173,6 +72,7 @@ async fn the_example_trusts_a_real_issuer_through_lazy_discovery() {
     let key = support::SigningKey::rsa("idp-key");
     let idp = support::TestIdp::start(&[&key]).await;
     let running = start(
+        "mcp_server",
         &["--listen", "127.0.0.1:0", "--issuer", &idp.issuer],
         "issuer:",
     )
@@ -193,7 +93,7 @@ async fn the_example_trusts_a_real_issuer_through_lazy_discovery() {
 
 #[tokio::test]
 async fn the_example_explains_bad_flags() {
-    let output = Command::new(example_binary())
+    let output = Command::new(support::process::example_binary("mcp_server"))
         .arg("--bogus")
         .output()
         .await
@@ -211,6 +111,7 @@ async fn the_example_accepts_opaque_tokens_through_introspection_flags() {
     let idp = support::TestIdp::start(&[]).await;
     let (id, secret) = support::INTROSPECTION_CLIENT;
     let running = start(
+        "mcp_server",
         &[
             "--listen",
             "127.0.0.1:0",
