@@ -29,20 +29,20 @@ pub fn example_binary(name: &str) -> PathBuf {
             (cfg!(feature = "axum"), "axum"),
         ]
         .into_iter()
-        .filter_map(|(on, name)| on.then_some(name))
+        .filter_map(|(on, feature)| on.then_some(feature))
         .collect();
         let status = std::process::Command::new(env!("CARGO"))
             .args([
                 "build",
                 "--quiet",
                 "--example",
-                "mcp_server",
+                name,
                 "--no-default-features",
             ])
             .args(["--features", &features.join(",")])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
-            .expect("run cargo build --example mcp_server");
+            .expect("run cargo build --example");
         assert!(status.success(), "the example does not build");
         let mut path = std::env::current_exe().expect("test binary path");
         path.pop(); // deps

@@ -1,0 +1,269 @@
+//! A multi-tenant MCP gateway behind mcp-gatekeeper: several trusted issuers, and one
+//! protected resource per `/servers/{id}/mcp` route — the setup of seed 001, where the
+//! public URL differs from the gateway's own and some IdPs put the client id in `aud`.
+//!
+//! ```text
+//! cargo run --example gateway                          # two embedded issuers, prints tokens
+//! cargo run --example gateway -- --public-url https://mcp.example.com \
+//!     --issuer https://login.example.com/tenant-a --issuer https://idp.example.com \
+//!     --accept-client-id my-authentik-client --server alpha --server beta
+//! ```
+//!
+//! Flags: `--listen ADDR` (default `127.0.0.1:3001`), `--public-url URL` (the origin
+//! clients use; default `http://ADDR`), `--server ID` (repeatable; default `alpha` and
+//! `beta`), `--issuer URL` (repeatable; default two embedded issuers),
+//! `--accept-client-id ID` (repeatable; accept `aud` = this client id, for IdPs without
+//! RFC 8707), `--help`.
+
+#[path = "../tests/support/signing.rs"]
+mod signing;
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::Arc;
+
+use mcp_gatekeeper::keys::{KeySet, LocalKeys};
+use mcp_gatekeeper::{AudiencePolicy, Issuer, Principal, ResourceServer};
+use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use serde_json::json;
+
+const USAGE: &str = "\
+usage: gateway [--listen ADDR] [--public-url URL] [--server ID]... [--issuer URL]...
+               [--accept-client-id ID]...
+
+  --listen ADDR           address to listen on (default 127.0.0.1:3001)
+  --public-url URL        origin clients connect to (default http://ADDR)
+  --server ID             an MCP server behind the gateway, at /servers/ID/mcp
+                          (repeatable; default alpha and beta)
+  --issuer URL            trust this issuer, keys by lazy discovery (repeatable);
+                          default: two embedded issuers whose tokens are printed
+  --accept-client-id ID   also accept tokens whose aud is this OAuth client id
+                          (IdPs without RFC 8707 resource indicators)
+";
+
+struct Args {
+    listen: String,
+    public_url: Option<String>,
+    servers: Vec<String>,
+    issuers: Vec<String>,
+    client_ids: Vec<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        listen: "127.0.0.1:3001".into(),
+        public_url: None,
+        servers: Vec::new(),
+        issuers: Vec::new(),
+        client_ids: Vec::new(),
+    };
+    let mut iter = std::env::args().skip(1);
+    while let Some(flag) = iter.next() {
+        let mut value = |name: &str| iter.next().ok_or_else(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "--listen" => args.listen = value("--listen")?,
+            "--public-url" => args.public_url = Some(value("--public-url")?),
+            "--server" => args.servers.push(value("--server")?),
+            "--issuer" => args.issuers.push(value("--issuer")?),
+            "--accept-client-id" => args.client_ids.push(value("--accept-client-id")?),
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if args.servers.is_empty() {
+        args.servers = vec!["alpha".into(), "beta".into()];
+    }
+    if let Some(bad) = args.servers.iter().find(|id| {
+        id.is_empty()
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }) {
+        return Err(format!(
+            "--server {bad:?}: use letters, digits, '-' and '_'"
+        ));
+    }
+    Ok(args)
+}
+
+/// The MCP server behind every route: `whoami` names the caller and the server.
+#[derive(Clone)]
+struct Backend {
+    tool_router: rmcp::handler::server::router::tool::ToolRouter<Self>,
+}
+
+#[tool_router]
+impl Backend {
+    fn new() -> Self {
+        Self {
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(description = "Return the verified caller and the MCP server it reached")]
+    async fn whoami(&self, ctx: RequestContext<RoleServer>) -> Result<CallToolResult, ErrorData> {
+        let parts = ctx
+            .extensions
+            .get::<http::request::Parts>()
+            .ok_or_else(|| ErrorData::internal_error("not served over HTTP", None))?;
+        let principal = parts.extensions.get::<Principal>().ok_or_else(|| {
+            ErrorData::internal_error("no verified principal for this request", None)
+        })?;
+        Ok(CallToolResult::structured(json!({
+            "server": server_id(parts.uri.path()),
+            "subject": principal.subject(),
+            "issuer": principal.issuer(),
+            "audiences": principal.audiences(),
+            "kind": format!("{:?}", principal.kind()),
+        })))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Backend {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(
+            Implementation::new("mcp-gatekeeper-gateway", env!("CARGO_PKG_VERSION")),
+        )
+    }
+}
+
+/// The server id of a `/servers/{id}/mcp` path.
+fn server_id(path: &str) -> Option<&str> {
+    path.strip_prefix("/servers/")?.strip_suffix("/mcp")
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("error: {message}\n");
+            }
+            eprint!("{USAGE}");
+            std::process::exit(if message.is_empty() { 0 } else { 2 });
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+    let addr = listener.local_addr()?;
+    let origin = format!("http://{addr}");
+    let public = args.public_url.clone().unwrap_or_else(|| origin.clone());
+    let public = public.trim_end_matches('/').to_owned();
+
+    // One resource per route, and only for the servers this gateway has.
+    let servers: Arc<[String]> = args.servers.clone().into();
+    let (route_public, route_servers) = (public.clone(), servers.clone());
+    let mut builder = ResourceServer::per_route(move |parts| {
+        let id = server_id(parts.uri.path())?;
+        route_servers
+            .iter()
+            .any(|s| s == id)
+            .then(|| format!("{route_public}/servers/{id}/mcp"))
+    })
+    .audience(AudiencePolicy::resource().accept_client_ids(args.client_ids.clone()))
+    .scopes_supported(["mcp:read"])
+    .resource_name("mcp-gatekeeper gateway");
+
+    let mut embedded = Vec::new();
+    if args.issuers.is_empty() {
+        for tenant in ["tenant-a", "tenant-b"] {
+            let key = signing::SigningKey::ec(&format!("{tenant}-key"));
+            let keys = KeySet::from_jwks(signing::jwks(&[&key]).to_string().as_bytes())?;
+            let issuer = format!("{origin}/issuers/{tenant}");
+            builder = builder.issuer(
+                Issuer::new(&issuer)
+                    .local_keys(LocalKeys::new(keys))
+                    .discovery(false),
+            );
+            embedded.push((issuer, key));
+        }
+    } else {
+        for issuer in &args.issuers {
+            builder = builder.issuer(Issuer::new(issuer));
+        }
+    }
+    let gatekeeper = builder.build()?;
+
+    let mut allowed_hosts = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    if let Some(host) = public
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_owned))
+    {
+        allowed_hosts.push(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+        );
+    }
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .with_allowed_hosts(allowed_hosts);
+    let mcp = StreamableHttpService::new(
+        || Ok(Backend::new()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let app = axum::Router::new()
+        .route_service("/servers/{id}/mcp", mcp)
+        .layer(gatekeeper.layer());
+
+    // One write, and a closed stdout is not fatal: the gateway keeps serving.
+    let mut banner = String::new();
+    let _ = writeln!(banner, "mcp-gatekeeper example gateway");
+    let _ = writeln!(banner, "  listening: {addr}");
+    for id in servers.iter() {
+        let _ = writeln!(banner, "  server {id}: {public}/servers/{id}/mcp");
+        let _ = writeln!(
+            banner,
+            "    metadata: {public}/.well-known/oauth-protected-resource/servers/{id}/mcp"
+        );
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    for (issuer, key) in &embedded {
+        let tenant = issuer.rsplit('/').next().unwrap_or_default();
+        let _ = writeln!(banner, "  issuer {tenant}: {issuer} (embedded)");
+        for id in servers.iter() {
+            let token = key.sign(&json!({
+                "iss": issuer,
+                "sub": format!("{tenant}-user"),
+                "aud": format!("{public}/servers/{id}/mcp"),
+                "scope": "mcp:read",
+                "iat": now,
+                "exp": now + 3600,
+            }));
+            let _ = writeln!(banner, "    token {tenant}/{id}: {token}");
+        }
+    }
+    for issuer in &args.issuers {
+        let _ = writeln!(banner, "  issuer: {issuer} (lazy discovery)");
+    }
+    let _ = writeln!(banner, "ready");
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(banner.as_bytes())
+        .and_then(|()| stdout.flush());
+    drop(stdout);
+
+    axum::serve(listener, app).await?;
+    Ok(())
+}
