@@ -13,8 +13,8 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
+use super::cache::{ResultCache, Verified, ttl_until};
 use super::{TokenVerifier, VerifyFuture};
 use crate::bearer::BearerToken;
 use crate::error::{AuthError, ConfigError};
@@ -130,31 +130,12 @@ impl std::fmt::Debug for Introspection {
     }
 }
 
-/// A cached active answer and how long it may be reused.
-struct Active {
-    claims: Map<String, Value>,
-    ttl: Duration,
-}
-
-struct PerEntryTtl;
-
-impl moka::Expiry<[u8; 32], Arc<Active>> for PerEntryTtl {
-    fn expire_after_create(
-        &self,
-        _key: &[u8; 32],
-        value: &Arc<Active>,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(value.ttl)
-    }
-}
-
 struct Inner {
     issuer: String,
     config: Introspection,
     fetcher: Fetcher,
     discovery: Option<Discovery>,
-    cache: moka::future::Cache<[u8; 32], Arc<Active>>,
+    cache: ResultCache,
 }
 
 /// Verifies opaque tokens by RFC 7662 introspection at one issuer. Cheap to clone.
@@ -191,10 +172,7 @@ impl IntrospectionVerifier {
         uri::check_url(&issuer, "issuer")?;
         config.validate(&issuer)?;
         let fetcher = Fetcher::new(&config.fetch)?;
-        let cache = moka::future::Cache::builder()
-            .max_capacity(config.cache_capacity)
-            .expire_after(PerEntryTtl)
-            .build();
+        let cache = ResultCache::new(config.cache_capacity);
         Ok(Self(Arc::new(Inner {
             issuer,
             config,
@@ -233,7 +211,7 @@ impl IntrospectionVerifier {
     }
 
     /// One introspection call. `Ok` only for an active token of this issuer.
-    async fn introspect(&self, token: &str) -> Result<Arc<Active>, AuthError> {
+    async fn introspect(&self, token: &str) -> Result<Arc<Verified>, AuthError> {
         let endpoint = self.endpoint().await?;
         let config = &self.0.config;
         // The serializer is not Send: finish the form before the first await.
@@ -296,45 +274,21 @@ impl IntrospectionVerifier {
                 "the introspection answer names another issuer",
             ));
         }
-        let now = jsonwebtoken::get_current_timestamp();
-        let ttl = match claims.get("exp").map(Value::as_u64) {
-            None => config.max_cache_ttl,
-            Some(Some(exp)) if exp > now => {
-                config.max_cache_ttl.min(Duration::from_secs(exp - now))
-            }
-            Some(_) => {
-                return Err(AuthError::invalid_token("R-OPQ-1", "the token has expired"));
-            }
-        };
-        Ok(Arc::new(Active { claims, ttl }))
+        let ttl = ttl_until(claims.get("exp"), config.max_cache_ttl)?;
+        Ok(Arc::new(Verified { claims, ttl }))
     }
 
     async fn verify_owned(self, token: BearerToken) -> Result<Principal, AuthError> {
-        let key: [u8; 32] = Sha256::digest(token.as_str().as_bytes()).into();
         let this = self.clone();
-        let active = self
-            .0
-            .cache
-            .try_get_with(key, async move { this.introspect(token.as_str()).await })
-            .await
-            .map_err(|error| (*error).clone())?;
-        // A cached answer may outlive the token's exp by less than a second; check.
-        if active
-            .claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .is_some_and(|exp| exp <= jsonwebtoken::get_current_timestamp())
-        {
-            self.0.cache.invalidate(&key).await;
-            return Err(AuthError::invalid_token("R-OPQ-1", "the token has expired"));
-        }
+        let call = async { this.introspect(token.as_str()).await };
+        let verified = self.0.cache.get_or_verify(token.as_str(), call).await?;
         let span = tracing::Span::current();
         span.record("issuer", self.0.issuer.as_str());
         span.record("key_tier", "introspection");
         Ok(Principal::from_claims(
             TokenKind::Introspected,
             self.0.issuer.clone(),
-            active.claims.clone(),
+            verified.claims.clone(),
         ))
     }
 }

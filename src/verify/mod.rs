@@ -4,6 +4,7 @@
 //! The verifier decides whether the token is genuine, current and from a trusted
 //! issuer; whether it is meant for this resource is the audience layer's question.
 
+mod cache;
 mod chain;
 mod introspection;
 mod jwt;
