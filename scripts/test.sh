@@ -21,7 +21,7 @@ step "cargo clippy (all targets, all features, -D warnings)"
 cargo clippy --all-targets --all-features -- -D warnings
 
 step "cargo test (default features: aws-lc-rs backend)"
-cargo test
+cargo test --features kubernetes
 
 step "cargo test (rust-crypto backend)"
 cargo test --no-default-features --features rust-crypto,axum --lib --tests

@@ -71,6 +71,15 @@ pub(crate) struct Fetcher {
 impl Fetcher {
     /// Builds the client; does no I/O.
     pub(crate) fn new(options: &FetchOptions) -> Result<Self, ConfigError> {
+        Self::with_root_certificate(options, None)
+    }
+
+    /// Builds the client, trusting `root_pem` (a PEM CA certificate) besides the
+    /// system's roots, e.g. a Kubernetes cluster's CA.
+    pub(crate) fn with_root_certificate(
+        options: &FetchOptions,
+        root_pem: Option<&[u8]>,
+    ) -> Result<Self, ConfigError> {
         let policy = redirect::Policy::custom(|attempt| {
             let same_origin = attempt
                 .previous()
@@ -82,7 +91,11 @@ impl Fetcher {
                 attempt.follow()
             }
         });
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = root_pem {
+            builder = add_root(builder, pem)?;
+        }
+        let client = builder
             .timeout(options.timeout)
             .connect_timeout(options.connect_timeout)
             .redirect(policy)
@@ -128,13 +141,33 @@ impl Fetcher {
         self.send(request).await
     }
 
+    /// POSTs a JSON document to `url` (with an optional `Authorization` value) and
+    /// reads a JSON answer (`200` or `201`), within the limits.
+    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+    pub(crate) async fn post_json(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        authorization: Option<&str>,
+    ) -> Result<Fetched, FetchError> {
+        let mut request = self
+            .client
+            .post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(value) = authorization {
+            request = request.header(http::header::AUTHORIZATION, value);
+        }
+        self.send(request).await
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Fetched, FetchError> {
         let mut response = request
             .header(http::header::ACCEPT, "application/json")
             .send()
             .await
             .map_err(|e| FetchError::Unreachable(describe(&e)))?;
-        if response.status() != reqwest::StatusCode::OK {
+        if !matches!(response.status().as_u16(), 200 | 201) {
             return Err(FetchError::Status(response.status().as_u16()));
         }
         let declared = response
@@ -166,6 +199,26 @@ impl Fetcher {
             max_age,
         })
     }
+}
+
+#[cfg(feature = "rustls")]
+fn add_root(
+    builder: reqwest::ClientBuilder,
+    pem: &[u8],
+) -> Result<reqwest::ClientBuilder, ConfigError> {
+    let certificate = reqwest::Certificate::from_pem(pem)
+        .map_err(|_| ConfigError::new("the CA certificate is not a valid PEM certificate"))?;
+    Ok(builder.add_root_certificate(certificate))
+}
+
+#[cfg(not(feature = "rustls"))]
+fn add_root(
+    _builder: reqwest::ClientBuilder,
+    _pem: &[u8],
+) -> Result<reqwest::ClientBuilder, ConfigError> {
+    Err(ConfigError::new(
+        "a CA certificate needs HTTPS: enable the `rustls` feature",
+    ))
 }
 
 /// A short, safe description of a client error: its kind, never its URL or body.

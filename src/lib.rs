@@ -59,6 +59,7 @@
 //!   one backend; if both are on, AWS-LC is used.
 //! - `rustls` (default): HTTPS to identity providers.
 //! - `axum` (default): [`Principal`] as an axum extractor.
+//! - `kubernetes`: the Kubernetes TokenReview verifier (`TokenReview`).
 //!
 //! ## Observability
 //!
@@ -118,3 +119,5 @@ pub use verify::{
     ClientAuth, Introspection, IntrospectionVerifier, Issuer, JwtVerifier, TokenVerifier,
     VerifierChain, Verify, VerifyFuture, VerifyLayer,
 };
+#[cfg(feature = "kubernetes")]
+pub use verify::{TokenReview, TokenReviewVerifier};

@@ -33,11 +33,29 @@ pub struct ResourceServerBuilder {
     required_scopes: Vec<String>,
     authorize: Option<BoxAuthorize>,
     enrich: ServerEnrich,
+    routed: Vec<(String, Arc<dyn TokenVerifier>)>,
     max_token_len: usize,
     serve_root_metadata: bool,
 }
 
 impl ResourceServerBuilder {
+    /// Sends the JWT-shaped tokens of `issuer` to `verifier` instead of checking
+    /// them locally (R-ISS-2); see [`VerifierChain::route_issuer`]. The issuer is
+    /// not listed in the metadata document; name the authorization server clients
+    /// should use with [`ResourceServerBuilder::authorization_server`].
+    pub fn route_issuer(mut self, issuer: impl Into<String>, verifier: impl TokenVerifier) -> Self {
+        self.routed.push((issuer.into(), Arc::new(verifier)));
+        self
+    }
+
+    /// Reviews the service-account tokens of a Kubernetes cluster with its
+    /// TokenReview API (feature `kubernetes`, R-ISS-2).
+    #[cfg(feature = "kubernetes")]
+    pub fn token_review(self, review: crate::TokenReview) -> Result<Self, ConfigError> {
+        let issuer = review.issuer().to_owned();
+        Ok(self.route_issuer(issuer, crate::TokenReviewVerifier::new(review)?))
+    }
+
     /// An enrichment step after verification, before authorization (R-AZ-2); its
     /// failure is logged and the request goes on with the verified claims.
     pub fn enrich(mut self, enrich: impl Enrich) -> Self {
@@ -128,12 +146,27 @@ impl ResourceServerBuilder {
                      ignored. Use one or the other",
                 ));
             }
-            (Some(verifier), true) => verifier,
+            (Some(verifier), true) if self.routed.is_empty() => verifier,
+            (Some(_), true) => {
+                return Err(ConfigError::new(
+                    "a custom verifier and routed issuers are configured; the routes would be \
+                     ignored. Route issuers on a VerifierChain and pass that as the verifier",
+                ));
+            }
             (None, _) => {
                 for issuer in &self.issuers {
                     resource = resource.authorization_server(issuer.id());
                 }
-                Arc::new(VerifierChain::new(self.issuers)?)
+                let mut chain = VerifierChain::new(self.issuers)?;
+                for (issuer, verifier) in self.routed {
+                    chain = chain.route_issuer(issuer, verifier)?;
+                }
+                if chain.is_empty() {
+                    return Err(ConfigError::new(
+                        "no trusted issuer; add at least one Issuer",
+                    ));
+                }
+                Arc::new(chain)
             }
         };
         if !self.required_scopes.is_empty() {
@@ -218,6 +251,7 @@ impl ResourceServer {
             required_scopes: Vec::new(),
             authorize: None,
             enrich: ServerEnrich::default(),
+            routed: Vec::new(),
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             serve_root_metadata: false,
         }

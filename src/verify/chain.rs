@@ -13,12 +13,15 @@ use super::{IntrospectionVerifier, Issuer, JwtVerifier, TokenVerifier, VerifyFut
 use crate::bearer::BearerToken;
 use crate::error::{AuthError, ConfigError};
 
+#[derive(Clone)]
 struct Inner {
-    jwt: JwtVerifier,
+    /// The JWT issuers, when there are any.
+    jwt: Option<JwtVerifier>,
     /// Introspection of opaque tokens, in the order the issuers were given.
     opaque: Vec<IntrospectionVerifier>,
-    /// Issuers whose JWT-shaped tokens are introspected too.
-    jwt_introspection: HashMap<String, IntrospectionVerifier>,
+    /// Issuers whose JWT-shaped tokens another verifier checks (introspection,
+    /// TokenReview, your own).
+    remote: HashMap<String, Arc<dyn TokenVerifier>>,
 }
 
 /// The verifier of a [`ResourceServer`](crate::ResourceServer): JWTs and opaque
@@ -50,27 +53,60 @@ impl VerifierChain {
     pub fn new(issuers: impl IntoIterator<Item = Issuer>) -> Result<Self, ConfigError> {
         let mut runtimes = Vec::new();
         let mut opaque = Vec::new();
-        let mut jwt_introspection = HashMap::new();
+        let mut remote: HashMap<String, Arc<dyn TokenVerifier>> = HashMap::new();
         for issuer in issuers {
             let built = issuer.build()?;
             if let Some(introspection) = built.introspection {
                 if built.introspect_jwts {
-                    jwt_introspection.insert(built.runtime.issuer.clone(), introspection.clone());
+                    remote.insert(
+                        built.runtime.issuer.clone(),
+                        Arc::new(introspection.clone()),
+                    );
                 }
                 opaque.push(introspection);
             }
             runtimes.push(built.runtime);
         }
+        let jwt = if runtimes.is_empty() {
+            None
+        } else {
+            Some(JwtVerifier::from_runtimes(runtimes)?)
+        };
         Ok(Self(Arc::new(Inner {
-            jwt: JwtVerifier::from_runtimes(runtimes)?,
+            jwt,
             opaque,
-            jwt_introspection,
+            remote,
         })))
     }
 
-    /// The trusted issuer identifiers.
-    pub fn issuers(&self) -> impl Iterator<Item = &str> {
-        self.0.jwt.issuers()
+    /// Sends JWT-shaped tokens whose (unverified) `iss` is `issuer` to `verifier`,
+    /// e.g. a [`TokenReviewVerifier`](crate::TokenReviewVerifier) for a cluster's
+    /// service-account tokens (R-ISS-2).
+    pub fn route_issuer(
+        mut self,
+        issuer: impl Into<String>,
+        verifier: impl TokenVerifier,
+    ) -> Result<Self, ConfigError> {
+        let issuer = issuer.into();
+        let jwt_issuer = self
+            .0
+            .jwt
+            .as_ref()
+            .is_some_and(|jwt| jwt.issuers().any(|i| i == issuer));
+        if jwt_issuer || self.0.remote.contains_key(&issuer) {
+            return Err(ConfigError::new(format!(
+                "issuer {issuer:?} is configured twice (as a JWT issuer or a routed verifier); keep one"
+            )));
+        }
+        Arc::make_mut(&mut self.0)
+            .remote
+            .insert(issuer, Arc::new(verifier));
+        Ok(self)
+    }
+
+    /// Whether the chain trusts no issuer at all.
+    pub fn is_empty(&self) -> bool {
+        self.0.jwt.is_none() && self.0.opaque.is_empty() && self.0.remote.is_empty()
     }
 
     async fn verify_opaque(self, token: BearerToken) -> Result<Principal, AuthError> {
@@ -99,13 +135,19 @@ use crate::principal::Principal;
 impl TokenVerifier for VerifierChain {
     fn verify(&self, token: &BearerToken) -> VerifyFuture {
         if is_jwt_shaped(token.as_str()) {
-            if !self.0.jwt_introspection.is_empty()
-                && let Ok(unverified) = self.0.jwt.inspect(token.as_str())
-                && let Some(verifier) = self.0.jwt_introspection.get(&unverified.issuer)
+            if !self.0.remote.is_empty()
+                && let Some(issuer) = super::jwt::unverified_issuer(token.as_str())
+                && let Some(verifier) = self.0.remote.get(&issuer)
             {
                 return verifier.verify(token);
             }
-            return self.0.jwt.verify(token);
+            return match &self.0.jwt {
+                Some(jwt) => jwt.verify(token),
+                None => VerifyFuture::ready(Err(AuthError::invalid_token(
+                    "R-JWT-2",
+                    "the token's issuer is not trusted by this server",
+                ))),
+            };
         }
         if self.0.opaque.is_empty() {
             return VerifyFuture::ready(Err(AuthError::invalid_token(

@@ -571,6 +571,16 @@ impl TokenVerifier for JwtVerifier {
     }
 }
 
+/// The `iss` a JWT-shaped token claims, unverified: only for routing.
+pub(crate) fn unverified_issuer(token: &str) -> Option<String> {
+    let [_, payload, _] = segments(token)?;
+    let raw = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    serde_json::from_slice::<UnverifiedIssuer<'_>>(&raw)
+        .ok()?
+        .iss
+        .map(std::borrow::Cow::into_owned)
+}
+
 /// The three segments of a compact JWS, or `None` for any other shape.
 pub(crate) fn segments(token: &str) -> Option<[&str; 3]> {
     let mut parts = token.split('.');

@@ -8,6 +8,8 @@ mod cache;
 mod chain;
 mod introspection;
 mod jwt;
+#[cfg(feature = "kubernetes")]
+mod token_review;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,6 +23,8 @@ use tower::{Layer, Service};
 pub use chain::VerifierChain;
 pub use introspection::{ClientAuth, Introspection, IntrospectionVerifier};
 pub use jwt::{Issuer, JwtVerifier};
+#[cfg(feature = "kubernetes")]
+pub use token_review::{TokenReview, TokenReviewVerifier};
 
 use crate::bearer::BearerToken;
 use crate::body::ResponseBody;
