@@ -6,6 +6,7 @@
 //! Everything looser — other audiences, client ids of IdPs without RFC 8707, tokens
 //! without `aud` — is an explicit opt-in with a name that says so.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -152,7 +153,13 @@ impl AudiencePolicy {
 #[derive(Clone, Debug)]
 pub struct AudienceLayer {
     resource: ProtectedResource,
-    policy: Arc<AudiencePolicy>,
+    policies: Arc<Policies>,
+}
+
+#[derive(Debug)]
+struct Policies {
+    default: AudiencePolicy,
+    by_issuer: HashMap<String, AudiencePolicy>,
 }
 
 impl AudienceLayer {
@@ -160,8 +167,27 @@ impl AudienceLayer {
     pub fn new(resource: ProtectedResource, policy: AudiencePolicy) -> Self {
         Self {
             resource,
-            policy: Arc::new(policy),
+            policies: Arc::new(Policies {
+                default: policy,
+                by_issuer: HashMap::new(),
+            }),
         }
+    }
+
+    /// Uses `policy` instead of the default for tokens of `issuer` (R-ISS-1: each
+    /// issuer has its own audience rules).
+    pub fn issuer_policy(mut self, issuer: impl Into<String>, policy: AudiencePolicy) -> Self {
+        if let Some(policies) = Arc::get_mut(&mut self.policies) {
+            policies.by_issuer.insert(issuer.into(), policy);
+        } else {
+            let mut by_issuer = self.policies.by_issuer.clone();
+            by_issuer.insert(issuer.into(), policy);
+            self.policies = Arc::new(Policies {
+                default: self.policies.default.clone(),
+                by_issuer,
+            });
+        }
+        self
     }
 }
 
@@ -190,9 +216,12 @@ fn decide(layer: &AudienceLayer, parts: &Parts) -> Result<(), AuthError> {
         ));
     };
     let resource = layer.resource.resource_for(parts);
-    let matched = layer
-        .policy
-        .check(principal.audiences(), resource.as_deref())?;
+    let policies = &layer.policies;
+    let policy = policies
+        .by_issuer
+        .get(principal.issuer())
+        .unwrap_or(&policies.default);
+    let matched = policy.check(principal.audiences(), resource.as_deref())?;
     if matched != AudienceMatch::Resource {
         tracing::debug!(audience_match = ?matched, "audience accepted by an opt-in rule");
     }

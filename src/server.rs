@@ -139,6 +139,11 @@ impl ResourceServerBuilder {
     /// Checks the configuration and builds the server. Synchronous; no I/O.
     pub fn build(self) -> Result<ResourceServer, ConfigError> {
         let mut resource = self.resource;
+        let issuer_policies: Vec<(String, AudiencePolicy)> = self
+            .issuers
+            .iter()
+            .filter_map(|i| i.audience_policy().map(|p| (i.id().to_owned(), p.clone())))
+            .collect();
         let verifier: Arc<dyn TokenVerifier> = match (self.verifier, self.issuers.is_empty()) {
             (Some(_), false) => {
                 return Err(ConfigError::new(
@@ -192,7 +197,10 @@ impl ResourceServerBuilder {
             metadata: metadata.clone(),
             bearer: BearerLayer::new(resource.clone()).max_token_len(self.max_token_len),
             verify: VerifyLayer::new(resource.clone(), verifier),
-            audience: AudienceLayer::new(resource.clone(), self.audience),
+            audience: issuer_policies.into_iter().fold(
+                AudienceLayer::new(resource.clone(), self.audience),
+                |layer, (issuer, policy)| layer.issuer_policy(issuer, policy),
+            ),
             enrich: EnrichLayer::new(self.enrich),
             authorize: AuthorizeLayer::new(resource.clone(), policy),
         };

@@ -226,3 +226,57 @@ async fn accepting_any_audience_must_be_spelled_out() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn each_issuer_can_have_its_own_audience_rules() {
+    // R-ISS-1: the client-id opt-in applies only to the IdP without RFC 8707.
+    let authentik = SigningKey::ec("authentik");
+    let entra = SigningKey::ec("entra");
+    let keys = |key: &SigningKey| {
+        LocalKeys::from_jwks(support::signing::jwks(&[key]).to_string().as_bytes()).expect("keys")
+    };
+    let server = ResourceServer::builder(RESOURCE)
+        .issuer(
+            Issuer::new("https://authentik.example.com/application/o/mcp/")
+                .local_keys(keys(&authentik))
+                .discovery(false)
+                .audience(AudiencePolicy::resource().accept_client_ids(["authentik-client"])),
+        )
+        .issuer(
+            Issuer::new("https://login.example.com/tenant")
+                .local_keys(keys(&entra))
+                .discovery(false),
+        )
+        .build()
+        .expect("valid");
+    let app = support::app(server.layer());
+    let with_aud = |key: &SigningKey, iss: &str, aud: &str| {
+        let mut c = claims(iss, RESOURCE);
+        c["aud"] = json!(aud);
+        key.sign(&c)
+    };
+    let authentik_token = with_aud(
+        &authentik,
+        "https://authentik.example.com/application/o/mcp/",
+        "authentik-client",
+    );
+    assert_eq!(
+        call(&app, "/mcp", Some(&authentik_token)).await.status,
+        StatusCode::OK
+    );
+    let entra_token = with_aud(
+        &entra,
+        "https://login.example.com/tenant",
+        "authentik-client",
+    );
+    assert_eq!(
+        call(&app, "/mcp", Some(&entra_token)).await.status,
+        StatusCode::UNAUTHORIZED,
+        "not for the other issuer"
+    );
+    let entra_ok = with_aud(&entra, "https://login.example.com/tenant", RESOURCE);
+    assert_eq!(
+        call(&app, "/mcp", Some(&entra_ok)).await.status,
+        StatusCode::OK
+    );
+}

@@ -17,6 +17,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, Header, Validation};
 use serde_json::{Map, Value};
 
 use super::{Introspection, IntrospectionVerifier, TokenVerifier, VerifyFuture};
+use crate::audience::AudiencePolicy;
 use crate::bearer::BearerToken;
 use crate::error::{AuthError, ConfigError};
 use crate::fetch::Fetcher;
@@ -71,6 +72,7 @@ pub struct Issuer {
     jwks: JwksOptions,
     introspection: Option<Introspection>,
     introspect_jwts: bool,
+    audience: Option<AudiencePolicy>,
 }
 
 /// What building an [`Issuer`] gives: the JWT rules, and the introspection verifier
@@ -97,7 +99,20 @@ impl Issuer {
             jwks: JwksOptions::default(),
             introspection: None,
             introspect_jwts: false,
+            audience: None,
         }
+    }
+
+    /// Audience rules for this issuer's tokens, instead of the server's (R-ISS-1):
+    /// e.g. accept the client id as `aud` only from the IdP that lacks RFC 8707.
+    pub fn audience(mut self, policy: AudiencePolicy) -> Self {
+        self.audience = Some(policy);
+        self
+    }
+
+    /// This issuer's own audience rules, if it has any.
+    pub fn audience_policy(&self) -> Option<&AudiencePolicy> {
+        self.audience.as_ref()
     }
 
     /// Accept this issuer's opaque (non-JWT) tokens by RFC 7662 introspection
