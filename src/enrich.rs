@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::Request;
 use http::request::Parts;
@@ -53,14 +54,26 @@ where
 #[derive(Clone, Debug)]
 pub struct EnrichLayer<E> {
     enrich: Arc<E>,
+    timeout: Duration,
 }
 
+/// How long an enrichment step may take before it counts as failed.
+pub const DEFAULT_ENRICH_TIMEOUT: Duration = Duration::from_secs(3);
+
 impl<E> EnrichLayer<E> {
-    /// A layer running `enrich`.
+    /// A layer running `enrich`, given at most [`DEFAULT_ENRICH_TIMEOUT`].
     pub fn new(enrich: E) -> Self {
         Self {
             enrich: Arc::new(enrich),
+            timeout: DEFAULT_ENRICH_TIMEOUT,
         }
+    }
+
+    /// How long the step may take; past it, it counts as failed and the request
+    /// goes on with the verified claims.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 }
 
@@ -71,6 +84,7 @@ impl<S, E> Layer<S> for EnrichLayer<E> {
         EnrichService {
             inner,
             enrich: self.enrich.clone(),
+            timeout: self.timeout,
         }
     }
 }
@@ -80,6 +94,7 @@ impl<S, E> Layer<S> for EnrichLayer<E> {
 pub struct EnrichService<S, E> {
     inner: S,
     enrich: Arc<E>,
+    timeout: Duration,
 }
 
 impl<S: Clone, E> Clone for EnrichService<S, E> {
@@ -87,6 +102,7 @@ impl<S: Clone, E> Clone for EnrichService<S, E> {
         Self {
             inner: self.inner.clone(),
             enrich: self.enrich.clone(),
+            timeout: self.timeout,
         }
     }
 }
@@ -117,8 +133,12 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let (mut parts, body) = req.into_parts();
         let enrichment = self.enrich.enrich(&principal, &parts);
+        let timeout = self.timeout;
         EnrichFuture::Enriching(Box::pin(async move {
-            match enrichment.await {
+            let outcome = tokio::time::timeout(timeout, enrichment)
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {} ms", timeout.as_millis())));
+            match outcome {
                 Ok(extra) => {
                     parts.extensions.insert(principal.with_enrichment(extra));
                 }

@@ -99,7 +99,9 @@ pub use authorize::{
 };
 pub use bearer::{Bearer, BearerLayer, BearerToken, DEFAULT_MAX_TOKEN_LEN};
 pub use body::ResponseBody;
-pub use enrich::{Enrich, EnrichFuture, EnrichLayer, EnrichService, ServerEnrich};
+pub use enrich::{
+    DEFAULT_ENRICH_TIMEOUT, Enrich, EnrichFuture, EnrichLayer, EnrichService, ServerEnrich,
+};
 pub use error::{AuthError, AuthErrorKind, ConfigError};
 pub use fetch::FetchOptions;
 pub use future::ResponseFuture;

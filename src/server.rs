@@ -33,6 +33,7 @@ pub struct ResourceServerBuilder {
     required_scopes: Vec<String>,
     authorize: Option<BoxAuthorize>,
     enrich: ServerEnrich,
+    enrich_timeout: std::time::Duration,
     routed: Vec<(String, Arc<dyn TokenVerifier>)>,
     max_token_len: usize,
     serve_root_metadata: bool,
@@ -60,6 +61,13 @@ impl ResourceServerBuilder {
     /// failure is logged and the request goes on with the verified claims.
     pub fn enrich(mut self, enrich: impl Enrich) -> Self {
         self.enrich = ServerEnrich::new(enrich);
+        self
+    }
+
+    /// How long the enrichment step may take before it counts as failed. Default
+    /// [`DEFAULT_ENRICH_TIMEOUT`](crate::DEFAULT_ENRICH_TIMEOUT).
+    pub fn enrich_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.enrich_timeout = timeout;
         self
     }
 
@@ -201,7 +209,7 @@ impl ResourceServerBuilder {
                 AudienceLayer::new(resource.clone(), self.audience),
                 |layer, (issuer, policy)| layer.issuer_policy(issuer, policy),
             ),
-            enrich: EnrichLayer::new(self.enrich),
+            enrich: EnrichLayer::new(self.enrich).timeout(self.enrich_timeout),
             authorize: AuthorizeLayer::new(resource.clone(), policy),
         };
         Ok(ResourceServer {
@@ -259,6 +267,7 @@ impl ResourceServer {
             required_scopes: Vec::new(),
             authorize: None,
             enrich: ServerEnrich::default(),
+            enrich_timeout: crate::enrich::DEFAULT_ENRICH_TIMEOUT,
             routed: Vec::new(),
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             serve_root_metadata: false,

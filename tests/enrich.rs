@@ -114,3 +114,31 @@ async fn enriched_claims_reach_the_policy_and_never_override_verified_ones() {
         "the policy sees enrichment"
     );
 }
+
+#[tokio::test]
+async fn a_hanging_enrichment_times_out_and_the_request_goes_on() {
+    // R-AZ-2: a userinfo call that never answers must not hold everyone up.
+    let key = SigningKey::ec("k");
+    let keys =
+        LocalKeys::from_jwks(support::signing::jwks(&[&key]).to_string().as_bytes()).expect("keys");
+    let server = ResourceServer::builder(RESOURCE)
+        .issuer(Issuer::new(ISSUER).local_keys(keys).discovery(false))
+        .enrich(|_: &Principal, _: &Parts| async {
+            std::future::pending::<()>().await;
+            Ok(Map::new())
+        })
+        .enrich_timeout(std::time::Duration::from_millis(100))
+        .build()
+        .expect("valid");
+    async fn ok() -> &'static str {
+        "ok"
+    }
+    let app = Router::new().route("/mcp", get(ok)).layer(server.layer());
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        call(&app, "/mcp", Some(&key.sign(&claims(ISSUER, RESOURCE)))),
+    )
+    .await
+    .expect("the request finished");
+    assert_eq!(answer.status, StatusCode::OK);
+}

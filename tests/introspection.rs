@@ -218,9 +218,16 @@ async fn client_secret_basic_and_post_both_authenticate() {
             .introspection(wrong)
             .introspect_jwts(),
     ]);
+    let answer = call(&app, "/mcp", Some("tok")).await;
+    // A configuration mistake, not an outage: clients must not be told to retry.
     assert_eq!(
-        call(&app, "/mcp", Some("tok")).await.status,
-        StatusCode::SERVICE_UNAVAILABLE
+        answer.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{answer:?}"
+    );
+    assert!(
+        !answer.body.to_string().contains("wrong"),
+        "no credentials in the answer"
     );
 }
 
@@ -343,4 +350,39 @@ async fn jwts_of_an_issuer_can_be_sent_to_introspection() {
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     assert_eq!(answer.body["kind"], "Introspected");
     assert_eq!(idp.counters().jwks(), 0);
+}
+
+#[tokio::test]
+async fn refresh_id_and_key_bound_tokens_are_refused_even_when_active() {
+    // R-JWT-4, R-JWT-5 on the introspection path: some servers say active for them.
+    let idp = TestIdp::start(&[]).await;
+    let cases = [
+        ("refresh", json!({"token_use": "refresh_token"})),
+        ("hydra-refresh", json!({"token_type": "refresh_token"})),
+        ("id-token", json!({"nonce": "n-0S6_WzA2Mj"})),
+        (
+            "dpop-bound",
+            json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}),
+        ),
+    ];
+    for (token, extra) in &cases {
+        let mut answer = active(&idp.issuer);
+        if let (Some(answer), Some(extra)) = (answer.as_object_mut(), extra.as_object()) {
+            answer.extend(extra.clone());
+        }
+        idp.set_introspection(token, answer);
+    }
+    let app = protect(vec![
+        Issuer::new(&idp.issuer)
+            .introspection(introspection(&idp))
+            .introspect_jwts(),
+    ]);
+    for (token, _) in &cases {
+        let answer = call(&app, "/mcp", Some(token)).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "{token}: {answer:?}"
+        );
+    }
 }

@@ -78,9 +78,20 @@ impl ResultCache {
 /// `max`. `Err` when the token has expired already.
 pub(crate) fn ttl_until(exp: Option<&Value>, max: Duration) -> Result<Duration, AuthError> {
     let now = jsonwebtoken::get_current_timestamp();
-    match exp.map(Value::as_u64) {
-        None => Ok(max),
-        Some(Some(exp)) if exp > now => Ok(max.min(Duration::from_secs(exp - now))),
-        Some(_) => Err(AuthError::invalid_token("R-OPQ-1", "the token has expired")),
+    let Some(exp) = exp else {
+        return Ok(max);
+    };
+    // RFC 7519 NumericDate may have a fraction.
+    let Some(exp) = exp.as_f64().filter(|e| e.is_finite() && *e >= 0.0) else {
+        return Err(AuthError::invalid_token(
+            "R-OPQ-1",
+            "the token's exp is not a number",
+        ));
+    };
+    let exp = exp as u64;
+    if exp > now {
+        Ok(max.min(Duration::from_secs(exp - now)))
+    } else {
+        Err(AuthError::invalid_token("R-OPQ-1", "the token has expired"))
     }
 }

@@ -110,21 +110,22 @@ impl VerifierChain {
     }
 
     async fn verify_opaque(self, token: BearerToken) -> Result<Principal, AuthError> {
-        let mut refusal = None;
-        let mut unavailable = None;
+        let mut errors = Vec::new();
         for verifier in &self.0.opaque {
             match verifier.verify(&token).await {
                 Ok(principal) => return Ok(principal),
-                Err(error) if error.kind() == crate::AuthErrorKind::Unavailable => {
-                    unavailable.get_or_insert(error);
-                }
-                Err(error) => {
-                    refusal.get_or_insert(error);
-                }
+                Err(error) => errors.push(error),
             }
         }
-        // One issuer that could not be asked may have known the token: 503, not 401.
-        Err(unavailable.or(refusal).unwrap_or_else(|| {
+        // One issuer that could not be asked may have known the token: 503 before
+        // 401. A misconfigured issuer never hides the others' answers.
+        let rank = |e: &AuthError| match e.kind() {
+            crate::AuthErrorKind::Unavailable => 0,
+            crate::AuthErrorKind::InvalidToken => 1,
+            _ => 2,
+        };
+        errors.sort_by_key(rank);
+        Err(errors.into_iter().next().unwrap_or_else(|| {
             AuthError::invalid_token("R-OPQ-2", "the token is not active at any trusted issuer")
         }))
     }

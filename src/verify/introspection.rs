@@ -204,9 +204,13 @@ impl IntrospectionVerifier {
             .discovered()
             .await
             .map_err(|e| AuthError::unavailable(e.retry_after, e.reason))?;
+        // A configuration mistake, not an outage: 500 (logged), never a 503 that
+        // would make clients keep retrying.
         discovered.introspection_endpoint.clone().ok_or_else(|| {
-            tracing::error!(issuer = %self.0.issuer, "the issuer's metadata names no introspection_endpoint");
-            self.unavailable("the identity provider offers no token introspection")
+            AuthError::misconfigured(format!(
+                "issuer {} has introspection configured but its metadata names no introspection_endpoint",
+                self.0.issuer
+            ))
         })
     }
 
@@ -243,17 +247,17 @@ impl IntrospectionVerifier {
             .fetcher
             .post_form(&endpoint, form, authorization.as_deref())
             .await
-            .map_err(|error| {
-                match &error {
-                    FetchError::Status(401 | 403) => tracing::error!(
-                        issuer = %self.0.issuer,
-                        "the introspection endpoint refused this server's client credentials"
-                    ),
-                    _ => tracing::warn!(issuer = %self.0.issuer, "introspection failed: {error}"),
+            .map_err(|error| match &error {
+                FetchError::Status(401 | 403) => AuthError::misconfigured(format!(
+                    "the introspection endpoint of {} refused this server's client credentials",
+                    self.0.issuer
+                )),
+                _ => {
+                    tracing::warn!(issuer = %self.0.issuer, "introspection failed: {error}");
+                    self.unavailable(
+                        "the identity provider's introspection endpoint could not be reached",
+                    )
                 }
-                self.unavailable(
-                    "the identity provider's introspection endpoint could not be reached",
-                )
             })?;
         let claims: Map<String, Value> = serde_json::from_slice(&fetched.body).map_err(|_| {
             tracing::warn!(issuer = %self.0.issuer, "the introspection answer is not a JSON object");
@@ -265,6 +269,7 @@ impl IntrospectionVerifier {
                 "the token is not active (expired, revoked, or unknown to its issuer)",
             ));
         }
+        super::refuse_non_bearer_access_tokens(&claims)?;
         if claims
             .get("iss")
             .is_some_and(|iss| iss.as_str() != Some(self.0.issuer.as_str()))

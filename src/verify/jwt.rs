@@ -747,20 +747,7 @@ fn claims_to_principal(
             ));
         }
     }
-    // R-JWT-4: an ID token is not an access token.
-    if claims.contains_key("nonce") || claims.contains_key("at_hash") {
-        return Err(AuthError::invalid_token(
-            "R-JWT-4",
-            "this is an OpenID Connect ID token (it has nonce or at_hash), not an access token",
-        ));
-    }
-    // R-JWT-5: a token bound to a key needs proof of possession, which bearer lacks.
-    if claims.contains_key("cnf") {
-        return Err(AuthError::invalid_token(
-            "R-JWT-5",
-            "the token is bound to a key (cnf) and cannot be used as a plain bearer token",
-        ));
-    }
+    super::refuse_non_bearer_access_tokens(&claims)?;
     if issuer.strict_rfc9068 {
         let typ_ok = header.typ.as_deref().is_some_and(|typ| {
             typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")

@@ -34,6 +34,42 @@ use crate::future::Rejection;
 use crate::principal::Principal;
 use crate::resource::ProtectedResource;
 
+/// Refuses verified claims that are not those of a plain bearer access token: an ID
+/// token (R-JWT-4), a refresh token (as some introspection endpoints mark it), or a
+/// token bound to a key (R-JWT-5). Shared by every verifier that sees claims.
+pub(crate) fn refuse_non_bearer_access_tokens(
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), AuthError> {
+    if claims.contains_key("nonce") || claims.contains_key("at_hash") {
+        return Err(AuthError::invalid_token(
+            "R-JWT-4",
+            "this is an OpenID Connect ID token (it has nonce or at_hash), not an access token",
+        ));
+    }
+    let names_other_kind = ["token_use", "token_type"].iter().any(|name| {
+        claims
+            .get(*name)
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|kind| {
+                let kind = kind.to_ascii_lowercase();
+                kind.contains("refresh") || kind == "id" || kind == "id_token"
+            })
+    });
+    if names_other_kind {
+        return Err(AuthError::invalid_token(
+            "R-JWT-4",
+            "this is a refresh or ID token, not an access token",
+        ));
+    }
+    if claims.contains_key("cnf") {
+        return Err(AuthError::invalid_token(
+            "R-JWT-5",
+            "the token is bound to a key (cnf) and cannot be used as a plain bearer token",
+        ));
+    }
+    Ok(())
+}
+
 /// The result of [`TokenVerifier::verify`]: ready at once (the hot path: keys at hand,
 /// no allocation for the future) or a boxed future for work that must wait.
 pub struct VerifyFuture(VerifyState);
