@@ -15,19 +15,19 @@
 //! `--accept-client-id ID` (repeatable; accept `aud` = this client id, for IdPs without
 //! RFC 8707), `--help`.
 
+mod common;
 #[path = "../tests/support/signing.rs"]
 mod signing;
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::sync::Arc;
 
 use mcp_gatekeeper::keys::{KeySet, LocalKeys};
 use mcp_gatekeeper::{AudiencePolicy, Issuer, Principal, ResourceServer};
 use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use serde_json::json;
 
@@ -139,22 +139,8 @@ fn server_id(path: &str) -> Option<&str> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            if !message.is_empty() {
-                eprintln!("error: {message}\n");
-            }
-            eprint!("{USAGE}");
-            std::process::exit(if message.is_empty() { 0 } else { 2 });
-        }
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let args = common::args_or_exit(parse_args, USAGE);
+    common::init_tracing();
 
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let addr = listener.local_addr()?;
@@ -196,26 +182,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let gatekeeper = builder.build()?;
 
-    let mut allowed_hosts = vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ];
-    if let Some(host) = public
-        .parse::<http::Uri>()
-        .ok()
-        .and_then(|u| u.host().map(str::to_owned))
-    {
-        allowed_hosts.push(
-            host.trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-        );
-    }
-    let config = StreamableHttpServerConfig::default()
-        .with_legacy_session_mode(false)
-        .with_json_response(true)
-        .with_allowed_hosts(allowed_hosts);
+    let config = common::streamable_http_config(&public);
     let mcp = StreamableHttpService::new(
         || Ok(Backend::new()),
         Arc::new(LocalSessionManager::default()),
@@ -225,7 +192,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route_service("/servers/{id}/mcp", mcp)
         .layer(gatekeeper.layer());
 
-    // One write, and a closed stdout is not fatal: the gateway keeps serving.
     let mut banner = String::new();
     let _ = writeln!(banner, "mcp-gatekeeper example gateway");
     let _ = writeln!(banner, "  listening: {addr}");
@@ -258,11 +224,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = writeln!(banner, "  issuer: {issuer} (lazy discovery)");
     }
     let _ = writeln!(banner, "ready");
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout
-        .write_all(banner.as_bytes())
-        .and_then(|()| stdout.flush());
-    drop(stdout);
+    common::print_banner(&banner);
 
     axum::serve(listener, app).await?;
     Ok(())

@@ -12,11 +12,11 @@
 //!   an embedded in-process issuer is used, with keys generated at start;
 //! - `--help`.
 
+mod common;
 #[path = "../tests/support/signing.rs"]
 mod signing;
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -24,8 +24,8 @@ use mcp_gatekeeper::keys::{KeySet, LocalKeys};
 use mcp_gatekeeper::{Introspection, Issuer, Principal, ResourceServer, metadata_path};
 use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use serde_json::json;
 
@@ -141,30 +141,10 @@ impl ServerHandler for Server {
     }
 }
 
-fn host_of(url: &str) -> Option<String> {
-    let uri: http::Uri = url.parse().ok()?;
-    uri.host()
-        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            if !message.is_empty() {
-                eprintln!("error: {message}\n");
-            }
-            eprint!("{USAGE}");
-            std::process::exit(if message.is_empty() { 0 } else { 2 });
-        }
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let args = common::args_or_exit(parse_args, USAGE);
+    common::init_tracing();
 
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let addr: SocketAddr = listener.local_addr()?;
@@ -204,16 +184,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let gatekeeper = builder.build()?;
 
-    let mut allowed_hosts = vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ];
-    allowed_hosts.extend(host_of(&resource));
-    let config = StreamableHttpServerConfig::default()
-        .with_legacy_session_mode(false)
-        .with_json_response(true)
-        .with_allowed_hosts(allowed_hosts);
+    let config = common::streamable_http_config(&resource);
     let mcp = StreamableHttpService::new(
         || Ok(Server::new()),
         Arc::new(LocalSessionManager::default()),
@@ -223,7 +194,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route_service(mcp_gatekeeper_path(&resource).as_str(), mcp)
         .layer(gatekeeper.layer());
 
-    // One write, and a closed stdout is not fatal: the server keeps serving.
     let mut banner = String::new();
     say!(&mut banner, "mcp-gatekeeper example MCP server");
     say!(&mut banner, "  listening: {addr}");
@@ -268,11 +238,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout
-        .write_all(banner.as_bytes())
-        .and_then(|()| stdout.flush());
-    drop(stdout);
+    common::print_banner(&banner);
     axum::serve(listener, app).await?;
     Ok(())
 }
