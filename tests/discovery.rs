@@ -40,6 +40,22 @@ fn protect(issuer: Issuer) -> Router {
     app(server.expect("valid configuration").layer())
 }
 
+/// The stack with `idp`'s explicit `jwks_uri` as the only key tier.
+fn protect_jwks(idp: &TestIdp, options: JwksOptions) -> Router {
+    protect(
+        Issuer::new(&idp.issuer)
+            .jwks_uri(idp.jwks_uri())
+            .jwks_options(options),
+    )
+}
+
+/// The status of `/mcp` for a token of `issuer` signed by `key`.
+async fn status(app: &Router, key: &SigningKey, issuer: &str) -> StatusCode {
+    call(app, "/mcp", Some(&key.sign(&claims(issuer, RESOURCE))))
+        .await
+        .status
+}
+
 fn local(key: &SigningKey) -> LocalKeys {
     let doc = support::signing::jwks(&[key]).to_string();
     LocalKeys::from_jwks(doc.as_bytes()).expect("local keys")
@@ -207,11 +223,7 @@ async fn an_explicit_jwks_uri_still_checks_iss() {
     // R-KEY-2: configuring jwks_uri never disables the iss check.
     let key = SigningKey::ec("k1");
     let idp = TestIdp::start(&[&key]).await;
-    let app = protect(
-        Issuer::new(&idp.issuer)
-            .jwks_uri(idp.jwks_uri())
-            .jwks_options(quick()),
-    );
+    let app = protect_jwks(&idp, quick());
     let good = key.sign(&claims(&idp.issuer, RESOURCE));
     assert_eq!(call(&app, "/mcp", Some(&good)).await.status, StatusCode::OK);
     assert_eq!(
@@ -231,21 +243,8 @@ async fn key_rotation_accepts_the_new_kid_after_one_refresh() {
     let old = SigningKey::ec("old");
     let new = SigningKey::ec("new");
     let idp = TestIdp::start(&[&old]).await;
-    let app = protect(
-        Issuer::new(&idp.issuer)
-            .jwks_uri(idp.jwks_uri())
-            .jwks_options(quick()),
-    );
-    assert_eq!(
-        call(
-            &app,
-            "/mcp",
-            Some(&old.sign(&claims(&idp.issuer, RESOURCE)))
-        )
-        .await
-        .status,
-        StatusCode::OK
-    );
+    let app = protect_jwks(&idp, quick());
+    assert_eq!(status(&app, &old, &idp.issuer).await, StatusCode::OK);
     idp.set_keys(&[&new]);
     tokio::time::sleep(ms(350)).await; // past the kid-miss cool-down
     let answer = call(
@@ -265,21 +264,8 @@ async fn a_kid_miss_flood_fetches_at_most_once_per_cooldown() {
     let idp = TestIdp::start(&[&key]).await;
     let mut options = quick();
     options.kid_miss_cooldown = Duration::from_secs(30);
-    let app = protect(
-        Issuer::new(&idp.issuer)
-            .jwks_uri(idp.jwks_uri())
-            .jwks_options(options),
-    );
-    assert_eq!(
-        call(
-            &app,
-            "/mcp",
-            Some(&key.sign(&claims(&idp.issuer, RESOURCE)))
-        )
-        .await
-        .status,
-        StatusCode::OK
-    );
+    let app = protect_jwks(&idp, options);
+    assert_eq!(status(&app, &key, &idp.issuer).await, StatusCode::OK);
     let attacker = SigningKey::ec("x");
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     let tasks: Vec<_> = (0..300)
@@ -310,11 +296,7 @@ async fn after_the_cooldown_a_kid_miss_flood_shares_one_refresh() {
     let cooldown = Duration::from_secs(1);
     let mut options = quick();
     options.kid_miss_cooldown = cooldown;
-    let app = protect(
-        Issuer::new(&idp.issuer)
-            .jwks_uri(idp.jwks_uri())
-            .jwks_options(options),
-    );
+    let app = protect_jwks(&idp, options);
     let good = key.sign(&claims(&idp.issuer, RESOURCE));
     assert_eq!(call(&app, "/mcp", Some(&good)).await.status, StatusCode::OK);
     let attacker = SigningKey::ec("x");
@@ -355,11 +337,7 @@ async fn idp_down_gives_503_with_retry_after_and_recovers_without_restart() {
     let key = SigningKey::ec("k1");
     let idp = TestIdp::start(&[&key]).await;
     idp.switches().down.store(true, Ordering::SeqCst);
-    let app = protect(
-        Issuer::new(&idp.issuer)
-            .jwks_uri(idp.jwks_uri())
-            .jwks_options(quick()),
-    );
+    let app = protect_jwks(&idp, quick());
     let token = key.sign(&claims(&idp.issuer, RESOURCE));
     let answer = call(&app, "/mcp", Some(&token)).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -392,11 +370,7 @@ async fn idp_that_refuses_connections_gives_503() {
     let idp = TestIdp::start(&[&key]).await;
     idp.stop();
     tokio::time::sleep(ms(50)).await;
-    let app = protect(
-        Issuer::new(&idp.issuer)
-            .jwks_uri(idp.jwks_uri())
-            .jwks_options(quick()),
-    );
+    let app = protect_jwks(&idp, quick());
     let answer = call(
         &app,
         "/mcp",
@@ -440,11 +414,7 @@ async fn stale_keys_serve_while_the_refresh_fails() {
     idp.set_cache_control(Some("max-age=0"));
     let mut options = quick();
     options.min_ttl = ms(100);
-    let app = protect(
-        Issuer::new(&idp.issuer)
-            .jwks_uri(idp.jwks_uri())
-            .jwks_options(options),
-    );
+    let app = protect_jwks(&idp, options);
     let token = key.sign(&claims(&idp.issuer, RESOURCE));
     assert_eq!(
         call(&app, "/mcp", Some(&token)).await.status,
@@ -471,11 +441,7 @@ async fn cache_control_sets_the_ttl_within_floor_and_ceiling() {
     let mut options = quick();
     options.min_ttl = ms(100);
     options.max_ttl = ms(1000);
-    let app = protect(
-        Issuer::new(&idp.issuer)
-            .jwks_uri(idp.jwks_uri())
-            .jwks_options(options.clone()),
-    );
+    let app = protect_jwks(&idp, options.clone());
     let token = key.sign(&claims(&idp.issuer, RESOURCE));
     assert_eq!(
         call(&app, "/mcp", Some(&token)).await.status,
@@ -503,11 +469,7 @@ async fn cache_control_sets_the_ttl_within_floor_and_ceiling() {
     idp.set_cache_control(Some("no-store"));
     options.min_ttl = Duration::from_secs(60);
     options.max_ttl = Duration::from_secs(120);
-    let app = protect(
-        Issuer::new(&idp.issuer)
-            .jwks_uri(idp.jwks_uri())
-            .jwks_options(options),
-    );
+    let app = protect_jwks(&idp, options);
     let token = key.sign(&claims(&idp.issuer, RESOURCE));
     for _ in 0..3 {
         assert_eq!(
@@ -527,11 +489,7 @@ async fn an_oversized_key_set_is_refused() {
     idp.pad_jwks(64 * 1024);
     let mut options = quick();
     options.fetch.max_body_bytes = 16 * 1024;
-    let app = protect(
-        Issuer::new(&idp.issuer)
-            .jwks_uri(idp.jwks_uri())
-            .jwks_options(options),
-    );
+    let app = protect_jwks(&idp, options);
     let answer = call(
         &app,
         "/mcp",
@@ -553,21 +511,8 @@ async fn a_bad_key_in_the_set_is_skipped_alone() {
     idp.set_jwks(
         json!({"keys": [{"kty": "EC", "kid": "broken", "crv": "P-256", "x": "!!"}, key.jwk()]}),
     );
-    let app = protect(
-        Issuer::new(&idp.issuer)
-            .jwks_uri(idp.jwks_uri())
-            .jwks_options(quick()),
-    );
-    assert_eq!(
-        call(
-            &app,
-            "/mcp",
-            Some(&key.sign(&claims(&idp.issuer, RESOURCE)))
-        )
-        .await
-        .status,
-        StatusCode::OK
-    );
+    let app = protect_jwks(&idp, quick());
+    assert_eq!(status(&app, &key, &idp.issuer).await, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -603,16 +548,7 @@ async fn redirects_to_another_origin_are_not_followed() {
             .jwks_uri(format!("http://{}/moved", idp.addr))
             .jwks_options(quick()),
     );
-    assert_eq!(
-        call(
-            &app,
-            "/mcp",
-            Some(&key.sign(&claims(&idp.issuer, RESOURCE)))
-        )
-        .await
-        .status,
-        StatusCode::OK
-    );
+    assert_eq!(status(&app, &key, &idp.issuer).await, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -649,16 +585,7 @@ async fn local_tier_wins_over_jwks_for_the_same_kid() {
             .jwks_uri(idp.jwks_uri())
             .jwks_options(quick()),
     );
-    assert_eq!(
-        call(
-            &app,
-            "/mcp",
-            Some(&key.sign(&claims(&idp.issuer, RESOURCE)))
-        )
-        .await
-        .status,
-        StatusCode::OK
-    );
+    assert_eq!(status(&app, &key, &idp.issuer).await, StatusCode::OK);
     assert_eq!(idp.counters().jwks(), 0);
 }
 
@@ -706,21 +633,8 @@ async fn an_unknown_kid_while_the_idp_is_down_is_503_not_401() {
     // back-off must ask the IdP again, not fail as an unknown kid.
     let mut options = quick();
     options.kid_miss_cooldown = Duration::from_secs(1);
-    let app = protect(
-        Issuer::new(&idp.issuer)
-            .jwks_uri(idp.jwks_uri())
-            .jwks_options(options),
-    );
-    assert_eq!(
-        call(
-            &app,
-            "/mcp",
-            Some(&old.sign(&claims(&idp.issuer, RESOURCE)))
-        )
-        .await
-        .status,
-        StatusCode::OK
-    );
+    let app = protect_jwks(&idp, options);
+    assert_eq!(status(&app, &old, &idp.issuer).await, StatusCode::OK);
     tokio::time::sleep(ms(1050)).await; // past the cool-down
     idp.set_keys(&[&new]);
     idp.switches().down.store(true, Ordering::SeqCst);
@@ -746,11 +660,7 @@ async fn an_empty_key_set_does_not_replace_the_last_good_one() {
     let mut options = quick();
     options.min_ttl = ms(100);
     options.max_ttl = ms(100);
-    let app = protect(
-        Issuer::new(&idp.issuer)
-            .jwks_uri(idp.jwks_uri())
-            .jwks_options(options),
-    );
+    let app = protect_jwks(&idp, options);
     let token = key.sign(&claims(&idp.issuer, RESOURCE));
     assert_eq!(
         call(&app, "/mcp", Some(&token)).await.status,

@@ -5,12 +5,8 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::process::{mcp_call, start};
+use support::process::{mcp_call, start, whoami};
 use tokio::process::Command;
-
-fn whoami() -> Value {
-    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}})
-}
 
 #[tokio::test]
 async fn the_example_runs_on_its_embedded_issuer_and_prints_a_working_token() {

@@ -4,11 +4,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::process::{mcp_call, start};
-
-fn whoami() -> Value {
-    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}})
-}
+use support::process::{mcp_call, start, whoami};
 
 #[tokio::test]
 async fn each_tenant_reaches_only_the_server_its_token_names() {
