@@ -1,7 +1,8 @@
 //! [`AuthorizeLayer`]: the last word on a verified request (R-AZ-1). An [`Authorize`]
-//! callback — a closure works — sees the [`Principal`] and the request parts and
-//! allows, denies (`403`), or asks for more scopes (`403 insufficient_scope`, the
-//! MCP step-up challenge). [`RequireScopes`] is the built-in one.
+//! callback — a closure works — sees the [`Principal`], the [`McpOperation`] and the
+//! request parts and allows, denies (`403`), or asks for more scopes
+//! (`403 insufficient_scope`, the MCP step-up challenge). [`RequireScopes`] and
+//! [`McpScopes`](crate::McpScopes) are the built-in ones.
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
@@ -17,6 +18,7 @@ use crate::body::ResponseBody;
 use crate::challenge;
 use crate::error::AuthError;
 use crate::future::Rejection;
+use crate::mcp::McpOperation;
 use crate::principal::Principal;
 use crate::resource::ProtectedResource;
 
@@ -69,37 +71,58 @@ impl Decision {
 }
 
 /// An authorization callback. Implemented for closures
-/// `Fn(&Principal, &Parts) -> impl Future<Output = Decision>`; the future must not
-/// borrow the arguments, so copy what it needs before `async move`.
+/// `Fn(&Principal, &McpOperation, &Parts) -> impl Future<Output = Decision>`; the
+/// future must not borrow the arguments, so copy what it needs before `async move`.
+///
+/// The operation is the one the request's body asks for (see
+/// [`OperationLayer`](crate::OperationLayer)); it is [`McpOperation::unknown`] for
+/// requests that carry none (an SSE `GET`, a non-JSON body) and when no operation
+/// layer runs in front.
 ///
 /// ```
-/// use mcp_gatekeeper::{Decision, Principal};
+/// use mcp_gatekeeper::{Decision, McpOperation, Principal};
 /// use http::request::Parts;
 ///
-/// let only_admins = |principal: &Principal, _parts: &Parts| {
+/// let admins_delete = |principal: &Principal, op: &McpOperation, _parts: &Parts| {
 ///     let admin = principal.claim("role").and_then(|r| r.as_str()) == Some("admin");
-///     async move { if admin { Decision::Allow } else { Decision::deny("admins only") } }
+///     let deleting = op.is("tools/call") && op.name() == Some("delete_repo");
+///     async move {
+///         if deleting && !admin { Decision::deny("only admins delete repositories") } else { Decision::Allow }
+///     }
 /// };
 /// # fn check(_: impl mcp_gatekeeper::Authorize) {}
-/// # check(only_admins);
+/// # check(admins_delete);
 /// ```
 pub trait Authorize: Send + Sync + 'static {
     /// The future of a decision.
     type Future: Future<Output = Decision> + Send + 'static;
 
     /// Decides on a request whose token was verified.
-    fn authorize(&self, principal: &Principal, parts: &Parts) -> Self::Future;
+    fn authorize(
+        &self,
+        principal: &Principal,
+        operation: &McpOperation,
+        parts: &Parts,
+    ) -> Self::Future;
+
+    /// Whether the decision for `principal` can depend on the MCP operation, so the
+    /// request body must be read to find it. `true` unless the policy says otherwise;
+    /// scope rules say `false` for a caller that holds every scope they mention.
+    fn needs_operation(&self, principal: &Principal) -> bool {
+        let _ = principal;
+        true
+    }
 }
 
 impl<F, Fut> Authorize for F
 where
-    F: Fn(&Principal, &Parts) -> Fut + Send + Sync + 'static,
+    F: Fn(&Principal, &McpOperation, &Parts) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Decision> + Send + 'static,
 {
     type Future = Fut;
 
-    fn authorize(&self, principal: &Principal, parts: &Parts) -> Fut {
-        self(principal, parts)
+    fn authorize(&self, principal: &Principal, operation: &McpOperation, parts: &Parts) -> Fut {
+        self(principal, operation, parts)
     }
 }
 
@@ -140,8 +163,29 @@ impl RequireScopes {
 impl Authorize for RequireScopes {
     type Future = Ready<Decision>;
 
-    fn authorize(&self, principal: &Principal, _parts: &Parts) -> Self::Future {
+    fn authorize(&self, principal: &Principal, _: &McpOperation, _: &Parts) -> Self::Future {
         ready(self.decide(principal))
+    }
+
+    fn needs_operation(&self, _: &Principal) -> bool {
+        false
+    }
+}
+
+impl Authorize for crate::McpScopes {
+    type Future = Ready<Decision>;
+
+    fn authorize(
+        &self,
+        principal: &Principal,
+        operation: &McpOperation,
+        _: &Parts,
+    ) -> Self::Future {
+        ready(self.decide(principal, operation))
+    }
+
+    fn needs_operation(&self, principal: &Principal) -> bool {
+        self.depends_on_operation(principal)
     }
 }
 
@@ -152,12 +196,27 @@ pub struct BoxAuthorize(Arc<dyn DynAuthorize>);
 type BoxDecision = Pin<Box<dyn Future<Output = Decision> + Send>>;
 
 trait DynAuthorize: Send + Sync {
-    fn authorize(&self, principal: &Principal, parts: &Parts) -> BoxDecision;
+    fn authorize(
+        &self,
+        principal: &Principal,
+        operation: &McpOperation,
+        parts: &Parts,
+    ) -> BoxDecision;
+    fn needs_operation(&self, principal: &Principal) -> bool;
 }
 
 impl<A: Authorize> DynAuthorize for A {
-    fn authorize(&self, principal: &Principal, parts: &Parts) -> BoxDecision {
-        Box::pin(Authorize::authorize(self, principal, parts))
+    fn authorize(
+        &self,
+        principal: &Principal,
+        operation: &McpOperation,
+        parts: &Parts,
+    ) -> BoxDecision {
+        Box::pin(Authorize::authorize(self, principal, operation, parts))
+    }
+
+    fn needs_operation(&self, principal: &Principal) -> bool {
+        Authorize::needs_operation(self, principal)
     }
 }
 
@@ -171,10 +230,22 @@ impl BoxAuthorize {
 impl Authorize for BoxAuthorize {
     type Future = BoxDecision;
 
-    fn authorize(&self, principal: &Principal, parts: &Parts) -> Self::Future {
-        self.0.authorize(principal, parts)
+    fn authorize(
+        &self,
+        principal: &Principal,
+        operation: &McpOperation,
+        parts: &Parts,
+    ) -> Self::Future {
+        self.0.authorize(principal, operation, parts)
+    }
+
+    fn needs_operation(&self, principal: &Principal) -> bool {
+        self.0.needs_operation(principal)
     }
 }
+
+/// The operation of requests no [`OperationLayer`](crate::OperationLayer) looked at.
+static UNKNOWN: McpOperation = McpOperation::unknown();
 
 /// A layer that runs an [`Authorize`] callback on each verified request.
 #[derive(Clone, Debug)]
@@ -242,9 +313,12 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         let (parts, body) = req.into_parts();
         let state = match parts.extensions.get::<Principal>() {
-            Some(principal) => State::Deciding {
-                decision: self.authorize.authorize(principal, &parts),
-            },
+            Some(principal) => {
+                let operation = parts.extensions.get::<McpOperation>().unwrap_or(&UNKNOWN);
+                State::Deciding {
+                    decision: self.authorize.authorize(principal, operation, &parts),
+                }
+            }
             None => State::Refusing {
                 error: Some(AuthError::misconfigured(
                     "AuthorizeLayer found no Principal: put VerifyLayer in front of it",

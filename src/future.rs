@@ -25,7 +25,8 @@ const DRAIN_MAX_BYTES: usize = 64 * 1024;
 /// The longest a refusal waits for the rest of the request body.
 const DRAIN_MAX_TIME: Duration = Duration::from_secs(1);
 
-/// Reads and drops a request body, within [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX_TIME`].
+/// Reads and drops a request body, within `max` bytes (normally [`DRAIN_MAX_BYTES`])
+/// and [`DRAIN_MAX_TIME`].
 #[pin_project]
 struct Drain<ReqBody> {
     #[pin]
@@ -33,6 +34,7 @@ struct Drain<ReqBody> {
     #[pin]
     deadline: tokio::time::Sleep,
     read: usize,
+    max: usize,
 }
 
 impl<ReqBody: Body> Future for Drain<ReqBody> {
@@ -44,7 +46,7 @@ impl<ReqBody: Body> Future for Drain<ReqBody> {
             match this.body.as_mut().poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     *this.read += frame.data_ref().map_or(0, bytes::Buf::remaining);
-                    if *this.read > DRAIN_MAX_BYTES {
+                    if *this.read > *this.max {
                         return Poll::Ready(());
                     }
                 }
@@ -63,6 +65,12 @@ pub(crate) struct Rejection<ReqBody, B> {
 
 impl<ReqBody: Body, B> Rejection<ReqBody, B> {
     pub(crate) fn new(response: Response<ResponseBody<B>>, body: ReqBody) -> Self {
+        Self::draining(response, body, DRAIN_MAX_BYTES)
+    }
+
+    /// Like [`Rejection::new`], reading up to `max` bytes of the body: for refusals
+    /// made because the body is too long, whose sender is still sending it.
+    pub(crate) fn draining(response: Response<ResponseBody<B>>, body: ReqBody, max: usize) -> Self {
         // Draining needs a Tokio timer; without a runtime the response goes at once.
         let drain =
             (!body.is_end_stream() && tokio::runtime::Handle::try_current().is_ok()).then(|| {
@@ -70,6 +78,7 @@ impl<ReqBody: Body, B> Rejection<ReqBody, B> {
                     body,
                     deadline: tokio::time::sleep(DRAIN_MAX_TIME),
                     read: 0,
+                    max,
                 })
             });
         Self {

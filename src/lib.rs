@@ -85,6 +85,7 @@ mod error;
 mod fetch;
 mod future;
 pub mod keys;
+mod mcp;
 mod metadata;
 mod principal;
 mod resource;
@@ -106,6 +107,11 @@ pub use error::{AuthError, AuthErrorKind, ConfigError};
 pub use fetch::FetchOptions;
 pub use future::ResponseFuture;
 pub use jsonwebtoken::Algorithm;
+pub use mcp::{
+    DEFAULT_MCP_BODY_LIMIT, DEFAULT_TOOLS_LIST_LIMIT, FilterTools, FilterToolsFuture,
+    FilterToolsLayer, FilteredBody, MCP_METHOD, MCP_NAME, McpBody, McpOperation, McpScopes,
+    Operation, OperationFuture, OperationLayer, OperationSource,
+};
 pub use metadata::{
     Metadata, MetadataLayer, MetadataService, document as metadata_document, metadata_path,
 };

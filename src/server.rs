@@ -1,7 +1,8 @@
 //! [`ResourceServer`]: the front door. From one description of the resource — its
 //! canonical URI, the trusted issuers, the scopes — it builds the layers in the only
-//! correct order (metadata, bearer, verify, audience, authorize) and the metadata
-//! endpoint. Building checks the configuration (R-OPS-2) and does no I/O (R-KEY-2).
+//! correct order (metadata, bearer, verify, audience, enrich, operation, authorize,
+//! tool filter) and the metadata endpoint. Building checks the configuration
+//! (R-OPS-2) and does no I/O (R-KEY-2).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +19,10 @@ use crate::authorize::{
 use crate::bearer::{Bearer, BearerLayer, DEFAULT_MAX_TOKEN_LEN};
 use crate::enrich::{Enrich, EnrichLayer, EnrichService, ServerEnrich};
 use crate::error::ConfigError;
+use crate::mcp::{
+    DEFAULT_MCP_BODY_LIMIT, FilterTools, FilterToolsLayer, McpOperation, McpScopes, Operation,
+    OperationLayer,
+};
 use crate::metadata::{Metadata, MetadataLayer, MetadataService};
 use crate::principal::Principal;
 use crate::resource::ProtectedResource;
@@ -37,9 +42,46 @@ pub struct ResourceServerBuilder {
     routed: Vec<(String, Arc<dyn TokenVerifier>)>,
     max_token_len: usize,
     serve_root_metadata: bool,
+    mcp_scopes: Option<McpScopes>,
+    mcp_operations: bool,
+    mcp_body_limit: usize,
+    filter_tools: bool,
 }
 
 impl ResourceServerBuilder {
+    /// Per-operation scopes for the MCP server (`tools/call` of `write*` needs
+    /// `mcp:write`, everything else `mcp:read`): a request without them gets
+    /// `403 insufficient_scope` naming exactly the scopes of its operation, the `401`
+    /// challenge names the default scopes, and `scopes_supported` lists them all.
+    pub fn mcp_scopes(mut self, scopes: McpScopes) -> Self {
+        self.mcp_scopes = Some(scopes);
+        self
+    }
+
+    /// Removes from `tools/list` answers the tools the caller could not call (by the
+    /// [`mcp_scopes`](Self::mcp_scopes) and the [`authorize`](Self::authorize)
+    /// callback). Off by default.
+    pub fn filter_tools(mut self, on: bool) -> Self {
+        self.filter_tools = on;
+        self
+    }
+
+    /// The most of a request body read to find its MCP operation; longer bodies are
+    /// refused with `400` when a rule needs the operation. Default
+    /// [`DEFAULT_MCP_BODY_LIMIT`](crate::DEFAULT_MCP_BODY_LIMIT) (1 MiB).
+    pub fn mcp_body_limit(mut self, bytes: usize) -> Self {
+        self.mcp_body_limit = bytes;
+        self
+    }
+
+    /// Whether request bodies are MCP JSON-RPC, read to find the operation when the
+    /// authorization needs it (default `true`). Turn it off for a service that is not
+    /// MCP (a REST or gRPC API); callbacks then see [`McpOperation::unknown`].
+    pub fn mcp_operations(mut self, on: bool) -> Self {
+        self.mcp_operations = on;
+        self
+    }
+
     /// Sends the JWT-shaped tokens of `issuer` to `verifier` instead of checking
     /// them locally (R-ISS-2); see [`VerifierChain::route_issuer`]. The issuer is
     /// not listed in the metadata document; name the authorization server clients
@@ -182,8 +224,37 @@ impl ResourceServerBuilder {
                 Arc::new(chain)
             }
         };
-        if !self.required_scopes.is_empty() {
-            resource = resource.challenge_scope(self.required_scopes.iter().cloned());
+        if !self.mcp_operations && (self.mcp_scopes.is_some() || self.filter_tools) {
+            return Err(ConfigError::new(
+                "mcp_scopes and filter_tools need the MCP operation of each request, but                  mcp_operations(false) turns reading it off; drop one of them",
+            ));
+        }
+        let mut baseline = self.required_scopes.clone();
+        let mut implied = self.required_scopes.clone();
+        if let Some(rules) = &self.mcp_scopes {
+            for scope in rules.default_scopes() {
+                if !baseline.contains(scope) {
+                    baseline.push(scope.clone());
+                }
+            }
+            for scope in rules.all_scopes() {
+                if !implied.contains(&scope) {
+                    implied.push(scope);
+                }
+            }
+        }
+        if !baseline.is_empty() {
+            resource = resource.challenge_scope(baseline);
+        }
+        if resource.supported_scopes().is_empty() {
+            resource = resource.scopes_supported(implied);
+        } else if let Some(missing) = implied
+            .iter()
+            .find(|s| !resource.supported_scopes().contains(s))
+        {
+            return Err(ConfigError::new(format!(
+                "scope {missing:?} is required but not in scopes_supported; add it to                  scopes_supported, or leave scopes_supported out to have it derived from the                  required scopes and the MCP scope rules"
+            )));
         }
         if self.max_token_len < 64 {
             return Err(ConfigError::new(format!(
@@ -199,7 +270,19 @@ impl ResourceServerBuilder {
         let policy = ServerAuthorize {
             scopes: (!self.required_scopes.is_empty())
                 .then(|| RequireScopes::all(self.required_scopes)),
+            mcp: self.mcp_scopes,
             callback: self.authorize,
+        };
+        let operation = OperationLayer::new(resource.clone()).body_limit(self.mcp_body_limit);
+        let operation = if self.mcp_operations {
+            operation.needed_by(policy.clone())
+        } else {
+            operation.off()
+        };
+        let filter = if self.filter_tools {
+            FilterToolsLayer::new(policy.clone())
+        } else {
+            FilterToolsLayer::off()
         };
         let layer = GatekeeperLayer {
             metadata: metadata.clone(),
@@ -210,7 +293,9 @@ impl ResourceServerBuilder {
                 |layer, (issuer, policy)| layer.issuer_policy(issuer, policy),
             ),
             enrich: EnrichLayer::new(self.enrich).timeout(self.enrich_timeout),
+            operation,
             authorize: AuthorizeLayer::new(resource.clone(), policy),
+            filter,
         };
         Ok(ResourceServer {
             resource,
@@ -271,10 +356,15 @@ impl ResourceServer {
             routed: Vec::new(),
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             serve_root_metadata: false,
+            mcp_scopes: None,
+            mcp_operations: true,
+            mcp_body_limit: DEFAULT_MCP_BODY_LIMIT,
+            filter_tools: false,
         }
     }
 
-    /// The whole stack as one layer: metadata, bearer, verify, audience, authorize.
+    /// The whole stack as one layer: metadata, bearer, verify, audience, enrich,
+    /// operation, authorize, tool filter.
     pub fn layer(&self) -> GatekeeperLayer {
         self.layer.clone()
     }
@@ -291,7 +381,7 @@ impl ResourceServer {
     }
 }
 
-/// The layer of a [`ResourceServer`]: the five layers in order.
+/// The layer of a [`ResourceServer`]: the layers in order.
 #[derive(Clone, Debug)]
 pub struct GatekeeperLayer {
     metadata: MetadataLayer,
@@ -299,19 +389,32 @@ pub struct GatekeeperLayer {
     verify: VerifyLayer,
     audience: AudienceLayer,
     enrich: EnrichLayer<ServerEnrich>,
+    operation: OperationLayer,
     authorize: AuthorizeLayer<ServerAuthorize>,
+    filter: FilterToolsLayer<ServerAuthorize>,
 }
 
 /// The service of a [`GatekeeperLayer`] around `S`.
 pub type Gatekeeper<S> = Metadata<
-    Bearer<Verify<Audience<EnrichService<AuthorizeService<S, ServerAuthorize>, ServerEnrich>>>>,
+    Bearer<
+        Verify<
+            Audience<
+                EnrichService<
+                    Operation<AuthorizeService<FilterTools<S, ServerAuthorize>, ServerAuthorize>>,
+                    ServerEnrich,
+                >,
+            >,
+        >,
+    >,
 >;
 
 impl<S> Layer<S> for GatekeeperLayer {
     type Service = Gatekeeper<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        let inner = self.filter.layer(inner);
         let inner = self.authorize.layer(inner);
+        let inner = self.operation.layer(inner);
         let inner = self.enrich.layer(inner);
         let inner = self.audience.layer(inner);
         let inner = self.verify.layer(inner);
@@ -320,11 +423,13 @@ impl<S> Layer<S> for GatekeeperLayer {
     }
 }
 
-/// The authorization of a [`ResourceServer`]: the required scopes, then the callback.
-/// Decides without allocating when there is no callback.
+/// The authorization of a [`ResourceServer`]: the required scopes and the MCP scope
+/// rules (one `insufficient_scope` naming both), then the callback. Decides without
+/// allocating when the scopes are there and there is no callback.
 #[derive(Clone)]
 pub struct ServerAuthorize {
     scopes: Option<RequireScopes>,
+    mcp: Option<McpScopes>,
     callback: Option<BoxAuthorize>,
 }
 
@@ -332,6 +437,7 @@ impl std::fmt::Debug for ServerAuthorize {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerAuthorize")
             .field("scopes", &self.scopes)
+            .field("mcp", &self.mcp)
             .field("callback", &self.callback.is_some())
             .finish()
     }
@@ -360,18 +466,39 @@ impl Future for ServerAuthorizeFuture {
 impl Authorize for ServerAuthorize {
     type Future = ServerAuthorizeFuture;
 
-    fn authorize(&self, principal: &Principal, parts: &Parts) -> Self::Future {
-        if let Some(scopes) = &self.scopes {
-            let decision = scopes.decide(principal);
-            if decision != Decision::Allow {
-                return ServerAuthorizeFuture(Some(decision), None);
-            }
+    fn authorize(
+        &self,
+        principal: &Principal,
+        operation: &McpOperation,
+        parts: &Parts,
+    ) -> Self::Future {
+        let required = self.scopes.as_ref().map_or(&[][..], RequireScopes::scopes);
+        let rule = self
+            .mcp
+            .as_ref()
+            .map_or(&[][..], |m| m.scopes_for(operation));
+        let granted = principal.scopes();
+        if !required.iter().chain(rule).all(|s| granted.contains(s)) {
+            // The scopes this operation needs, all of them (RFC 6750 §3.1, SEP-2350).
+            let mut needed = required.to_vec();
+            needed.extend(rule.iter().filter(|s| !required.contains(s)).cloned());
+            return ServerAuthorizeFuture(Some(Decision::insufficient_scope(needed)), None);
         }
         match &self.callback {
             Some(callback) => {
-                ServerAuthorizeFuture(None, Some(callback.authorize(principal, parts)))
+                ServerAuthorizeFuture(None, Some(callback.authorize(principal, operation, parts)))
             }
             None => ServerAuthorizeFuture(Some(Decision::Allow), None),
         }
+    }
+
+    fn needs_operation(&self, principal: &Principal) -> bool {
+        self.mcp
+            .as_ref()
+            .is_some_and(|m| m.depends_on_operation(principal))
+            || self
+                .callback
+                .as_ref()
+                .is_some_and(|c| c.needs_operation(principal))
     }
 }

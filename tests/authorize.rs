@@ -13,7 +13,7 @@ use http::request::Parts;
 use mcp_gatekeeper::keys::LocalKeys;
 use mcp_gatekeeper::{
     AudienceLayer, AudiencePolicy, AuthorizeLayer, BearerLayer, Decision, Issuer, JwtVerifier,
-    Principal, ProtectedResource, RequireScopes, ResourceServer, VerifyLayer,
+    McpOperation, Principal, ProtectedResource, RequireScopes, ResourceServer, VerifyLayer,
 };
 use serde_json::json;
 use support::{SigningKey, call, claims};
@@ -81,19 +81,23 @@ async fn a_callback_sees_principal_and_request_and_decides() {
     let counter = seen.clone();
     let server = ResourceServer::builder(RESOURCE)
         .issuer(issuer(&key))
-        .authorize(move |principal: &Principal, parts: &Parts| {
-            counter.fetch_add(1, Ordering::SeqCst);
-            let path = parts.uri.path().to_owned();
-            let admin = principal.claim("role").and_then(|r| r.as_str()) == Some("admin");
-            let writer = principal.scopes().contains("mcp:write");
-            async move {
-                match path.as_str() {
-                    "/admin" if !admin => Decision::deny("only administrators may use /admin"),
-                    "/write" if !writer => Decision::insufficient_scope(["mcp:read", "mcp:write"]),
-                    _ => Decision::Allow,
+        .authorize(
+            move |principal: &Principal, _op: &McpOperation, parts: &Parts| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let path = parts.uri.path().to_owned();
+                let admin = principal.claim("role").and_then(|r| r.as_str()) == Some("admin");
+                let writer = principal.scopes().contains("mcp:write");
+                async move {
+                    match path.as_str() {
+                        "/admin" if !admin => Decision::deny("only administrators may use /admin"),
+                        "/write" if !writer => {
+                            Decision::insufficient_scope(["mcp:read", "mcp:write"])
+                        }
+                        _ => Decision::Allow,
+                    }
                 }
-            }
-        })
+            },
+        )
         .build()
         .expect("valid");
     async fn ok() -> &'static str {

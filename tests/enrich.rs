@@ -9,7 +9,7 @@ use base64::Engine;
 use http::StatusCode;
 use http::request::Parts;
 use mcp_gatekeeper::keys::LocalKeys;
-use mcp_gatekeeper::{Decision, Issuer, Principal, ResourceServer};
+use mcp_gatekeeper::{Decision, Issuer, McpOperation, Principal, ResourceServer};
 use serde_json::{Map, Value, json};
 use support::{SigningKey, call, capture_logs, claims};
 
@@ -45,20 +45,22 @@ fn app(key: &SigningKey) -> Router {
         .issuer(Issuer::new(ISSUER).local_keys(keys).discovery(false))
         .enrich(upstream_claims)
         // A permit-all policy that still reads what it can.
-        .authorize(|principal: &Principal, _parts: &Parts| {
-            let department = principal
-                .enrichment()
-                .and_then(|e| e.get("department"))
-                .cloned();
-            async move {
-                match department {
-                    Some(Value::String(d)) if d == "blocked" => {
-                        Decision::deny("department blocked")
+        .authorize(
+            |principal: &Principal, _op: &McpOperation, _parts: &Parts| {
+                let department = principal
+                    .enrichment()
+                    .and_then(|e| e.get("department"))
+                    .cloned();
+                async move {
+                    match department {
+                        Some(Value::String(d)) if d == "blocked" => {
+                            Decision::deny("department blocked")
+                        }
+                        _ => Decision::Allow,
                     }
-                    _ => Decision::Allow,
                 }
-            }
-        })
+            },
+        )
         .build()
         .expect("valid");
     async fn show(principal: Principal) -> axum::Json<Value> {

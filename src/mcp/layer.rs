@@ -1,0 +1,441 @@
+//! [`OperationLayer`]: finds the [`McpOperation`] of each verified request and puts it
+//! into the request's extensions for the authorization layer and the service.
+//!
+//! A JSON `POST` whose decision depends on the operation is read, up to a limit, and
+//! the exact bytes read are handed on ([`McpBody`]); every other request keeps its
+//! body streaming. It runs after verification, so unauthenticated clients never make
+//! the server buffer anything.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::request::Parts;
+use http::{Method, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use pin_project::pin_project;
+use tower::{Layer, Service};
+
+use crate::authorize::{Authorize, BoxAuthorize};
+use crate::body::ResponseBody;
+use crate::challenge;
+use crate::error::AuthError;
+use crate::future::Rejection;
+use crate::principal::Principal;
+use crate::resource::ProtectedResource;
+
+use super::operation::{self, McpOperation};
+
+/// The most of a request body read to find its MCP operation, by default (1 MiB).
+pub const DEFAULT_MCP_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The rule id this layer's refusals carry in logs and spans.
+const RULE: &str = "MCP-1";
+
+/// How much of an over-long body is still read (and dropped) before refusing it, so
+/// the client receives the `400` instead of a connection reset.
+const OVERSIZE_DRAIN_BYTES: usize = 16 * 1024 * 1024;
+
+/// A layer that finds the [`McpOperation`] of each request; see the module docs.
+#[derive(Clone)]
+pub struct OperationLayer {
+    resource: ProtectedResource,
+    limit: usize,
+    reads: Reads,
+}
+
+#[derive(Clone)]
+enum Reads {
+    Always,
+    NeededBy(BoxAuthorize),
+    Never,
+}
+
+impl std::fmt::Debug for OperationLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperationLayer")
+            .field("resource", &self.resource)
+            .field("limit", &self.limit)
+            .field(
+                "reads",
+                &match self.reads {
+                    Reads::Always => "always",
+                    Reads::NeededBy(_) => "when the policy needs it",
+                    Reads::Never => "never",
+                },
+            )
+            .finish()
+    }
+}
+
+impl OperationLayer {
+    /// Reads the body of every JSON `POST`, up to [`DEFAULT_MCP_BODY_LIMIT`].
+    pub fn new(resource: ProtectedResource) -> Self {
+        Self {
+            resource,
+            limit: DEFAULT_MCP_BODY_LIMIT,
+            reads: Reads::Always,
+        }
+    }
+
+    /// The most of a body read; a longer one is refused with `400` naming the limit.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.limit = bytes;
+        self
+    }
+
+    /// Reads bodies only for callers whose decision by `authorize` depends on the
+    /// operation ([`Authorize::needs_operation`]); the others keep streaming and get
+    /// the operation the `Mcp-*` headers claim, unverified.
+    pub fn needed_by(mut self, authorize: impl Authorize) -> Self {
+        self.reads = Reads::NeededBy(BoxAuthorize::new(authorize));
+        self
+    }
+
+    /// Reads nothing: every request gets [`McpOperation::unknown`]. For services that
+    /// do not speak MCP.
+    pub fn off(mut self) -> Self {
+        self.reads = Reads::Never;
+        self
+    }
+}
+
+impl<S> Layer<S> for OperationLayer {
+    type Service = Operation<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Operation {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`OperationLayer`].
+#[derive(Clone, Debug)]
+pub struct Operation<S> {
+    inner: S,
+    layer: OperationLayer,
+}
+
+/// Whether a body is JSON by its `Content-Type`. MCP servers refuse other types
+/// (`415`), so a body that is not declared JSON is never executed as JSON-RPC.
+fn is_json(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .is_some_and(|essence| {
+            essence.eq_ignore_ascii_case("application/json")
+                || essence
+                    .rsplit_once('+')
+                    .is_some_and(|(_, suffix)| suffix.eq_ignore_ascii_case("json"))
+        })
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Operation<S>
+where
+    S: Service<Request<McpBody<ReqBody>>, Response = Response<ResBody>> + Clone,
+    ReqBody: Body,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = OperationFuture<S, ReqBody, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let (mut parts, body) = req.into_parts();
+        let reads = match &self.layer.reads {
+            Reads::Never => false,
+            _ => parts.method == Method::POST && is_json(&parts),
+        };
+        if !reads {
+            parts.extensions.insert(McpOperation::unknown());
+            return OperationFuture::calling(&mut inner, parts, McpBody::streaming(body));
+        }
+        let needed = match (&self.layer.reads, parts.extensions.get::<Principal>()) {
+            (Reads::NeededBy(authorize), Some(principal)) => authorize.needs_operation(principal),
+            _ => true,
+        };
+        if !needed {
+            let claimed = operation::from_headers(&parts.headers).ok().flatten();
+            parts
+                .extensions
+                .insert(claimed.unwrap_or_else(McpOperation::unknown));
+            return OperationFuture::calling(&mut inner, parts, McpBody::streaming(body));
+        }
+        let limit = self.layer.limit;
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            let error = too_large(limit);
+            return OperationFuture::rejecting(error, &self.layer.resource, parts, Box::pin(body));
+        }
+        OperationFuture {
+            state: State::Reading {
+                body: Some(Box::pin(body)),
+                read: Collected::default(),
+            },
+            request: Some((parts, inner)),
+            resource: self.layer.resource.clone(),
+            limit,
+        }
+    }
+}
+
+fn too_large(limit: usize) -> AuthError {
+    AuthError::invalid_request(
+        RULE,
+        format!(
+            "the request body is larger than the {limit}-byte limit read to find its MCP \
+             operation (ResourceServerBuilder::mcp_body_limit)"
+        ),
+    )
+}
+
+/// The chunks of a body read so far.
+#[derive(Default)]
+struct Collected {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl Collected {
+    fn push(&mut self, mut data: impl Buf) {
+        let chunk = data.copy_to_bytes(data.remaining());
+        self.len += chunk.len();
+        if !chunk.is_empty() {
+            self.chunks.push(chunk);
+        }
+    }
+
+    /// The bytes read, as one buffer (without copying when they came in one chunk).
+    fn into_bytes(mut self) -> Bytes {
+        match self.chunks.len() {
+            0 => Bytes::new(),
+            1 => self.chunks.remove(0),
+            _ => {
+                let mut all = BytesMut::with_capacity(self.len);
+                for chunk in self.chunks {
+                    all.extend_from_slice(&chunk);
+                }
+                all.freeze()
+            }
+        }
+    }
+}
+
+/// The response future of [`Operation`].
+#[pin_project]
+pub struct OperationFuture<S, ReqBody, ResBody>
+where
+    S: Service<Request<McpBody<ReqBody>>>,
+{
+    #[pin]
+    state: State<S::Future, ReqBody, ResBody>,
+    request: Option<(Parts, S)>,
+    resource: ProtectedResource,
+    limit: usize,
+}
+
+#[pin_project(project = StateProj)]
+enum State<F, ReqBody, B> {
+    Reading {
+        body: Option<Pin<Box<ReqBody>>>,
+        read: Collected,
+    },
+    Calling {
+        #[pin]
+        future: F,
+    },
+    Rejecting {
+        rejection: Rejection<Pin<Box<ReqBody>>, B>,
+    },
+}
+
+impl<S, ReqBody, ResBody> OperationFuture<S, ReqBody, ResBody>
+where
+    S: Service<Request<McpBody<ReqBody>>>,
+    ReqBody: Body,
+{
+    fn calling(inner: &mut S, parts: Parts, body: McpBody<ReqBody>) -> Self {
+        Self {
+            state: State::Calling {
+                future: inner.call(Request::from_parts(parts, body)),
+            },
+            request: None,
+            resource: ProtectedResource::new(""),
+            limit: 0,
+        }
+    }
+
+    fn rejecting(
+        error: AuthError,
+        resource: &ProtectedResource,
+        parts: Parts,
+        body: Pin<Box<ReqBody>>,
+    ) -> Self {
+        let response = challenge::reject(error, resource, &parts);
+        Self {
+            state: State::Rejecting {
+                rejection: Rejection::draining(response, body, OVERSIZE_DRAIN_BYTES),
+            },
+            request: None,
+            resource: resource.clone(),
+            limit: 0,
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for OperationFuture<S, ReqBody, ResBody>
+where
+    S: Service<Request<McpBody<ReqBody>>, Response = Response<ResBody>>,
+    ReqBody: Body,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let next = match this.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let response = std::task::ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
+                StateProj::Rejecting { rejection } => {
+                    return rejection.poll_response(cx).map(Ok);
+                }
+                StateProj::Reading { body, read } => {
+                    let Some(stream) = body.as_mut() else {
+                        panic!("OperationFuture polled after completion");
+                    };
+                    let outcome = match std::task::ready!(stream.as_mut().poll_frame(cx)) {
+                        Some(Ok(frame)) => {
+                            if let Ok(data) = frame.into_data() {
+                                read.push(data);
+                            }
+                            if read.len <= *this.limit {
+                                continue;
+                            }
+                            Err(too_large(*this.limit))
+                        }
+                        Some(Err(_)) => Err(AuthError::invalid_request(
+                            RULE,
+                            "the request body could not be read",
+                        )),
+                        None => Ok(std::mem::take(read).into_bytes()),
+                    };
+                    let Some((mut parts, mut inner)) = this.request.take() else {
+                        panic!("OperationFuture polled after completion");
+                    };
+                    let found = outcome.and_then(|bytes| {
+                        operation::from_body(&bytes, &parts.headers)
+                            .map(|op| (op, bytes))
+                            .map_err(|description| AuthError::invalid_request(RULE, description))
+                    });
+                    match found {
+                        Ok((op, bytes)) => {
+                            parts.extensions.insert(op);
+                            let request = Request::from_parts(parts, McpBody::full(bytes));
+                            State::Calling {
+                                future: inner.call(request),
+                            }
+                        }
+                        Err(error) => {
+                            let response = challenge::reject(error, this.resource, &parts);
+                            // What is left of the body is drained before answering.
+                            let Some(body) = body.take() else {
+                                panic!("OperationFuture polled after completion");
+                            };
+                            State::Rejecting {
+                                rejection: Rejection::draining(
+                                    response,
+                                    body,
+                                    OVERSIZE_DRAIN_BYTES,
+                                ),
+                            }
+                        }
+                    }
+                }
+            };
+            this.state.set(next);
+        }
+    }
+}
+
+/// The request body an [`Operation`] hands on: the client's body still streaming, or
+/// the exact bytes that were read from it.
+#[pin_project]
+#[derive(Debug)]
+pub struct McpBody<B> {
+    #[pin]
+    kind: BodyKind<B>,
+}
+
+#[pin_project(project = BodyKindProj)]
+#[derive(Debug)]
+enum BodyKind<B> {
+    Streaming(#[pin] B),
+    Full(Option<Bytes>),
+}
+
+impl<B> McpBody<B> {
+    /// The client's body, untouched.
+    pub fn streaming(body: B) -> Self {
+        Self {
+            kind: BodyKind::Streaming(body),
+        }
+    }
+
+    /// A body already read.
+    pub fn full(bytes: Bytes) -> Self {
+        Self {
+            kind: BodyKind::Full((!bytes.is_empty()).then_some(bytes)),
+        }
+    }
+}
+
+impl<B: Body> Body for McpBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            BodyKindProj::Streaming(body) => body.poll_frame(cx).map(|frame| {
+                frame.map(|frame| frame.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining()))))
+            }),
+            BodyKindProj::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            BodyKind::Streaming(body) => body.is_end_stream(),
+            BodyKind::Full(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            BodyKind::Streaming(body) => body.size_hint(),
+            BodyKind::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
