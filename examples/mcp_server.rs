@@ -10,9 +10,18 @@
 //! - `--resource URL`  canonical resource URI (default `http://<listen address>/mcp`);
 //! - `--issuer URL`    trust this issuer through lazy discovery (repeatable); without it
 //!   an embedded in-process issuer is used, with keys generated at start;
+//! - `--introspection-client-id ID`, `--introspection-client-secret SECRET`: opaque
+//!   tokens of the issuers by introspection;
+//! - `--filter-tools`  leave out of `tools/list` the tools the caller may not call;
 //! - `--help`.
+//!
+//! Tools: `whoami` and `notes` need scope `mcp:read`, `write` needs `mcp:write`
+//! (see `examples/common/notes.rs`); a call without the scope gets
+//! `403 insufficient_scope` naming it, so clients can step up.
 
 mod common;
+#[path = "common/notes.rs"]
+mod notes;
 #[path = "../tests/support/signing.rs"]
 mod signing;
 
@@ -21,17 +30,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mcp_gatekeeper::keys::{KeySet, LocalKeys};
-use mcp_gatekeeper::{Introspection, Issuer, Principal, ResourceServer, metadata_path};
-use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
-use rmcp::service::RequestContext;
+use mcp_gatekeeper::{Introspection, Issuer, ResourceServer, metadata_path};
 use rmcp::transport::streamable_http_server::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use serde_json::json;
 
 const USAGE: &str = "\
 usage: mcp_server [--listen ADDR] [--resource URL] [--issuer URL]...
                   [--introspection-client-id ID --introspection-client-secret SECRET]
+                  [--filter-tools]
 
   --listen ADDR    address to listen on (default 127.0.0.1:3000; port 0 picks one)
   --resource URL   canonical resource URI clients connect to (default http://ADDR/mcp)
@@ -41,6 +48,9 @@ usage: mcp_server [--listen ADDR] [--resource URL] [--issuer URL]...
   --introspection-client-id ID, --introspection-client-secret SECRET
                    also accept opaque tokens of the --issuer(s) by RFC 7662
                    introspection (endpoint from discovery), with these credentials
+  --filter-tools   leave out of tools/list the tools the caller may not call
+
+tools: whoami and notes need scope mcp:read, write needs mcp:write
 ";
 
 struct Args {
@@ -49,6 +59,7 @@ struct Args {
     issuers: Vec<String>,
     introspection_client_id: Option<String>,
     introspection_client_secret: Option<String>,
+    filter_tools: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -58,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
         issuers: Vec::new(),
         introspection_client_id: None,
         introspection_client_secret: None,
+        filter_tools: false,
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
@@ -72,6 +84,7 @@ fn parse_args() -> Result<Args, String> {
             "--introspection-client-secret" => {
                 args.introspection_client_secret = Some(value("--introspection-client-secret")?);
             }
+            "--filter-tools" => args.filter_tools = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -93,54 +106,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// The MCP server: one tool, `whoami`, returning the verified caller.
-#[derive(Clone)]
-struct Server {
-    tool_router: rmcp::handler::server::router::tool::ToolRouter<Self>,
-}
-
-#[tool_router]
-impl Server {
-    fn new() -> Self {
-        Self {
-            tool_router: Self::tool_router(),
-        }
-    }
-
-    #[tool(
-        description = "Return the verified caller of this request: subject, issuer, client, scopes"
-    )]
-    async fn whoami(&self, ctx: RequestContext<RoleServer>) -> Result<CallToolResult, ErrorData> {
-        let principal = ctx
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<Principal>())
-            .ok_or_else(|| {
-                ErrorData::internal_error("no verified principal for this request", None)
-            })?;
-        Ok(CallToolResult::structured(json!({
-            "subject": principal.subject(),
-            "issuer": principal.issuer(),
-            "client_id": principal.client_id(),
-            "audiences": principal.audiences(),
-            "scopes": principal.scopes().iter().collect::<Vec<_>>(),
-            "kind": format!("{:?}", principal.kind()),
-        })))
-    }
-}
-
-#[tool_handler(router = self.tool_router)]
-impl ServerHandler for Server {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(
-                "mcp-gatekeeper-example",
-                env!("CARGO_PKG_VERSION"),
-            ))
-            .with_instructions("Call `whoami` to see the verified caller.")
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = common::args_or_exit(parse_args, USAGE);
@@ -154,9 +119,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .clone()
         .unwrap_or_else(|| format!("{origin}/mcp"));
 
+    // Per-tool scopes, declared once: they decide calls (403 insufficient_scope names
+    // what is missing), filter tools/list, and fill scopes_supported.
     let mut builder = ResourceServer::builder(&resource)
-        .scopes_supported(["mcp:read", "mcp:write"])
-        .required_scopes(["mcp:read"])
+        .mcp_scopes(notes::scope_rules())
+        .filter_tools(args.filter_tools)
         .resource_name("mcp-gatekeeper example");
     let mut embedded = None;
     if args.issuers.is_empty() {
@@ -185,8 +152,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gatekeeper = builder.build()?;
 
     let config = common::streamable_http_config(&resource);
+    let server = notes::Notes::new();
     let mcp = StreamableHttpService::new(
-        || Ok(Server::new()),
+        move || Ok(server.clone()),
         Arc::new(LocalSessionManager::default()),
         config,
     );
@@ -208,29 +176,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_secs();
-            let token = key.sign(&json!({
-                "iss": issuer,
-                "sub": "demo-user",
-                "aud": resource,
-                "client_id": "mcp-gatekeeper-example",
-                "scope": "mcp:read mcp:write",
-                "iat": now,
-                "exp": now + 3600,
-                "jti": format!("demo-{now}"),
-            }));
+            let token_for = |scope: &str| {
+                key.sign(&json!({
+                    "iss": issuer,
+                    "sub": "demo-user",
+                    "aud": resource,
+                    "client_id": "mcp-gatekeeper-example",
+                    "scope": scope,
+                    "iat": now,
+                    "exp": now + 3600,
+                    "jti": format!("demo-{now}-{}", scope.len()),
+                }))
+            };
+            let token = token_for("mcp:read");
             say!(
                 &mut banner,
                 "  issuer:    {issuer} (embedded, in-process keys)"
             );
             say!(&mut banner, "  token:     {token}");
-            say!(&mut banner, "try:");
             say!(
                 &mut banner,
-                "  curl -s {origin}{path} -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \
-                 -H 'Accept: application/json, text/event-stream' \
-                 -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"whoami\",\"arguments\":{{}}}}}}'",
-                path = mcp_gatekeeper_path(&resource),
+                "  write-token: {}",
+                token_for("mcp:read mcp:write")
             );
+            say!(&mut banner, "try:");
+            let path = mcp_gatekeeper_path(&resource);
+            let curl = |tool: &str, arguments: &str| {
+                let message = format!(
+                    r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{arguments}}}}}"#
+                );
+                format!(
+                    "  curl -si {origin}{path} -H 'Authorization: Bearer {token}' \
+                     -H 'Content-Type: application/json' \
+                     -H 'Accept: application/json, text/event-stream' -d '{message}'"
+                )
+            };
+            say!(&mut banner, "{}", curl("whoami", "{}"));
+            say!(
+                &mut banner,
+                "  # write needs mcp:write: with the token above it answers 403 insufficient_scope \
+                 scope=\"mcp:write\"; with write-token it succeeds"
+            );
+            say!(&mut banner, "{}", curl("write", r#"{"text":"hello"}"#));
         }
         None => {
             for issuer in &args.issuers {

@@ -58,15 +58,28 @@ impl Decision {
         }
     }
 
-    fn into_error(self) -> Option<AuthError> {
+    fn into_error(self, operation: &McpOperation) -> Option<AuthError> {
         match self {
             Self::Allow => None,
             Self::Deny { reason } => Some(AuthError::forbidden(reason)),
             Self::InsufficientScope { scopes } => {
-                let description = format!("this request needs the scopes: {}", scopes.join(" "));
+                let asked = match (operation.method(), operation.name()) {
+                    (Some(method), Some(name)) => format!("{method} of {:?}", shorten(name)),
+                    (Some(method), None) => method.to_owned(),
+                    _ => "this request".to_owned(),
+                };
+                let description = format!("{asked} needs the scopes: {}", scopes.join(" "));
                 Some(AuthError::insufficient_scope(scopes, description))
             }
         }
+    }
+}
+
+/// A client-chosen name, cut short enough for a header.
+fn shorten(name: &str) -> &str {
+    match name.char_indices().nth(64) {
+        Some((at, _)) => &name[..at],
+        None => name,
     }
 }
 
@@ -376,7 +389,13 @@ where
         loop {
             let error = match this.state.as_mut().project() {
                 StateProj::Deciding { decision } => {
-                    match std::task::ready!(decision.poll(cx)).into_error() {
+                    let decided = std::task::ready!(decision.poll(cx));
+                    let operation = this
+                        .request
+                        .as_ref()
+                        .and_then(|(parts, _, _)| parts.extensions.get::<McpOperation>())
+                        .unwrap_or(&UNKNOWN);
+                    match decided.into_error(operation) {
                         Some(error) => error,
                         None => {
                             let Some((parts, body, mut inner)) = this.request.take() else {

@@ -6,10 +6,10 @@
 //! how to get a better one.
 //!
 //! ```text
-//! request ─► Metadata ─► Bearer ─► Verify ──────────► Audience ─► Authorize ─► your service
-//!            RFC 9728    token?    signature, iss,    aud fits    policy says
-//!            document    (R-BEAR)  exp via KeyChain   this route? yes / 403
-//!                                  (R-JWT, R-KEY)     (R-AUD)     (R-AZ)
+//! request ─► Metadata ─► Bearer ─► Verify ──────────► Audience ─► Operation ─► Authorize ─► your service
+//!            RFC 9728    token?    signature, iss,    aud fits    MCP method  policy says
+//!            document    (R-BEAR)  exp via KeyChain   this route? and tool    yes / 403
+//!                                  (R-JWT, R-KEY)     (R-AUD)     (MCP-1)     (R-AZ, MCP-2)
 //!   each step on failure ─► AuthError ─► one renderer: 400 / 401 / 403 / 503 + challenge
 //! ```
 //!
@@ -24,11 +24,20 @@
 //! never runs at start-up and its failure never blocks another tier. An unreachable
 //! identity provider gives `503` with `Retry-After`, not `401`.
 //!
+//! [`McpScopes`] declares which scopes each MCP operation needs (`tools/call` of
+//! `write*` needs `mcp:write`, …): a call without them is answered `403
+//! insufficient_scope` naming exactly those scopes, the MCP step-up challenge, and the
+//! metadata document's `scopes_supported` comes from the same declaration. The
+//! [`OperationLayer`] reads the operation from the JSON-RPC body (checked against the
+//! `Mcp-Method` / `Mcp-Name` headers) only when a rule needs it, and hands the same
+//! bytes on; [`FilterToolsLayer`] can leave out of `tools/list` what a caller cannot
+//! call.
+//!
 //! ## Example
 //!
 //! ```no_run
 //! use axum::{Router, routing::post};
-//! use mcp_gatekeeper::{AudiencePolicy, Issuer, Principal, ResourceServer};
+//! use mcp_gatekeeper::{AudiencePolicy, Issuer, McpScopes, Principal, ResourceServer};
 //!
 //! async fn mcp(principal: Principal) -> String {
 //!     format!("hello {}", principal.subject().unwrap_or("anonymous"))
@@ -40,8 +49,8 @@
 //!         .issuer(Issuer::new("https://idp.example.com"))
 //!         // IdP without RFC 8707? It puts the client id into `aud`: opt in to that.
 //!         .audience(AudiencePolicy::resource().accept_client_ids(["my-client"]))
-//!         .scopes_supported(["mcp:read", "mcp:write"])
-//!         .required_scopes(["mcp:read"])
+//!         // tools/call of write* needs mcp:write, everything else mcp:read.
+//!         .mcp_scopes(McpScopes::new(["mcp:read"]).tool("write*", ["mcp:write"]))
 //!         .build()?; // checks the configuration; no network I/O
 //!
 //!     // The layer also answers GET /.well-known/oauth-protected-resource/mcp.

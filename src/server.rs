@@ -53,6 +53,24 @@ impl ResourceServerBuilder {
     /// `mcp:write`, everything else `mcp:read`): a request without them gets
     /// `403 insufficient_scope` naming exactly the scopes of its operation, the `401`
     /// challenge names the default scopes, and `scopes_supported` lists them all.
+    ///
+    /// ```
+    /// use http::request::Parts;
+    /// use mcp_gatekeeper::{Decision, Issuer, McpOperation, McpScopes, Principal, ResourceServer};
+    ///
+    /// let server = ResourceServer::builder("https://mcp.example.com/mcp")
+    ///     .issuer(Issuer::new("https://idp.example.com"))
+    ///     .mcp_scopes(McpScopes::new(["mcp:read"]).tool("write*", ["mcp:write"]))
+    ///     .filter_tools(true)
+    ///     .authorize(|p: &Principal, op: &McpOperation, _: &Parts| {
+    ///         let refused = op.name() == Some("delete_repo") && p.subject() != Some("admin");
+    ///         async move { if refused { Decision::deny("only admin deletes") } else { Decision::Allow } }
+    ///     })
+    ///     .build()?;
+    /// let scopes = server.resource().supported_scopes();
+    /// assert_eq!(scopes, ["mcp:read", "mcp:write"]);
+    /// # Ok::<(), mcp_gatekeeper::ConfigError>(())
+    /// ```
     pub fn mcp_scopes(mut self, scopes: McpScopes) -> Self {
         self.mcp_scopes = Some(scopes);
         self

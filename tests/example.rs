@@ -141,3 +141,52 @@ async fn the_example_accepts_opaque_tokens_through_introspection_flags() {
         401
     );
 }
+
+#[tokio::test]
+async fn the_example_shows_the_step_up_flow_and_filters_tools_on_request() {
+    let running = start(
+        "mcp_server",
+        &["--listen", "127.0.0.1:0", "--filter-tools"],
+        "try:",
+    )
+    .await;
+    let resource = running.field("resource");
+    let (read, write) = (running.field("token"), running.field("write-token"));
+    let write_call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "write", "arguments": {"text": "hello"}}});
+
+    // The printed token has mcp:read: write asks to step up to mcp:write.
+    let answer = mcp_call(&resource, Some(&read), write_call.clone()).await;
+    assert_eq!(answer.status(), 403);
+    let challenge = answer.headers()["www-authenticate"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        challenge.starts_with("Bearer error=\"insufficient_scope\"")
+            && challenge.ends_with("scope=\"mcp:write\""),
+        "{challenge}"
+    );
+    let answer = mcp_call(&resource, Some(&write), write_call).await;
+    assert_eq!(answer.status(), 200);
+    let reply: Value = answer.json().await.expect("json-rpc reply");
+    assert_eq!(reply["result"]["structuredContent"]["notes"], 1);
+
+    // --filter-tools: the read token is not offered `write`.
+    let list = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"});
+    for (token, expected) in [
+        (&read, vec!["notes", "whoami"]),
+        (&write, vec!["notes", "whoami", "write"]),
+    ] {
+        let reply: Value = mcp_call(&resource, Some(token), list.clone())
+            .await
+            .json()
+            .await
+            .expect("json-rpc reply");
+        let mut names: Vec<&str> = reply["result"]["tools"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
+            .unwrap_or_default();
+        names.sort_unstable();
+        assert_eq!(names, expected);
+    }
+}

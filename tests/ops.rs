@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::StatusCode;
 use jsonwebtoken::Algorithm;
 use mcp_gatekeeper::keys::{JwksOptions, LocalKeys};
-use mcp_gatekeeper::{Issuer, ResourceServer};
+use mcp_gatekeeper::{Issuer, McpScopes, ResourceServer};
 use support::{SigningKey, call, capture_logs, claims};
 
 const RESOURCE: &str = "https://mcp.example.com/mcp";
@@ -105,6 +105,20 @@ fn insecure_or_contradictory_configuration_fails_at_build_with_a_fix() {
                 .issuer(Issuer::new(ISSUER))
                 .max_token_len(10),
             "too small",
+        ),
+        (
+            ResourceServer::builder(RESOURCE)
+                .issuer(Issuer::new(ISSUER))
+                .scopes_supported(["mcp:read"])
+                .mcp_scopes(McpScopes::new(["mcp:read"]).tool("write", ["mcp:write"])),
+            "\"mcp:write\" is required but not in scopes_supported",
+        ),
+        (
+            ResourceServer::builder(RESOURCE)
+                .issuer(Issuer::new(ISSUER))
+                .mcp_operations(false)
+                .filter_tools(true),
+            "mcp_operations(false) turns reading it off",
         ),
     ];
     for (builder, expected) in cases {

@@ -120,16 +120,18 @@ pub struct Operation<S> {
     layer: OperationLayer,
 }
 
-/// Whether a body is JSON by its `Content-Type`. MCP servers refuse other types
-/// (`415`), so a body that is not declared JSON is never executed as JSON-RPC.
+/// Whether a body may be JSON by its `Content-Type`. MCP servers refuse other types
+/// (`415`), so a body not declared JSON is never executed as JSON-RPC. Any of several
+/// `Content-Type` headers counts: servers differ in which one they believe.
 fn is_json(parts: &Parts) -> bool {
     parts
         .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
+        .get_all(CONTENT_TYPE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
         .map(str::trim)
-        .is_some_and(|essence| {
+        .any(|essence| {
             essence.eq_ignore_ascii_case("application/json")
                 || essence
                     .rsplit_once('+')
@@ -189,7 +191,7 @@ where
                 read: Collected::default(),
             },
             request: Some((parts, inner)),
-            resource: self.layer.resource.clone(),
+            resource: Some(self.layer.resource.clone()),
             limit,
         }
     }
@@ -246,7 +248,7 @@ where
     #[pin]
     state: State<S::Future, ReqBody, ResBody>,
     request: Option<(Parts, S)>,
-    resource: ProtectedResource,
+    resource: Option<ProtectedResource>,
     limit: usize,
 }
 
@@ -276,7 +278,7 @@ where
                 future: inner.call(Request::from_parts(parts, body)),
             },
             request: None,
-            resource: ProtectedResource::new(""),
+            resource: None,
             limit: 0,
         }
     }
@@ -293,7 +295,7 @@ where
                 rejection: Rejection::draining(response, body, OVERSIZE_DRAIN_BYTES),
             },
             request: None,
-            resource: resource.clone(),
+            resource: None,
             limit: 0,
         }
     }
@@ -354,7 +356,10 @@ where
                             }
                         }
                         Err(error) => {
-                            let response = challenge::reject(error, this.resource, &parts);
+                            let Some(resource) = this.resource.as_ref() else {
+                                panic!("OperationFuture read a body without its resource");
+                            };
+                            let response = challenge::reject(error, resource, &parts);
                             // What is left of the body is drained before answering.
                             let Some(body) = body.take() else {
                                 panic!("OperationFuture polled after completion");

@@ -1,0 +1,592 @@
+//! MCP-aware authorization through the whole stack, in front of the example's real
+//! rmcp server on loopback: per-tool scopes and the step-up challenge, the operation
+//! read from headers and body (and their disagreement refused), the body cap, bodies
+//! handed on byte for byte, and `tools/list` filtered in JSON and SSE form.
+
+#[path = "../examples/common/notes.rs"]
+mod notes;
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::{Next, from_fn};
+use http::request::Parts;
+use http_body_util::BodyExt;
+use mcp_gatekeeper::keys::LocalKeys;
+use mcp_gatekeeper::{
+    AudienceLayer, AudiencePolicy, AuthorizeLayer, BearerLayer, Decision, FilterToolsLayer, Issuer,
+    JwtVerifier, McpOperation, OperationLayer, OperationSource, Principal, ProtectedResource,
+    ResourceServer, ResourceServerBuilder, VerifyLayer,
+};
+use rmcp::transport::streamable_http_server::StreamableHttpService;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use serde_json::{Value, json};
+use support::SigningKey;
+
+const ISSUER: &str = "https://idp.example.com";
+
+fn issuer(key: &SigningKey) -> Issuer {
+    let keys =
+        LocalKeys::from_jwks(support::signing::jwks(&[key]).to_string().as_bytes()).expect("keys");
+    Issuer::new(ISSUER).local_keys(keys).discovery(false)
+}
+
+/// What the MCP server behind the gatekeeper received.
+type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// The example's rmcp server behind the whole stack, on 127.0.0.1.
+struct Served {
+    resource: String,
+    key: SigningKey,
+    seen: Seen,
+}
+
+impl Served {
+    /// The example's rmcp server on loopback, behind the stack `build` makes for the
+    /// resource it is given.
+    async fn start_with<L>(json_answers: bool, build: impl FnOnce(&str, &SigningKey) -> L) -> Self
+    where
+        L: tower::Layer<axum::routing::Route> + Clone + Send + Sync + 'static,
+        L::Service: tower::Service<Request, Error = std::convert::Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<Request>>::Response: axum::response::IntoResponse + 'static,
+        <L::Service as tower::Service<Request>>::Future: Send + 'static,
+    {
+        let key = SigningKey::ec("mcp-test");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let resource = format!("http://{addr}/mcp");
+        let stack = build(&resource, &key);
+
+        let config = rmcp::transport::StreamableHttpServerConfig::default()
+            .with_legacy_session_mode(false)
+            .with_json_response(json_answers)
+            .with_allowed_hosts(["127.0.0.1".to_owned()]);
+        let server = notes::Notes::new();
+        let mcp = StreamableHttpService::new(
+            move || Ok(server.clone()),
+            Arc::new(LocalSessionManager::default()),
+            config,
+        );
+        let seen = Seen::default();
+        let record = seen.clone();
+        let capture = move |request: Request, next: Next| {
+            let record = record.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let bytes = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let line = format!("{} {}", parts.method, parts.uri.path());
+                record.lock().expect("lock").push((line, bytes.to_vec()));
+                next.run(Request::from_parts(parts, Body::from(bytes)))
+                    .await
+            }
+        };
+        let app = Router::new()
+            .route_service("/mcp", mcp)
+            .layer(from_fn(capture))
+            .layer(stack);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            resource,
+            key,
+            seen,
+        }
+    }
+
+    async fn start(
+        json_answers: bool,
+        configure: impl FnOnce(ResourceServerBuilder) -> ResourceServerBuilder,
+    ) -> Self {
+        Self::start_with(json_answers, |resource, key| {
+            let builder = ResourceServer::builder(resource)
+                .issuer(issuer(key))
+                .mcp_scopes(notes::scope_rules());
+            configure(builder)
+                .build()
+                .expect("valid configuration")
+                .layer()
+        })
+        .await
+    }
+
+    fn token(&self, scope: &str) -> String {
+        let mut claims = support::claims(ISSUER, &self.resource);
+        claims["scope"] = json!(scope);
+        self.key.sign(&claims)
+    }
+
+    fn post(&self, scope: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .post(&self.resource)
+            .bearer_auth(self.token(scope))
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+    }
+
+    /// POSTs `message` with a token carrying `scope`.
+    async fn ask(&self, scope: &str, message: &Value) -> reqwest::Response {
+        self.post(scope).json(message).send().await.expect("send")
+    }
+
+    fn bodies_seen(&self) -> Vec<Vec<u8>> {
+        self.seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, body)| body.clone())
+            .collect()
+    }
+
+    fn metadata_url(&self) -> String {
+        self.resource
+            .replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
+    }
+}
+
+fn call(tool: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments}})
+}
+
+fn list_tools() -> Value {
+    json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list", "params": {}})
+}
+
+async fn reply(response: reqwest::Response) -> (u16, String, Value) {
+    let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, challenge, body)
+}
+
+#[tokio::test]
+async fn whoami_with_mcp_read_is_allowed() {
+    let served = Served::start(true, |b| b).await;
+    let (status, _, body) = reply(served.ask("mcp:read", &call("whoami", json!({}))).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["structuredContent"]["subject"], "user-1");
+}
+
+#[tokio::test]
+async fn write_with_only_mcp_read_gets_the_exact_step_up_challenge() {
+    let served = Served::start(true, |b| b).await;
+    let (status, challenge, body) = reply(
+        served
+            .ask("mcp:read", &call("write", json!({"text": "hi"})))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        challenge,
+        format!(
+            "Bearer error=\"insufficient_scope\", error_description=\"tools/call of \
+             'write' needs the scopes: mcp:write\", resource_metadata=\"{}\", scope=\"mcp:write\"",
+            served.metadata_url()
+        )
+    );
+    assert_eq!(body["error"], "insufficient_scope");
+    assert!(
+        served.bodies_seen().is_empty(),
+        "the MCP server never saw it"
+    );
+}
+
+#[tokio::test]
+async fn write_with_mcp_write_is_allowed_and_reaches_the_tool() {
+    let served = Served::start(true, |b| b).await;
+    for scope in ["mcp:read mcp:write", "mcp:write"] {
+        let (status, _, body) = reply(
+            served
+                .post(scope)
+                .json(&call("write", json!({"text": "hi"})))
+                .send()
+                .await
+                .expect("send"),
+        )
+        .await;
+        assert_eq!(status, 200, "{scope}: {body}");
+        assert_eq!(body["result"]["structuredContent"]["written_by"], "user-1");
+    }
+    // The default rule still applies to everything else.
+    let (status, challenge, _) =
+        reply(served.ask("mcp:write", &call("notes", json!({}))).await).await;
+    assert_eq!(status, 403);
+    assert!(challenge.ends_with("scope=\"mcp:read\""), "{challenge}");
+}
+
+#[tokio::test]
+async fn the_metadata_and_the_401_challenge_come_from_the_same_rules() {
+    let served = Served::start(true, |b| b).await;
+    let doc: Value = reqwest::get(served.metadata_url())
+        .await
+        .expect("metadata")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(doc["scopes_supported"], json!(["mcp:read", "mcp:write"]));
+    let response = reqwest::Client::new()
+        .post(&served.resource)
+        .json(&call("whoami", json!({})))
+        .send()
+        .await
+        .expect("send");
+    let (status, challenge, _) = reply(response).await;
+    assert_eq!(status, 401);
+    assert!(challenge.ends_with("scope=\"mcp:read\""), "{challenge}");
+}
+
+#[tokio::test]
+async fn headers_that_disagree_with_the_body_are_400() {
+    let served = Served::start(true, |b| b).await;
+    let write = call("write", json!({"text": "smuggled"}));
+    for (method, name) in [("tools/call", "whoami"), ("tools/list", "")] {
+        let mut request = served
+            .post("mcp:read")
+            .header("mcp-method", method)
+            .json(&write);
+        if !name.is_empty() {
+            request = request.header("mcp-name", name);
+        }
+        let (status, challenge, body) = reply(request.send().await.expect("send")).await;
+        assert_eq!(status, 400, "{method} {name}");
+        assert!(
+            challenge.contains("error=\"invalid_request\""),
+            "{challenge}"
+        );
+        assert!(
+            body["error_description"]
+                .as_str()
+                .is_some_and(|d| d.contains("does not match the body")),
+            "{body}"
+        );
+    }
+    assert!(served.bodies_seen().is_empty());
+    // Headers that agree are fine.
+    let response = served
+        .post("mcp:read")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "whoami")
+        .json(&call("whoami", json!({})))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_2_mib_body_with_the_default_cap_is_400_naming_the_cap() {
+    let served = Served::start(true, |b| b).await;
+    let big = call("write", json!({"text": "x".repeat(2 * 1024 * 1024)}));
+    let bytes = serde_json::to_vec(&big).expect("json");
+    // With a Content-Length, and streamed without one.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    for body in [
+        reqwest::Body::from(bytes.clone()),
+        reqwest::Body::wrap_stream(futures_stream(chunks)),
+    ] {
+        let (status, _, answer) = reply(
+            served
+                .post("mcp:read")
+                .body(body)
+                .send()
+                .await
+                .expect("the 400 arrives"),
+        )
+        .await;
+        assert_eq!(status, 400, "{answer}");
+        let description = answer["error_description"].as_str().unwrap_or_default();
+        assert!(description.contains("1048576-byte limit"), "{description}");
+    }
+    assert!(served.bodies_seen().is_empty());
+    // Unauthenticated, the body is not read at all: the answer is the 401.
+    let response = reqwest::Client::new()
+        .post(&served.resource)
+        .header("content-type", "application/json")
+        .body(bytes)
+        .send()
+        .await
+        .expect("the 401 arrives");
+    assert_eq!(response.status(), 401);
+}
+
+/// The chunks as a stream, so reqwest sends them chunked, without a length.
+fn futures_stream(
+    chunks: Vec<Result<Vec<u8>, std::io::Error>>,
+) -> impl tokio_stream::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    tokio_stream::iter(chunks)
+}
+
+#[tokio::test]
+async fn the_inner_service_receives_byte_identical_bodies() {
+    let served = Served::start(true, |b| b).await;
+    // Odd spacing, escapes and member order survive: the server gets what was sent.
+    let sent = b" {\"params\": {\"arguments\" :{}, \"name\":\"who\\u0061mi\"},\n \"id\":9,\"method\":\"tools/call\",\"jsonrpc\":\"2.0\"}\t".to_vec();
+    for scope in ["mcp:read", "mcp:read mcp:write"] {
+        // mcp:read: the body is read to decide; both scopes: it streams through.
+        let response = served
+            .post(scope)
+            .body(sent.clone())
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 200, "{scope}");
+    }
+    assert_eq!(served.bodies_seen(), vec![sent.clone(), sent]);
+}
+
+/// An operation as a callback saw it: method, name, source.
+type SeenOp = (Option<String>, Option<String>, OperationSource);
+
+#[tokio::test]
+async fn callbacks_see_the_operation_and_sse_gets_and_deletes_pass_as_unknown() {
+    let seen_ops: Arc<Mutex<Vec<SeenOp>>> = Arc::default();
+    let record = seen_ops.clone();
+    let served = Served::start(true, move |b| {
+        b.authorize(move |_: &Principal, op: &McpOperation, _: &Parts| {
+            record.lock().expect("lock").push((
+                op.method().map(str::to_owned),
+                op.name().map(str::to_owned),
+                op.source(),
+            ));
+            let notes = op.is("tools/call") && op.name() == Some("notes");
+            async move {
+                if notes {
+                    Decision::deny("notes are closed today")
+                } else {
+                    Decision::Allow
+                }
+            }
+        })
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let token = served.token("mcp:read mcp:write");
+    assert_eq!(
+        served
+            .ask("mcp:read mcp:write", &call("whoami", json!({})))
+            .await
+            .status(),
+        200
+    );
+    let (status, _, body) = reply(
+        served
+            .ask("mcp:read mcp:write", &call("notes", json!({})))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error_description"], "notes are closed today");
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let status = client
+            .request(method.clone(), &served.resource)
+            .bearer_auth(&token)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .expect("send")
+            .status();
+        assert!(status != 400 && status != 403, "{method}: {status}");
+    }
+    let ops = seen_ops.lock().expect("lock").clone();
+    let call_op = |name: &str| {
+        (
+            Some("tools/call".to_owned()),
+            Some(name.to_owned()),
+            OperationSource::Body,
+        )
+    };
+    assert_eq!(
+        ops,
+        vec![
+            call_op("whoami"),
+            call_op("notes"),
+            (None, None, OperationSource::Unknown),
+            (None, None, OperationSource::Unknown),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_body_not_declared_json_is_not_executed_as_json_rpc() {
+    // The operation is read only from JSON bodies; MCP servers refuse the rest (415),
+    // so a tool call cannot hide behind another content type.
+    let served = Served::start(true, |b| b).await;
+    let response = reqwest::Client::new()
+        .post(&served.resource)
+        .bearer_auth(served.token("mcp:read"))
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "text/plain")
+        .body(serde_json::to_vec(&call("write", json!({"text": "x"}))).expect("json"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 415);
+    // Two Content-Types, JSON second: read as JSON, so the rule applies.
+    let response = served
+        .post("mcp:read")
+        .header("content-type", "text/plain")
+        .body(serde_json::to_vec(&call("write", json!({"text": "x"}))).expect("json"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 403);
+    let notes = served.ask("mcp:read", &call("notes", json!({}))).await;
+    let (_, _, body) = reply(notes).await;
+    assert_eq!(body["result"]["structuredContent"]["notes"], json!([]));
+}
+
+#[tokio::test]
+async fn batches_and_bodies_that_are_not_json_rpc_are_400_when_a_rule_needs_them() {
+    let served = Served::start(true, |b| b).await;
+    for body in [
+        json!([call("whoami", json!({}))]).to_string(),
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"whoami\""
+            .to_owned(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {}}).to_string(),
+    ] {
+        let (status, _, answer) = reply(
+            served
+                .post("mcp:read")
+                .body(body.clone())
+                .send()
+                .await
+                .expect("send"),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(answer["error"], "invalid_request");
+    }
+    assert!(served.bodies_seen().is_empty());
+}
+
+/// The tool names of a `tools/list` answer, from JSON or from the SSE event that
+/// carries it.
+async fn listed_tools(response: reqwest::Response) -> (String, Vec<String>) {
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = response.text().await.expect("body");
+    let message: Value = if content_type.starts_with("text/event-stream") {
+        text.split("\n\n")
+            .filter_map(|event| {
+                let data: Vec<&str> = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                serde_json::from_str::<Value>(&data.join("\n")).ok()
+            })
+            .find(|m| m.get("result").is_some())
+            .expect("an SSE event with the result")
+    } else {
+        serde_json::from_str(&text).expect("json")
+    };
+    assert_eq!(message["id"], 5, "{text}");
+    let mut names: Vec<String> = message["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    (content_type, names)
+}
+
+#[tokio::test]
+async fn filtering_removes_exactly_the_forbidden_tools_from_json_and_sse_answers() {
+    for json_answers in [true, false] {
+        let filtered = Served::start(json_answers, |b| b.filter_tools(true)).await;
+        let (content_type, tools) =
+            listed_tools(filtered.ask("mcp:read", &list_tools()).await).await;
+        let expected_type = if json_answers {
+            "application/json"
+        } else {
+            "text/event-stream"
+        };
+        assert!(content_type.starts_with(expected_type), "{content_type}");
+        assert_eq!(tools, ["notes", "whoami"], "{content_type}");
+        let (_, tools) =
+            listed_tools(filtered.ask("mcp:read mcp:write", &list_tools()).await).await;
+        assert_eq!(tools, ["notes", "whoami", "write"], "{content_type}");
+
+        let unfiltered = Served::start(json_answers, |b| b).await;
+        let (_, tools) = listed_tools(unfiltered.ask("mcp:read", &list_tools()).await).await;
+        assert_eq!(tools, ["notes", "whoami", "write"], "off by default");
+    }
+}
+
+#[tokio::test]
+async fn filtering_asks_the_callback_too() {
+    let served = Served::start(true, |b| {
+        b.filter_tools(true)
+            .authorize(|_: &Principal, op: &McpOperation, _: &Parts| {
+                let allowed = op.name() != Some("notes");
+                async move {
+                    if allowed {
+                        Decision::Allow
+                    } else {
+                        Decision::deny("no notes")
+                    }
+                }
+            })
+    })
+    .await;
+    let (_, tools) = listed_tools(served.ask("mcp:read mcp:write", &list_tools()).await).await;
+    assert_eq!(tools, ["whoami", "write"]);
+}
+
+#[tokio::test]
+async fn the_mcp_layers_compose_by_hand() {
+    // The public layers without ResourceServer: operation, scope rules, filter.
+    let served = Served::start_with(false, |resource, key| {
+        let protected = ProtectedResource::new(resource).authorization_server(ISSUER);
+        let rules = notes::scope_rules();
+        tower::ServiceBuilder::new()
+            .layer(BearerLayer::new(protected.clone()))
+            .layer(VerifyLayer::new(
+                protected.clone(),
+                JwtVerifier::new([issuer(key)]).expect("valid"),
+            ))
+            .layer(AudienceLayer::new(
+                protected.clone(),
+                AudiencePolicy::resource(),
+            ))
+            .layer(OperationLayer::new(protected.clone()).needed_by(rules.clone()))
+            .layer(AuthorizeLayer::new(protected, rules.clone()))
+            .layer(FilterToolsLayer::new(rules))
+    })
+    .await;
+    let (_, tools) = listed_tools(served.ask("mcp:read", &list_tools()).await).await;
+    assert_eq!(tools, ["notes", "whoami"]);
+    let (status, challenge, _) = reply(
+        served
+            .ask("mcp:read", &call("write", json!({"text": "x"})))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(challenge.ends_with("scope=\"mcp:write\""), "{challenge}");
+}
