@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::request::Parts;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use pin_project::pin_project;
 use tower::{Layer, Service};
 
@@ -18,7 +18,7 @@ use crate::body::ResponseBody;
 use crate::challenge;
 use crate::error::AuthError;
 use crate::future::Rejection;
-use crate::mcp::McpOperation;
+use crate::mcp::{McpOperation, OperationSource, shorten};
 use crate::principal::Principal;
 use crate::resource::ProtectedResource;
 
@@ -64,22 +64,16 @@ impl Decision {
             Self::Deny { reason } => Some(AuthError::forbidden(reason)),
             Self::InsufficientScope { scopes } => {
                 let asked = match (operation.method(), operation.name()) {
-                    (Some(method), Some(name)) => format!("{method} of {:?}", shorten(name)),
-                    (Some(method), None) => method.to_owned(),
+                    (Some(method), Some(name)) => {
+                        format!("{} of {:?}", shorten(method), shorten(name))
+                    }
+                    (Some(method), None) => shorten(method).to_owned(),
                     _ => "this request".to_owned(),
                 };
                 let description = format!("{asked} needs the scopes: {}", scopes.join(" "));
                 Some(AuthError::insufficient_scope(scopes, description))
             }
         }
-    }
-}
-
-/// A client-chosen name, cut short enough for a header.
-fn shorten(name: &str) -> &str {
-    match name.char_indices().nth(64) {
-        Some((at, _)) => &name[..at],
-        None => name,
     }
 }
 
@@ -327,9 +321,30 @@ where
         let (parts, body) = req.into_parts();
         let state = match parts.extensions.get::<Principal>() {
             Some(principal) => {
-                let operation = parts.extensions.get::<McpOperation>().unwrap_or(&UNKNOWN);
-                State::Deciding {
-                    decision: self.authorize.authorize(principal, operation, &parts),
+                let operation = parts.extensions.get::<McpOperation>();
+                // A policy that needs the operation of a POST must get one read from its
+                // body; deciding on headers, or on nothing, would fail open.
+                let unread = parts.method == Method::POST
+                    && operation.is_none_or(|op| op.source() == OperationSource::Headers)
+                    && self.authorize.needs_operation(principal);
+                if unread {
+                    State::Refusing {
+                        error: Some(AuthError::misconfigured(
+                            "the authorization policy needs the MCP operation of this POST but \
+                             no OperationLayer read it for this policy: put \
+                             OperationLayer::new(..).needed_by(<the same policy>) in front of \
+                             AuthorizeLayer (OperationLayer::new(..).off() for a service that \
+                             is not MCP)",
+                        )),
+                    }
+                } else {
+                    State::Deciding {
+                        decision: self.authorize.authorize(
+                            principal,
+                            operation.unwrap_or(&UNKNOWN),
+                            &parts,
+                        ),
+                    }
                 }
             }
             None => State::Refusing {

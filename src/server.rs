@@ -93,8 +93,10 @@ impl ResourceServerBuilder {
     }
 
     /// Whether request bodies are MCP JSON-RPC, read to find the operation when the
-    /// authorization needs it (default `true`). Turn it off for a service that is not
-    /// MCP (a REST or gRPC API); callbacks then see [`McpOperation::unknown`].
+    /// authorization needs it (default `true`): then every `POST` behind the layer
+    /// (gRPC excepted) must be a JSON-RPC message when a rule needs it, or it is
+    /// refused with `400`. Turn it off for a service that is not MCP (a REST API);
+    /// callbacks then see [`McpOperation::unknown`].
     pub fn mcp_operations(mut self, on: bool) -> Self {
         self.mcp_operations = on;
         self
@@ -244,7 +246,8 @@ impl ResourceServerBuilder {
         };
         if !self.mcp_operations && (self.mcp_scopes.is_some() || self.filter_tools) {
             return Err(ConfigError::new(
-                "mcp_scopes and filter_tools need the MCP operation of each request, but                  mcp_operations(false) turns reading it off; drop one of them",
+                "mcp_scopes and filter_tools need the MCP operation of each request, but \
+                 mcp_operations(false) turns reading it off; drop one of them",
             ));
         }
         let mut baseline = self.required_scopes.clone();
@@ -271,7 +274,9 @@ impl ResourceServerBuilder {
             .find(|s| !resource.supported_scopes().contains(s))
         {
             return Err(ConfigError::new(format!(
-                "scope {missing:?} is required but not in scopes_supported; add it to                  scopes_supported, or leave scopes_supported out to have it derived from the                  required scopes and the MCP scope rules"
+                "scope {missing:?} is required but not in scopes_supported; add it to \
+                 scopes_supported, or leave scopes_supported out to have it derived from the \
+                 required scopes and the MCP scope rules"
             )));
         }
         if self.max_token_len < 64 {
@@ -491,10 +496,8 @@ impl Authorize for ServerAuthorize {
         parts: &Parts,
     ) -> Self::Future {
         let required = self.scopes.as_ref().map_or(&[][..], RequireScopes::scopes);
-        let rule = self
-            .mcp
-            .as_ref()
-            .map_or(&[][..], |m| m.scopes_for(operation));
+        let rule = self.mcp.as_ref().map(|m| m.scopes_for(operation));
+        let rule: &[String] = rule.as_deref().unwrap_or_default();
         let granted = principal.scopes();
         if !required.iter().chain(rule).all(|s| granted.contains(s)) {
             // The scopes this operation needs, all of them (RFC 6750 §3.1, SEP-2350).

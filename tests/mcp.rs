@@ -25,6 +25,7 @@ use rmcp::transport::streamable_http_server::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use serde_json::{Value, json};
 use support::SigningKey;
+use tower::layer::util::{Identity, Stack};
 
 const ISSUER: &str = "https://idp.example.com";
 
@@ -343,15 +344,18 @@ async fn the_inner_service_receives_byte_identical_bodies() {
     let sent = b" {\"params\": {\"arguments\" :{}, \"name\":\"who\\u0061mi\"},\n \"id\":9,\"method\":\"tools/call\",\"jsonrpc\":\"2.0\"}\t".to_vec();
     for scope in ["mcp:read", "mcp:read mcp:write"] {
         // mcp:read: the body is read to decide; both scopes: it streams through.
-        let response = served
-            .post(scope)
-            .body(sent.clone())
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(response.status(), 200, "{scope}");
+        // Whole, and in 5-byte chunks that are joined again.
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            sent.chunks(5).map(|c| Ok(c.to_vec())).collect();
+        for body in [
+            reqwest::Body::from(sent.clone()),
+            reqwest::Body::wrap_stream(futures_stream(chunks)),
+        ] {
+            let response = served.post(scope).body(body).send().await.expect("send");
+            assert_eq!(response.status(), 200, "{scope}");
+        }
     }
-    assert_eq!(served.bodies_seen(), vec![sent.clone(), sent]);
+    assert_eq!(served.bodies_seen(), vec![sent; 4]);
 }
 
 /// An operation as a callback saw it: method, name, source.
@@ -427,32 +431,44 @@ async fn callbacks_see_the_operation_and_sse_gets_and_deletes_pass_as_unknown() 
 }
 
 #[tokio::test]
-async fn a_body_not_declared_json_is_not_executed_as_json_rpc() {
-    // The operation is read only from JSON bodies; MCP servers refuse the rest (415),
-    // so a tool call cannot hide behind another content type.
+async fn a_tool_call_cannot_hide_behind_another_content_type() {
+    // Some MCP SDKs take `text/plain, application/json` as JSON: the declared type is
+    // not trusted, every POST a rule needs is read. Only gRPC is never read.
     let served = Served::start(true, |b| b).await;
-    let response = reqwest::Client::new()
-        .post(&served.resource)
-        .bearer_auth(served.token("mcp:read"))
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "text/plain")
-        .body(serde_json::to_vec(&call("write", json!({"text": "x"}))).expect("json"))
-        .send()
+    let write = serde_json::to_vec(&call("write", json!({"text": "x"}))).expect("json");
+    let with_type = |content_types: &[&str]| {
+        let mut request = reqwest::Client::new()
+            .post(&served.resource)
+            .bearer_auth(served.token("mcp:read"))
+            .header("accept", "application/json, text/event-stream")
+            .body(write.clone());
+        for content_type in content_types {
+            request = request.header("content-type", *content_type);
+        }
+        request.send()
+    };
+    for types in [
+        &["text/plain"][..],
+        &["text/plain, application/json"],
+        &["text/plain", "application/json"],
+        &["text/plain;x=application/json"],
+        &["application/grpc+json"],
+        &[],
+    ] {
+        let status = with_type(types).await.expect("send").status();
+        assert_eq!(status, 403, "{types:?}");
+    }
+    // gRPC is not MCP: its body is left alone (here rmcp refuses the type itself).
+    let status = with_type(&["application/grpc"])
         .await
-        .expect("send");
-    assert_eq!(response.status(), 415);
-    // Two Content-Types, JSON second: read as JSON, so the rule applies.
-    let response = served
-        .post("mcp:read")
-        .header("content-type", "text/plain")
-        .body(serde_json::to_vec(&call("write", json!({"text": "x"}))).expect("json"))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(response.status(), 403);
-    let notes = served.ask("mcp:read", &call("notes", json!({}))).await;
-    let (_, _, body) = reply(notes).await;
-    assert_eq!(body["result"]["structuredContent"]["notes"], json!([]));
+        .expect("send")
+        .status();
+    assert_eq!(status, 415);
+    assert_eq!(
+        served.bodies_seen().len(),
+        1,
+        "only the gRPC request got through"
+    );
 }
 
 #[tokio::test]
@@ -558,22 +574,30 @@ async fn filtering_asks_the_callback_too() {
     assert_eq!(tools, ["whoami", "write"]);
 }
 
+type Verified =
+    tower::ServiceBuilder<Stack<AudienceLayer, Stack<VerifyLayer, Stack<BearerLayer, Identity>>>>;
+
+/// Bearer, verify and audience layers for `protected`, composed by hand.
+fn verified(protected: &ProtectedResource, key: &SigningKey) -> Verified {
+    tower::ServiceBuilder::new()
+        .layer(BearerLayer::new(protected.clone()))
+        .layer(VerifyLayer::new(
+            protected.clone(),
+            JwtVerifier::new([issuer(key)]).expect("valid"),
+        ))
+        .layer(AudienceLayer::new(
+            protected.clone(),
+            AudiencePolicy::resource(),
+        ))
+}
+
 #[tokio::test]
 async fn the_mcp_layers_compose_by_hand() {
     // The public layers without ResourceServer: operation, scope rules, filter.
     let served = Served::start_with(false, |resource, key| {
         let protected = ProtectedResource::new(resource).authorization_server(ISSUER);
         let rules = notes::scope_rules();
-        tower::ServiceBuilder::new()
-            .layer(BearerLayer::new(protected.clone()))
-            .layer(VerifyLayer::new(
-                protected.clone(),
-                JwtVerifier::new([issuer(key)]).expect("valid"),
-            ))
-            .layer(AudienceLayer::new(
-                protected.clone(),
-                AudiencePolicy::resource(),
-            ))
+        verified(&protected, key)
             .layer(OperationLayer::new(protected.clone()).needed_by(rules.clone()))
             .layer(AuthorizeLayer::new(protected, rules.clone()))
             .layer(FilterToolsLayer::new(rules))
@@ -589,4 +613,25 @@ async fn the_mcp_layers_compose_by_hand() {
     .await;
     assert_eq!(status, 403);
     assert!(challenge.ends_with("scope=\"mcp:write\""), "{challenge}");
+}
+
+#[tokio::test]
+async fn scope_rules_without_an_operation_layer_fail_closed() {
+    // AuthorizeLayer with rules that need the operation, but nothing read it: 500,
+    // never a decision on the default scopes.
+    let served = Served::start_with(true, |resource, key| {
+        let protected = ProtectedResource::new(resource).authorization_server(ISSUER);
+        verified(&protected, key).layer(AuthorizeLayer::new(protected, notes::scope_rules()))
+    })
+    .await;
+    let response = served
+        .ask("mcp:read", &call("write", json!({"text": "x"})))
+        .await;
+    assert_eq!(response.status(), 500);
+    assert!(served.bodies_seen().is_empty());
+    // A caller holding every scope the rules name needs no operation: allowed.
+    let response = served
+        .ask("mcp:read mcp:write", &call("write", json!({"text": "x"})))
+        .await;
+    assert_eq!(response.status(), 200);
 }

@@ -9,6 +9,7 @@
 //! enforcement: calls are still decided one by one, and an answer too large to
 //! filter is passed on unchanged (and logged).
 
+use std::collections::BTreeMap;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tower::{Layer, Service};
 
 use crate::authorize::{Authorize, Decision};
@@ -238,13 +240,13 @@ where
     let mut body = Box::pin(body);
     let mut buf = BytesMut::new();
     let mut scanned = 0;
+    let mut trailers = None;
     let found = loop {
         match poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    buf.put(data);
-                }
-            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => buf.put(data),
+                Err(frame) => trailers = frame.into_trailers().ok(),
+            },
             Some(Err(error)) => {
                 let failed = FilteredBody::failed(buf.freeze(), error);
                 return Response::from_parts(parts, failed);
@@ -264,11 +266,19 @@ where
             return Response::from_parts(parts, prefixed);
         }
     };
+    // Past here the body may have ended (always for JSON); it is not polled again.
+    let ended = !sse || found.is_none();
+    let rest = (!ended).then_some(body);
     let Some((start, end, data)) = found else {
-        return Response::from_parts(parts, FilteredBody::prefixed(buf.freeze(), body));
+        let whole = FilteredBody::ended(buf.freeze(), trailers);
+        return Response::from_parts(parts, whole);
     };
     let Some(filtered) = filter_result(&data, &asked).await else {
-        return Response::from_parts(parts, FilteredBody::prefixed(buf.freeze(), body));
+        let unchanged = match rest {
+            Some(rest) => FilteredBody::prefixed(buf.freeze(), rest),
+            None => FilteredBody::ended(buf.freeze(), trailers),
+        };
+        return Response::from_parts(parts, unchanged);
     };
     let mut out = BytesMut::with_capacity(buf.len());
     out.extend_from_slice(&buf[..start]);
@@ -287,25 +297,39 @@ where
     }
     out.extend_from_slice(&buf[end..]);
     parts.headers.remove(CONTENT_LENGTH);
-    Response::from_parts(parts, FilteredBody::prefixed(out.freeze(), body))
+    let rewritten = match rest {
+        Some(rest) => FilteredBody::prefixed(out.freeze(), rest),
+        None => FilteredBody::ended(out.freeze(), trailers),
+    };
+    Response::from_parts(parts, rewritten)
 }
 
 /// The tools/list result in `data`, without the tools `asked.principal` may not call;
-/// `None` when `data` is not that result (it is then passed on as it was).
+/// `None` when `data` is not that result (it is then passed on as it was). The tools
+/// kept are copied byte for byte, so their schemas keep their member order.
 async fn filter_result<A: Authorize>(data: &[u8], asked: &Asked<A>) -> Option<Vec<u8>> {
-    let mut message: Value = serde_json::from_slice(data).ok()?;
-    if asked.id.is_some() && message.get("id") != asked.id.as_ref() {
-        return None;
+    type Object = BTreeMap<String, Box<RawValue>>;
+    let mut message: Object = serde_json::from_slice(data).ok()?;
+    if let Some(id) = &asked.id {
+        let answered: Value = serde_json::from_str(message.get("id")?.get()).ok()?;
+        if &answered != id {
+            return None;
+        }
     }
-    let tools = message
-        .get_mut("result")?
-        .get_mut("tools")?
-        .as_array_mut()?;
-    let listed = std::mem::take(tools);
+    let mut result: Object = serde_json::from_str(message.get("result")?.get()).ok()?;
+    let listed: Vec<Box<RawValue>> = serde_json::from_str(result.get("tools")?.get()).ok()?;
     let total = listed.len();
     let mut kept = Vec::with_capacity(total);
     for tool in listed {
-        let allowed = match tool.get("name").and_then(Value::as_str) {
+        #[derive(serde::Deserialize)]
+        struct Named {
+            name: Option<Value>,
+        }
+        let name = serde_json::from_str::<Named>(tool.get())
+            .ok()
+            .and_then(|t| t.name)
+            .and_then(|n| n.as_str().map(str::to_owned));
+        let allowed = match name {
             Some(name) => {
                 let call = McpOperation::tool_call(name);
                 asked
@@ -325,7 +349,11 @@ async fn filter_result<A: Authorize>(data: &[u8], asked: &Asked<A>) -> Option<Ve
         kept = kept.len(),
         "tools/list filtered by policy"
     );
-    *tools = kept;
+    result.insert("tools".into(), serde_json::value::to_raw_value(&kept).ok()?);
+    message.insert(
+        "result".into(),
+        serde_json::value::to_raw_value(&result).ok()?,
+    );
     serde_json::to_vec(&message).ok()
 }
 
@@ -425,6 +453,10 @@ enum Kind<B: Body> {
         prefix: Option<Bytes>,
         rest: Pin<Box<B>>,
     },
+    Ended {
+        bytes: Option<Bytes>,
+        trailers: Option<http::HeaderMap>,
+    },
     Failed {
         prefix: Option<Bytes>,
         error: Option<B::Error>,
@@ -449,6 +481,16 @@ impl<B: Body> FilteredBody<B> {
             kind: Kind::Prefixed {
                 prefix: (!prefix.is_empty()).then_some(prefix),
                 rest,
+            },
+        }
+    }
+
+    /// The whole body, read to its end.
+    fn ended(bytes: Bytes, trailers: Option<http::HeaderMap>) -> Self {
+        Self {
+            kind: Kind::Ended {
+                bytes: (!bytes.is_empty()).then_some(bytes),
+                trailers,
             },
         }
     }
@@ -484,6 +526,13 @@ impl<B: Body> Body for FilteredBody<B> {
                     .poll_frame(cx)
                     .map(|f| f.map(|f| f.map(to_bytes))),
             },
+            KindProj::Ended { bytes, trailers } => Poll::Ready(
+                bytes
+                    .take()
+                    .map(Frame::data)
+                    .or_else(|| trailers.take().map(Frame::trailers))
+                    .map(Ok),
+            ),
             KindProj::Failed { prefix, error } => match prefix.take() {
                 Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
                 None => Poll::Ready(error.take().map(Err)),
@@ -495,6 +544,7 @@ impl<B: Body> Body for FilteredBody<B> {
         match &self.kind {
             Kind::Inner(body) => body.is_end_stream(),
             Kind::Prefixed { prefix, rest } => prefix.is_none() && rest.is_end_stream(),
+            Kind::Ended { bytes, trailers } => bytes.is_none() && trailers.is_none(),
             Kind::Failed { prefix, error } => prefix.is_none() && error.is_none(),
         }
     }
@@ -512,6 +562,9 @@ impl<B: Body> Body for FilteredBody<B> {
                 }
                 hint
             }
+            Kind::Ended { bytes, .. } => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
             Kind::Failed { .. } => SizeHint::default(),
         }
     }
@@ -520,6 +573,95 @@ impl<B: Body> Body for FilteredBody<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::McpScopes;
+    use crate::principal::TokenKind;
+    use http_body_util::{BodyExt, StreamBody};
+
+    fn asked(scope: &str) -> Asked<McpScopes> {
+        let claims = serde_json::json!({"sub": "u", "scope": scope});
+        let claims = claims.as_object().cloned().unwrap_or_default();
+        Asked {
+            authorize: Arc::new(McpScopes::new(["read"]).tool("write*", ["write"])),
+            principal: Principal::from_claims(TokenKind::Jwt, "https://idp", claims),
+            parts: Request::new(()).into_parts().0,
+            id: Some(Value::from(5)),
+            limit: DEFAULT_TOOLS_LIST_LIMIT,
+        }
+    }
+
+    /// A response whose body arrives `chunk` bytes at a time.
+    fn answer(
+        content_type: &str,
+        body: &str,
+        chunk: usize,
+    ) -> Response<impl Body<Data = Bytes, Error = std::convert::Infallible> + Send + 'static> {
+        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = body
+            .as_bytes()
+            .chunks(chunk)
+            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        let mut response = Response::new(StreamBody::new(tokio_stream::iter(frames)));
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, content_type.parse().unwrap());
+        response
+    }
+
+    async fn text<B: Body>(response: Response<FilteredBody<B>>) -> String
+    where
+        B::Error: std::fmt::Debug,
+    {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    const TOOLS: &str = r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"read_a","inputSchema":{"properties":{"z":{},"a":{}}}},{"name":"write_b"},{"title":"no name"}],"nextCursor":"c"}}"#;
+
+    #[tokio::test]
+    async fn sse_answers_split_into_tiny_chunks_are_filtered_and_framed() {
+        let stream = format!(
+            "id: 0\r\nretry: 3000\r\ndata:\r\n\r\nevent: message\r\nid: 1\r\ndata: {TOOLS}\r\n\r\n: bye\r\n\r\n"
+        );
+        for chunk in [1, 3, 7, 64, 4096] {
+            let out =
+                text(filter(answer("text/event-stream", &stream, chunk), asked("read")).await)
+                    .await;
+            assert!(
+                out.starts_with("id: 0\r\nretry: 3000\r\ndata:\r\n\r\n"),
+                "{out}"
+            );
+            assert!(out.ends_with(": bye\r\n\r\n"), "{out}");
+            let event = out.split("event: message").nth(1).unwrap();
+            assert!(event.starts_with("\nid: 1\ndata: {"), "{event}");
+            assert!(
+                !event.contains("write_b") && event.contains("read_a"),
+                "{event}"
+            );
+            // Kept tools are copied as they were: member order survives.
+            assert!(
+                event.contains(r#"{"properties":{"z":{},"a":{}}}"#),
+                "{event}"
+            );
+            assert!(
+                event.contains("no name") && event.contains("nextCursor"),
+                "{event}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn json_answers_are_filtered_and_other_answers_pass_unchanged() {
+        let out = text(filter(answer("application/json", TOOLS, 5), asked("read")).await).await;
+        assert!(!out.contains("write_b") && out.contains("read_a"), "{out}");
+        let out =
+            text(filter(answer("application/json", TOOLS, 5), asked("read write")).await).await;
+        assert!(out.contains("write_b"), "{out}");
+        let other = r#"{"jsonrpc":"2.0","id":6,"result":{"tools":[{"name":"write_b"}]}}"#;
+        let out = text(filter(answer("application/json", other, 5), asked("read")).await).await;
+        assert_eq!(out, other, "an answer to another request is not touched");
+        let out = text(filter(answer("text/plain", TOOLS, 5), asked("read")).await).await;
+        assert_eq!(out, TOOLS);
+    }
 
     #[test]
     fn events_end_at_a_blank_line_with_any_line_ending() {

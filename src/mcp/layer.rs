@@ -1,10 +1,10 @@
 //! [`OperationLayer`]: finds the [`McpOperation`] of each verified request and puts it
 //! into the request's extensions for the authorization layer and the service.
 //!
-//! A JSON `POST` whose decision depends on the operation is read, up to a limit, and
-//! the exact bytes read are handed on ([`McpBody`]); every other request keeps its
-//! body streaming. It runs after verification, so unauthenticated clients never make
-//! the server buffer anything.
+//! A `POST` whose decision depends on the operation is read, up to a limit, and the
+//! exact bytes read (and trailers) are handed on ([`McpBody`]); every other request
+//! keeps its body streaming. It runs after verification, so unauthenticated clients
+//! never make the server buffer anything. gRPC requests are never read.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -120,22 +120,17 @@ pub struct Operation<S> {
     layer: OperationLayer,
 }
 
-/// Whether a body may be JSON by its `Content-Type`. MCP servers refuse other types
-/// (`415`), so a body not declared JSON is never executed as JSON-RPC. Any of several
-/// `Content-Type` headers counts: servers differ in which one they believe.
-fn is_json(parts: &Parts) -> bool {
-    parts
-        .headers
-        .get_all(CONTENT_TYPE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next())
-        .map(str::trim)
-        .any(|essence| {
-            essence.eq_ignore_ascii_case("application/json")
-                || essence
-                    .rsplit_once('+')
-                    .is_some_and(|(_, suffix)| suffix.eq_ignore_ascii_case("json"))
+/// Whether a request is gRPC, by its `Content-Type`: the one kind of `POST` whose
+/// body is never read as JSON-RPC. Anything else is read when a rule needs it, whatever
+/// type it declares: MCP SDKs differ in which types they accept as JSON (some take
+/// `text/plain, application/json`), so the declared type cannot be trusted to keep a
+/// tool call from executing.
+fn is_grpc(parts: &Parts) -> bool {
+    let mut values = parts.headers.get_all(CONTENT_TYPE).iter().peekable();
+    values.peek().is_some()
+        && values.all(|v| {
+            let v = v.to_str().unwrap_or_default().to_ascii_lowercase();
+            v.trim_start().starts_with("application/grpc") && !v.contains("json")
         })
 }
 
@@ -158,7 +153,7 @@ where
         let (mut parts, body) = req.into_parts();
         let reads = match &self.layer.reads {
             Reads::Never => false,
-            _ => parts.method == Method::POST && is_json(&parts),
+            _ => parts.method == Method::POST && !is_grpc(&parts),
         };
         if !reads {
             parts.extensions.insert(McpOperation::unknown());
@@ -212,6 +207,7 @@ fn too_large(limit: usize) -> AuthError {
 struct Collected {
     chunks: Vec<Bytes>,
     len: usize,
+    trailers: Option<http::HeaderMap>,
 }
 
 impl Collected {
@@ -224,13 +220,13 @@ impl Collected {
     }
 
     /// The bytes read, as one buffer (without copying when they came in one chunk).
-    fn into_bytes(mut self) -> Bytes {
+    fn take_bytes(&mut self) -> Bytes {
         match self.chunks.len() {
             0 => Bytes::new(),
             1 => self.chunks.remove(0),
             _ => {
                 let mut all = BytesMut::with_capacity(self.len);
-                for chunk in self.chunks {
+                for chunk in self.chunks.drain(..) {
                     all.extend_from_slice(&chunk);
                 }
                 all.freeze()
@@ -325,8 +321,9 @@ where
                     };
                     let outcome = match std::task::ready!(stream.as_mut().poll_frame(cx)) {
                         Some(Ok(frame)) => {
-                            if let Ok(data) = frame.into_data() {
-                                read.push(data);
+                            match frame.into_data() {
+                                Ok(data) => read.push(data),
+                                Err(frame) => read.trailers = frame.into_trailers().ok(),
                             }
                             if read.len <= *this.limit {
                                 continue;
@@ -337,7 +334,7 @@ where
                             RULE,
                             "the request body could not be read",
                         )),
-                        None => Ok(std::mem::take(read).into_bytes()),
+                        None => Ok(read.take_bytes()),
                     };
                     let Some((mut parts, mut inner)) = this.request.take() else {
                         panic!("OperationFuture polled after completion");
@@ -350,7 +347,8 @@ where
                     match found {
                         Ok((op, bytes)) => {
                             parts.extensions.insert(op);
-                            let request = Request::from_parts(parts, McpBody::full(bytes));
+                            let body = McpBody::full(bytes).with_trailers(read.trailers.take());
+                            let request = Request::from_parts(parts, body);
                             State::Calling {
                                 future: inner.call(request),
                             }
@@ -393,7 +391,7 @@ pub struct McpBody<B> {
 #[derive(Debug)]
 enum BodyKind<B> {
     Streaming(#[pin] B),
-    Full(Option<Bytes>),
+    Full(Option<Bytes>, Option<http::HeaderMap>),
 }
 
 impl<B> McpBody<B> {
@@ -407,8 +405,16 @@ impl<B> McpBody<B> {
     /// A body already read.
     pub fn full(bytes: Bytes) -> Self {
         Self {
-            kind: BodyKind::Full((!bytes.is_empty()).then_some(bytes)),
+            kind: BodyKind::Full((!bytes.is_empty()).then_some(bytes), None),
         }
+    }
+
+    /// The same, with the trailers that followed the bytes, if any.
+    pub fn with_trailers(mut self, trailers: Option<http::HeaderMap>) -> Self {
+        if let BodyKind::Full(_, slot) = &mut self.kind {
+            *slot = trailers;
+        }
+        self
     }
 }
 
@@ -424,21 +430,27 @@ impl<B: Body> Body for McpBody<B> {
             BodyKindProj::Streaming(body) => body.poll_frame(cx).map(|frame| {
                 frame.map(|frame| frame.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining()))))
             }),
-            BodyKindProj::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            BodyKindProj::Full(bytes, trailers) => Poll::Ready(
+                bytes
+                    .take()
+                    .map(Frame::data)
+                    .or_else(|| trailers.take().map(Frame::trailers))
+                    .map(Ok),
+            ),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             BodyKind::Streaming(body) => body.is_end_stream(),
-            BodyKind::Full(bytes) => bytes.is_none(),
+            BodyKind::Full(bytes, trailers) => bytes.is_none() && trailers.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             BodyKind::Streaming(body) => body.size_hint(),
-            BodyKind::Full(bytes) => {
+            BodyKind::Full(bytes, _) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
         }

@@ -12,5 +12,6 @@ pub use filter::{
     DEFAULT_TOOLS_LIST_LIMIT, FilterTools, FilterToolsFuture, FilterToolsLayer, FilteredBody,
 };
 pub use layer::{DEFAULT_MCP_BODY_LIMIT, McpBody, Operation, OperationFuture, OperationLayer};
+pub(crate) use operation::shorten;
 pub use operation::{MCP_METHOD, MCP_NAME, McpOperation, OperationSource};
 pub use scopes::McpScopes;

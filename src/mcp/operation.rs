@@ -16,6 +16,7 @@ use http::header::HeaderName;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The `Mcp-Method` request header: the JSON-RPC method of the body.
 pub const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
@@ -109,6 +110,14 @@ impl McpOperation {
     }
 }
 
+/// A client-chosen string cut short enough to quote in a header or a log line.
+pub(crate) fn shorten(text: &str) -> &str {
+    match text.char_indices().nth(64) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    }
+}
+
 /// Which member of `params` a method's `Mcp-Name` mirrors (SEP-2243).
 pub(crate) fn name_member(method: &str) -> Option<&'static str> {
     match method {
@@ -171,7 +180,7 @@ struct Message {
     jsonrpc: String,
     method: Option<String>,
     id: Option<Value>,
-    params: Option<Params>,
+    params: Option<Box<RawValue>>,
     result: Option<IgnoredAny>,
     error: Option<IgnoredAny>,
 }
@@ -211,11 +220,23 @@ pub(crate) fn from_body(body: &[u8], headers: &HeaderMap) -> Result<McpOperation
     if message.jsonrpc != "2.0" {
         return Err("the request body is not JSON-RPC 2.0 (\"jsonrpc\" must be \"2.0\")".into());
     }
-    let name = match (&message.method, message.params) {
-        (Some(method), Some(params)) => match name_member(method) {
-            Some("name") => params.name,
-            Some("uri") => params.uri,
-            Some(_) => params.task_id,
+    let name = match (message.method.as_deref(), &message.params) {
+        // Only the methods that name something have their params read: other methods'
+        // params are the server's business.
+        (Some(method), Some(params)) if params.get() != "null" => match name_member(method) {
+            Some(member) => {
+                let params: Params = serde_json::from_str(params.get()).map_err(|_| {
+                    format!(
+                        "the params of {} are not an object with a string {member}",
+                        shorten(method)
+                    )
+                })?;
+                match member {
+                    "name" => params.name,
+                    "uri" => params.uri,
+                    _ => params.task_id,
+                }
+            }
             None => None,
         },
         _ => None,
@@ -252,8 +273,8 @@ fn check_headers(operation: &McpOperation, headers: &HeaderMap) -> Result<(), St
     if claimed.method != operation.method {
         return Err(format!(
             "the mcp-method header ({}) does not match the body's method ({})",
-            claimed.method.as_deref().unwrap_or_default(),
-            operation.method.as_deref().unwrap_or("none: a response")
+            shorten(claimed.method.as_deref().unwrap_or_default()),
+            shorten(operation.method.as_deref().unwrap_or("none: a response"))
         ));
     }
     match (&claimed.name, &operation.name) {
@@ -338,6 +359,39 @@ mod tests {
             let error = from_body(body, &HeaderMap::new()).unwrap_err();
             assert!(!error.contains("secret"), "{error}");
         }
+    }
+
+    #[test]
+    fn trailing_data_a_bom_and_null_params_are_refused_as_the_server_would() {
+        let mut with_bom = b"\xEF\xBB\xBF".to_vec();
+        with_bom.extend_from_slice(CALL_WRITE);
+        let mut trailing = CALL_WRITE.to_vec();
+        trailing.extend_from_slice(b" {}");
+        for body in [
+            with_bom,
+            trailing,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":null}"#.to_vec(),
+        ] {
+            assert!(from_body(&body, &HeaderMap::new()).is_err());
+        }
+        let mut spaced = CALL_WRITE.to_vec();
+        spaced.extend_from_slice(b" \r\n");
+        assert!(from_body(&spaced, &HeaderMap::new()).is_ok());
+    }
+
+    #[test]
+    fn other_methods_params_are_not_judged() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"x/custom","params":{"name":5,"uri":[]}}"#;
+        assert!(from_body(body, &HeaderMap::new()).unwrap().name().is_none());
+    }
+
+    #[test]
+    fn a_long_method_is_not_echoed_whole() {
+        let method = "m".repeat(10_000);
+        let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}"}}"#);
+        let h = headers(&[("mcp-method", "tools/list")]);
+        let error = from_body(body.as_bytes(), &h).unwrap_err();
+        assert!(error.len() < 200, "{}", error.len());
     }
 
     #[test]

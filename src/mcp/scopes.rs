@@ -3,12 +3,13 @@
 //! the operation, the MCP step-up challenge), filters `tools/list`, and fills the
 //! metadata document's `scopes_supported`, so the three never disagree.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::authorize::Decision;
 use crate::principal::Principal;
 
-use super::operation::McpOperation;
+use super::operation::{McpOperation, OperationSource};
 
 /// Per-operation scope rules for an MCP server.
 ///
@@ -42,10 +43,7 @@ struct Rule {
 }
 
 impl Rule {
-    fn matches(&self, operation: &McpOperation) -> bool {
-        let Some(method) = operation.method() else {
-            return false;
-        };
+    fn matches(&self, method: &str, name: Option<&str>) -> bool {
         let method_ok = match &self.method {
             Some(m) => m == method,
             None => self.methods.contains(&method),
@@ -53,9 +51,68 @@ impl Rule {
         method_ok
             && match &self.pattern {
                 None => true,
-                Some(pattern) => operation.name().is_some_and(|n| pattern.matches(n)),
+                Some(pattern) => name.is_some_and(|n| pattern.matches(n)),
             }
     }
+}
+
+/// The methods whose name is a resource URI.
+const URI_METHODS: &[&str] = &[
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
+
+/// `uri` as a server that decodes percent-escapes once and removes dot segments
+/// (RFC 3986 §5.2.4) would read it; borrowed when that changes nothing.
+fn normalized(uri: &str) -> Cow<'_, str> {
+    if !uri.contains('%') && !uri.contains("/.") {
+        return Cow::Borrowed(uri);
+    }
+    let bytes = uri.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[at], bytes.get(at + 1), bytes.get(at + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                decoded.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                at += 3;
+            }
+            (b, _, _) => {
+                decoded.push(b);
+                at += 1;
+            }
+        }
+    }
+    let decoded = String::from_utf8_lossy(&decoded).into_owned();
+    let path_start = match decoded.find("://") {
+        Some(i) => decoded[i + 3..]
+            .find('/')
+            .map_or(decoded.len(), |j| i + 3 + j),
+        None => decoded.find(':').map_or(0, |i| i + 1),
+    };
+    let (head, rest) = decoded.split_at(path_start);
+    let path_end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (path, tail) = rest.split_at(path_end);
+    let mut segments: Vec<&str> = Vec::new();
+    let mut trailing = false;
+    for segment in path.split('/') {
+        trailing = matches!(segment, "." | "..");
+        match segment {
+            "." => {}
+            ".." => {
+                if segments.len() > 1 {
+                    segments.pop();
+                }
+            }
+            other => segments.push(other),
+        }
+    }
+    if trailing {
+        segments.push("");
+    }
+    Cow::Owned(format!("{head}{}{tail}", segments.join("/")))
 }
 
 fn collect<I, T>(scopes: I) -> Arc<[String]>
@@ -115,18 +172,15 @@ impl McpScopes {
     }
 
     /// `resources/read`, `resources/subscribe` and `resources/unsubscribe` of the
-    /// resource URIs matching `pattern` need `scopes`.
+    /// resource URIs matching `pattern` need `scopes`. URIs are matched as sent and
+    /// as normalised (see [`McpScopes::scopes_for`]), so `../` or `%2e%2e` cannot step
+    /// out of a rule.
     pub fn resource<I, T>(self, pattern: &str, scopes: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: Into<String>,
     {
-        const METHODS: &[&str] = &[
-            "resources/read",
-            "resources/subscribe",
-            "resources/unsubscribe",
-        ];
-        self.rule(METHODS, None, Some(pattern), collect(scopes))
+        self.rule(URI_METHODS, None, Some(pattern), collect(scopes))
     }
 
     /// Every request with JSON-RPC method `method` (`tools/list`, `initialize`,
@@ -140,12 +194,39 @@ impl McpScopes {
     }
 
     /// The scopes `operation` needs: those of the first matching rule, else the
-    /// default.
-    pub fn scopes_for(&self, operation: &McpOperation) -> &[String] {
-        self.rules
-            .iter()
-            .find(|rule| rule.matches(operation))
-            .map_or(&self.default, |rule| &rule.scopes)
+    /// default. An operation known only from unverified headers
+    /// ([`OperationSource::Headers`]) matches no rule.
+    ///
+    /// A resource URI with percent-escapes or dot segments is matched as sent and as
+    /// a server would normalise it (`file:///public/../secret` is also
+    /// `file:///secret`); when the two readings match different rules, the operation
+    /// needs the scopes of both.
+    pub fn scopes_for(&self, operation: &McpOperation) -> Cow<'_, [String]> {
+        let Some(method) = operation.method() else {
+            return Cow::Borrowed(&self.default);
+        };
+        if operation.source() == OperationSource::Headers {
+            return Cow::Borrowed(&self.default);
+        }
+        let first = |name: Option<&str>| -> &[String] {
+            self.rules
+                .iter()
+                .find(|rule| rule.matches(method, name))
+                .map_or(&self.default, |rule| &rule.scopes)
+        };
+        let raw = first(operation.name());
+        if let (true, Some(Cow::Owned(other))) = (
+            URI_METHODS.contains(&method),
+            operation.name().map(normalized),
+        ) {
+            let other = first(Some(&other));
+            if other != raw {
+                let mut both = raw.to_vec();
+                both.extend(other.iter().filter(|s| !raw.contains(s)).cloned());
+                return Cow::Owned(both);
+            }
+        }
+        Cow::Borrowed(raw)
     }
 
     /// The default scopes: what an operation no rule matches needs.
@@ -298,6 +379,34 @@ mod tests {
         assert!(scopes(McpOperation::new("tools/list", None)).is_empty());
         assert_eq!(scopes(McpOperation::new("initialize", None)), ["mcp:read"]);
         assert_eq!(scopes(McpOperation::unknown()), ["mcp:read"]);
+    }
+
+    #[test]
+    fn resource_uris_are_matched_as_sent_and_as_normalised() {
+        let rules =
+            McpScopes::new(["files:secret"]).resource("file:///public/*", Vec::<String>::new());
+        let scopes = |uri: &str| {
+            rules
+                .scopes_for(&McpOperation::new("resources/read", Some(uri.to_owned())))
+                .to_vec()
+        };
+        assert!(scopes("file:///public/a.txt").is_empty());
+        assert!(scopes("file:///public/my%20notes.txt").is_empty());
+        for sneaky in [
+            "file:///public/../secret/k",
+            "file:///public/./../secret/k",
+            "file:///public/%2e%2e/secret/k",
+            "file:///public/..",
+        ] {
+            assert_eq!(scopes(sneaky), ["files:secret"], "{sneaky}");
+        }
+        assert_eq!(
+            normalized("file:///a/b/../c?x=/../#f"),
+            "file:///a/c?x=/../#f"
+        );
+        assert_eq!(normalized("file:///a/%41"), "file:///a/A");
+        assert_eq!(normalized("urn:x/./y"), "urn:x/y");
+        assert!(matches!(normalized("file:///plain"), Cow::Borrowed(_)));
     }
 
     #[test]
