@@ -24,8 +24,8 @@ use super::operation::{McpOperation, OperationSource};
 /// let scopes = McpScopes::new(["mcp:read"])
 ///     .tool("write*", ["mcp:write"])
 ///     .tool("delete_repo", ["mcp:admin"]);
-/// assert_eq!(scopes.scopes_for(&McpOperation::tool_call("write_file")), ["mcp:write"]);
-/// assert_eq!(scopes.scopes_for(&McpOperation::tool_call("whoami")), ["mcp:read"]);
+/// assert_eq!(*scopes.scopes_for(&McpOperation::tool_call("write_file")), ["mcp:write"]);
+/// assert_eq!(*scopes.scopes_for(&McpOperation::tool_call("whoami")), ["mcp:read"]);
 /// assert_eq!(scopes.all_scopes(), ["mcp:read", "mcp:write", "mcp:admin"]);
 /// ```
 #[derive(Debug, Clone)]
