@@ -16,13 +16,14 @@
 //! RFC 8707), `--help`.
 
 mod common;
+#[path = "common/embedded.rs"]
+mod embedded;
 #[path = "../tests/support/signing.rs"]
 mod signing;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use mcp_gatekeeper::keys::{KeySet, LocalKeys};
 use mcp_gatekeeper::{AudiencePolicy, Issuer, Principal, ResourceServer};
 use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
@@ -140,10 +141,7 @@ fn server_id(path: &str) -> Option<&str> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = common::args_or_exit(parse_args, USAGE);
-    common::init_tracing();
-
-    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
-    let addr = listener.local_addr()?;
+    let (listener, addr) = common::bind(&args.listen).await?;
     let origin = format!("http://{addr}");
     let public = args.public_url.clone().unwrap_or_else(|| origin.clone());
     let public = public.trim_end_matches('/').to_owned();
@@ -165,15 +163,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut embedded = Vec::new();
     if args.issuers.is_empty() {
         for tenant in ["tenant-a", "tenant-b"] {
-            let key = signing::SigningKey::ec(&format!("{tenant}-key"));
-            let keys = KeySet::from_jwks(signing::jwks(&[&key]).to_string().as_bytes())?;
-            let issuer = format!("{origin}/issuers/{tenant}");
-            builder = builder.issuer(
-                Issuer::new(&issuer)
-                    .local_keys(LocalKeys::new(keys))
-                    .discovery(false),
-            );
-            embedded.push((issuer, key));
+            let (issuer, trusted) = embedded::Embedded::new(
+                format!("{origin}/issuers/{tenant}"),
+                &format!("{tenant}-key"),
+            )?;
+            builder = builder.issuer(trusted);
+            embedded.push(issuer);
         }
     } else {
         for issuer in &args.issuers {
@@ -202,21 +197,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "    metadata: {public}/.well-known/oauth-protected-resource/servers/{id}/mcp"
         );
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs();
-    for (issuer, key) in &embedded {
+    for embedded in &embedded {
+        let issuer = &embedded.issuer;
         let tenant = issuer.rsplit('/').next().unwrap_or_default();
         let _ = writeln!(banner, "  issuer {tenant}: {issuer} (embedded)");
         for id in servers.iter() {
-            let token = key.sign(&json!({
-                "iss": issuer,
-                "sub": format!("{tenant}-user"),
-                "aud": format!("{public}/servers/{id}/mcp"),
-                "scope": "mcp:read",
-                "iat": now,
-                "exp": now + 3600,
-            }));
+            let audience = format!("{public}/servers/{id}/mcp");
+            let token = embedded.token(&format!("{tenant}-user"), &audience, "mcp:read");
             let _ = writeln!(banner, "    token {tenant}/{id}: {token}");
         }
     }

@@ -20,20 +20,19 @@
 //! `403 insufficient_scope` naming it, so clients can step up.
 
 mod common;
+#[path = "common/embedded.rs"]
+mod embedded;
 #[path = "common/notes.rs"]
 mod notes;
 #[path = "../tests/support/signing.rs"]
 mod signing;
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use mcp_gatekeeper::keys::{KeySet, LocalKeys};
 use mcp_gatekeeper::{Introspection, Issuer, ResourceServer, metadata_path};
 use rmcp::transport::streamable_http_server::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use serde_json::json;
 
 const USAGE: &str = "\
 usage: mcp_server [--listen ADDR] [--resource URL] [--issuer URL]...
@@ -109,10 +108,7 @@ fn parse_args() -> Result<Args, String> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = common::args_or_exit(parse_args, USAGE);
-    common::init_tracing();
-
-    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
-    let addr: SocketAddr = listener.local_addr()?;
+    let (listener, addr) = common::bind(&args.listen).await?;
     let origin = format!("http://{addr}");
     let resource = args
         .resource
@@ -128,15 +124,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut embedded = None;
     if args.issuers.is_empty() {
         // The embedded issuer: keys made now, kept in process (seed 004's case).
-        let key = signing::SigningKey::ec("embedded-1");
-        let keys = KeySet::from_jwks(signing::jwks(&[&key]).to_string().as_bytes())?;
-        let issuer = format!("{origin}/embedded-issuer");
-        builder = builder.issuer(
-            Issuer::new(&issuer)
-                .local_keys(LocalKeys::new(keys))
-                .discovery(false),
-        );
-        embedded = Some((issuer, key));
+        let (issuer, trusted) =
+            embedded::Embedded::new(format!("{origin}/embedded-issuer"), "embedded-1")?;
+        builder = builder.issuer(trusted);
+        embedded = Some(issuer);
     } else {
         for issuer in &args.issuers {
             let mut trusted = Issuer::new(issuer);
@@ -172,32 +163,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         metadata_path(&resource)
     );
     match &embedded {
-        Some((issuer, key)) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs();
-            let token_for = |scope: &str| {
-                key.sign(&json!({
-                    "iss": issuer,
-                    "sub": "demo-user",
-                    "aud": resource,
-                    "client_id": "mcp-gatekeeper-example",
-                    "scope": scope,
-                    "iat": now,
-                    "exp": now + 3600,
-                    "jti": format!("demo-{now}-{}", scope.len()),
-                }))
-            };
-            let token = token_for("mcp:read");
+        Some(embedded) => {
+            let token = embedded.token("demo-user", &resource, "mcp:read");
             say!(
                 &mut banner,
-                "  issuer:    {issuer} (embedded, in-process keys)"
+                "  issuer:    {} (embedded, in-process keys)",
+                embedded.issuer
             );
             say!(&mut banner, "  token:     {token}");
             say!(
                 &mut banner,
                 "  write-token: {}",
-                token_for("mcp:read mcp:write")
+                embedded.token("demo-user", &resource, "mcp:read mcp:write")
             );
             say!(&mut banner, "try:");
             let path = mcp_gatekeeper_path(&resource);

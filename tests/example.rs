@@ -35,12 +35,7 @@ async fn the_example_runs_on_its_embedded_issuer_and_prints_a_working_token() {
     );
 
     // The metadata document names the resource and the embedded issuer.
-    let doc: Value = reqwest::get(running.field("metadata"))
-        .await
-        .expect("metadata")
-        .json()
-        .await
-        .expect("json");
+    let doc: Value = support::process::get_json(&running.field("metadata")).await;
     assert_eq!(doc["resource"], resource);
     assert_eq!(
         doc["authorization_servers"][0],

@@ -34,12 +34,7 @@ async fn each_tenant_reaches_only_the_server_its_token_names() {
         );
     }
     // Metadata per server lists both issuers.
-    let doc: Value = reqwest::get(running.field("metadata"))
-        .await
-        .expect("metadata")
-        .json()
-        .await
-        .expect("json");
+    let doc: Value = support::process::get_json(&running.field("metadata")).await;
     assert_eq!(doc["resource"], alpha);
     assert_eq!(
         doc["authorization_servers"].as_array().map(Vec::len),

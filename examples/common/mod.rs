@@ -18,8 +18,18 @@ pub fn args_or_exit<T>(parse: impl FnOnce() -> Result<T, String>, usage: &str) -
     }
 }
 
+/// Starts logging and binds the listener; its address tells which port `:0` got.
+pub async fn bind(
+    listen: &str,
+) -> std::io::Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
+    init_tracing();
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_tracing() {
+fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -30,6 +40,7 @@ pub fn init_tracing() {
 
 /// Streamable HTTP without sessions and with plain JSON answers (easy with curl),
 /// accepting the loopback names and the host of `public_url`.
+#[allow(dead_code)] // the hyper example serves no rmcp transport
 pub fn streamable_http_config(public_url: &str) -> rmcp::transport::StreamableHttpServerConfig {
     let mut hosts = vec![
         "localhost".to_owned(),

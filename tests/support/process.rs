@@ -113,6 +113,16 @@ pub async fn mcp_call(resource: &str, token: Option<&str>, body: Value) -> reqwe
     request.send().await.expect("request to the example")
 }
 
+/// GETs `url` and reads its JSON.
+pub async fn get_json(url: &str) -> Value {
+    reqwest::get(url)
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("a JSON answer")
+}
+
 /// A JSON-RPC `tools/call` of the examples' `whoami` tool.
 pub fn whoami() -> Value {
     serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}})
