@@ -15,9 +15,10 @@ mod common;
 mod embedded;
 #[path = "../tests/support/signing.rs"]
 mod signing;
+#[path = "common/small.rs"]
+mod small;
 
 use std::convert::Infallible;
-use std::fmt::Write as _;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -26,9 +27,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use mcp_gatekeeper::{
-    Issuer, McpBody, McpOperation, McpScopes, Principal, ResourceServer, metadata_path,
-};
+use mcp_gatekeeper::{McpBody, McpOperation, McpScopes, Principal, ResourceServer};
 use serde_json::json;
 
 const USAGE: &str = "\
@@ -38,29 +37,6 @@ usage: hyper [--listen ADDR] [--issuer URL]...
   --issuer URL    trust this OAuth/OIDC issuer, keys by lazy discovery (repeatable);
                   without it an embedded issuer is used and tokens are printed
 ";
-
-struct Args {
-    listen: String,
-    issuers: Vec<String>,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        listen: "127.0.0.1:3002".into(),
-        issuers: Vec::new(),
-    };
-    let mut iter = std::env::args().skip(1);
-    while let Some(flag) = iter.next() {
-        let mut value = |name: &str| iter.next().ok_or_else(|| format!("{name} needs a value"));
-        match flag.as_str() {
-            "--listen" => args.listen = value("--listen")?,
-            "--issuer" => args.issuers.push(value("--issuer")?),
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(args)
-}
 
 /// The whole application: who asked, and for what. The body was read by the stack
 /// when a rule needed it; either way it arrives here intact.
@@ -83,21 +59,13 @@ async fn handle(request: Request<McpBody<Incoming>>) -> Result<Response<Full<Byt
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = common::args_or_exit(parse_args, USAGE);
+    let args = common::args_or_exit(|| small::parse("127.0.0.1:3002"), USAGE);
     let (listener, addr) = common::bind(&args.listen).await?;
     let resource = format!("http://{addr}/mcp");
-    let mut builder = ResourceServer::builder(&resource)
+    let builder = ResourceServer::builder(&resource)
         .mcp_scopes(McpScopes::new(["mcp:read"]).tool("write*", ["mcp:write"]));
-    let mut embedded = None;
-    if args.issuers.is_empty() {
-        let (issuer, trusted) =
-            embedded::Embedded::new(format!("http://{addr}/embedded-issuer"), "hyper-1")?;
-        builder = builder.issuer(trusted);
-        embedded = Some(issuer);
-    }
-    for issuer in &args.issuers {
-        builder = builder.issuer(Issuer::new(issuer));
-    }
+    let origin = format!("http://{addr}");
+    let (builder, embedded) = small::trust(builder, &args, &origin, "hyper-1")?;
     let gatekeeper = builder.build()?;
 
     // tower all the way down; hyper only sees a service.
@@ -105,23 +73,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(gatekeeper.layer())
         .service(tower::service_fn(handle));
 
-    let mut banner = String::new();
-    let _ = writeln!(banner, "mcp-gatekeeper on plain hyper");
-    let _ = writeln!(banner, "  resource:  {resource}");
-    let _ = writeln!(
-        banner,
-        "  metadata:  http://{addr}{}",
-        metadata_path(&resource)
+    let banner = small::banner(
+        "mcp-gatekeeper on plain hyper",
+        &origin,
+        &resource,
+        embedded.as_ref(),
+        "hyper-user",
+        &[("token", "mcp:read")],
     );
-    if let Some(embedded) = &embedded {
-        let _ = writeln!(banner, "  issuer:    {} (embedded)", embedded.issuer);
-        let _ = writeln!(
-            banner,
-            "  token:     {}",
-            embedded.token("hyper-user", &resource, "mcp:read")
-        );
-    }
-    let _ = writeln!(banner, "ready");
     common::print_banner(&banner);
 
     loop {

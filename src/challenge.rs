@@ -25,10 +25,18 @@ pub(crate) fn reject<B>(
     parts: &Parts,
 ) -> Response<ResponseBody<B>> {
     record(&error);
-    let mut response = Response::new(ResponseBody::full(body(&error)));
-    *response.status_mut() = error.status();
+    let grpc = is_grpc(parts);
+    let mut response = if grpc {
+        grpc_status(&error)
+    } else {
+        let mut response = Response::new(ResponseBody::full(body(&error)));
+        *response.status_mut() = error.status();
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    };
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     match error.kind() {
         AuthErrorKind::Unavailable => {
@@ -156,6 +164,51 @@ fn push_quoted(out: &mut String, value: &str, kind: Quote) {
     }
 }
 
+/// Whether the request is gRPC (R-ERR-3): its refusals are gRPC statuses.
+fn is_grpc(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.get(..16)
+                .is_some_and(|p| p.eq_ignore_ascii_case("application/grpc"))
+        })
+}
+
+/// A gRPC "trailers-only" answer: HTTP 200, no body, the status in the headers; the
+/// `WWW-Authenticate` challenge rides along as metadata.
+fn grpc_status<B>(error: &AuthError) -> Response<ResponseBody<B>> {
+    let code: u16 = match error.kind() {
+        AuthErrorKind::InvalidRequest => 3, // INVALID_ARGUMENT
+        AuthErrorKind::MissingToken | AuthErrorKind::InvalidToken => 16, // UNAUTHENTICATED
+        AuthErrorKind::InsufficientScope | AuthErrorKind::Forbidden => 7, // PERMISSION_DENIED
+        AuthErrorKind::Unavailable => 14,   // UNAVAILABLE
+        AuthErrorKind::Misconfigured => 13, // INTERNAL
+    };
+    let mut response = Response::new(ResponseBody::full(Bytes::new()));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from(code));
+    let message = match error.kind() {
+        AuthErrorKind::Misconfigured => "authentication is misconfigured on this server",
+        _ => error.description(),
+    };
+    // grpc-message is percent-encoded UTF-8 (the gRPC HTTP/2 protocol); every byte of
+    // the result is visible ASCII, so the value is always valid.
+    let mut encoded = String::with_capacity(message.len());
+    for b in message.bytes() {
+        match b {
+            b' '..=b'~' if b != b'%' => encoded.push(char::from(b)),
+            _ => encoded.push_str(&format!("%{b:02X}")),
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(&encoded) {
+        headers.insert("grpc-message", value);
+    }
+    response
+}
+
 fn body(error: &AuthError) -> Bytes {
     let description = match error.kind() {
         // The real cause is for the operator's log, not for the client.
@@ -184,6 +237,61 @@ mod tests {
     use super::*;
     use http::StatusCode;
     use std::time::Duration;
+
+    #[test]
+    fn grpc_callers_get_grpc_statuses_with_the_challenge_as_metadata() {
+        // R-ERR-3
+        let mut grpc = parts();
+        grpc.headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc+proto"),
+        );
+        let cases = [
+            (AuthError::missing_token(), "16"),
+            (
+                AuthError::invalid_token("R-JWT-2", "the token expired"),
+                "16",
+            ),
+            (
+                AuthError::insufficient_scope(["mcp:write"], "needs mcp:write"),
+                "7",
+            ),
+            (AuthError::forbidden("no"), "7"),
+            (AuthError::unavailable(Duration::from_secs(3), "down"), "14"),
+            (AuthError::invalid_request("R-BEAR-1", "bad"), "3"),
+            (AuthError::misconfigured("the secret internal reason"), "13"),
+        ];
+        for (error, code) in cases {
+            let kind = error.kind();
+            let response: Response<ResponseBody<String>> = reject(error, &resource(), &grpc);
+            assert_eq!(response.status(), StatusCode::OK, "{kind:?}");
+            let h = response.headers();
+            assert_eq!(h["content-type"], "application/grpc");
+            assert_eq!(h["grpc-status"], code, "{kind:?}");
+            let message = h["grpc-message"].to_str().unwrap();
+            assert!(!message.contains("secret"), "{message}");
+            match kind {
+                AuthErrorKind::Unavailable => assert_eq!(h["retry-after"], "3"),
+                AuthErrorKind::Misconfigured => assert!(!h.contains_key(WWW_AUTHENTICATE)),
+                _ => assert!(
+                    h[WWW_AUTHENTICATE]
+                        .to_str()
+                        .unwrap()
+                        .contains("resource_metadata="),
+                    "{kind:?}"
+                ),
+            }
+        }
+        let response: Response<ResponseBody<String>> = reject(
+            AuthError::invalid_token("R-JWT-2", "100% wrong, ünïcode"),
+            &resource(),
+            &grpc,
+        );
+        assert_eq!(
+            response.headers()["grpc-message"],
+            "100%25 wrong, %C3%BCn%C3%AFcode"
+        );
+    }
 
     fn resource() -> ProtectedResource {
         ProtectedResource::new("https://mcp.example.com/mcp").challenge_scope(["mcp:read"])
