@@ -1,0 +1,427 @@
+#!/usr/bin/env node
+// Test-only OAuth 2.1 / OpenID Connect provider for mcp-gatekeeper's integration tests.
+//
+// A real panva/oidc-provider on 127.0.0.1 with an ephemeral port. When it is ready it prints exactly
+// one JSON line on stdout (issuer and endpoints) and then serves until killed, or until its stdin
+// closes when stdin is a pipe (so a parent that dies never leaves it behind). Logs go to stderr.
+//
+//   node provider.mjs [--alg RS256|ES256] [--resource URL]... [--short-ttl SECONDS]
+//
+// Besides the provider's own endpoints, two test hooks rotate the signing keys at run time:
+//   POST /_test/rotate  new key (current --alg, new kid) signs from now on; old keys stay in jwks_uri
+//   POST /_test/retire  drop every key but the newest from jwks_uri
+// oidc-provider cannot change its keys at run time, so each rotation builds a new Provider with the
+// new key set and the HTTP server dispatches to that one from then on. Every instance uses the same
+// module-level in-memory store (tokens, grants, sessions, interactions, registered clients) and the
+// same cookie keys, so whatever was issued before a rotation stays valid after it.
+
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import { parseArgs } from 'node:util';
+
+import Provider, { errors } from 'oidc-provider';
+
+const log = (...args) => console.error('[oidc-provider-test]', ...args);
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+// ---------------------------------------------------------------------------------------------
+
+function usage(message) {
+  if (message) console.error(`provider.mjs: ${message}`);
+  console.error('usage: node provider.mjs [--alg RS256|ES256] [--resource URL]... [--short-ttl SECONDS]');
+  process.exit(2);
+}
+
+let options;
+try {
+  ({ values: options } = parseArgs({
+    options: {
+      alg: { type: 'string', default: 'RS256' },
+      resource: { type: 'string', multiple: true, default: [] },
+      'short-ttl': { type: 'string', default: '2' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+  }));
+} catch (err) {
+  usage(err.message);
+}
+if (options.help) usage();
+
+const ALG = options.alg;
+if (!['RS256', 'ES256'].includes(ALG)) usage(`unsupported --alg ${ALG}`);
+
+const SHORT_TTL = Number(options['short-ttl']);
+if (!Number.isInteger(SHORT_TTL) || SHORT_TTL <= 0) usage('--short-ttl must be a positive integer');
+
+// Resource indicators are compared exactly as the client sends them.
+const RESOURCES = new Set(options.resource);
+for (const resource of RESOURCES) {
+  if (!URL.canParse(resource)) usage(`--resource ${resource} is not an absolute URL`);
+}
+
+const SCOPES = ['openid', 'offline_access', 'mcp:read', 'mcp:write'];
+const RESOURCE_SCOPE = 'mcp:read mcp:write';
+const ACCOUNT_ID = 'user-1';
+// Cookie signing keys shared by every Provider instance, so an interaction or session started
+// before a key rotation still works after it.
+const COOKIE_KEYS = [crypto.randomBytes(32).toString('base64url')];
+
+// ---------------------------------------------------------------------------------------------
+// In-memory storage shared across Provider instances
+// ---------------------------------------------------------------------------------------------
+
+const store = new Map(); // `${model}:${id}` -> { payload, expiresAt (ms epoch or undefined) }
+const grantIndex = new Map(); // grantId -> Set of store keys holding artifacts of that grant
+const uidIndex = new Map(); // session uid -> store key
+const userCodeIndex = new Map(); // device flow user code -> store key
+
+function live(key) {
+  const entry = store.get(key);
+  if (!entry) return undefined;
+  if (entry.expiresAt !== undefined && entry.expiresAt <= Date.now()) {
+    store.delete(key);
+    return undefined;
+  }
+  return entry.payload;
+}
+
+// Implements oidc-provider's adapter interface (see the package's lib/adapters/memory_adapter.js).
+class SharedMemoryAdapter {
+  constructor(model) {
+    this.model = model;
+  }
+
+  key(id) {
+    return `${this.model}:${id}`;
+  }
+
+  async upsert(id, payload, expiresIn) {
+    const key = this.key(id);
+    store.set(key, {
+      payload: structuredClone(payload),
+      expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : undefined,
+    });
+    if (payload.grantId) {
+      if (!grantIndex.has(payload.grantId)) grantIndex.set(payload.grantId, new Set());
+      grantIndex.get(payload.grantId).add(key);
+    }
+    if (payload.uid) uidIndex.set(payload.uid, key);
+    if (payload.userCode) userCodeIndex.set(payload.userCode, key);
+  }
+
+  async find(id) {
+    const payload = live(this.key(id));
+    return payload && structuredClone(payload);
+  }
+
+  async findByUid(uid) {
+    const key = uidIndex.get(uid);
+    const payload = key && live(key);
+    return payload && structuredClone(payload);
+  }
+
+  async findByUserCode(userCode) {
+    const key = userCodeIndex.get(userCode);
+    const payload = key && live(key);
+    return payload && structuredClone(payload);
+  }
+
+  async consume(id) {
+    const entry = store.get(this.key(id));
+    if (entry) entry.payload.consumed = Math.floor(Date.now() / 1000);
+  }
+
+  async destroy(id) {
+    store.delete(this.key(id));
+  }
+
+  async revokeByGrantId(grantId) {
+    for (const key of grantIndex.get(grantId) ?? []) store.delete(key);
+    grantIndex.delete(grantId);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signing keys
+// ---------------------------------------------------------------------------------------------
+
+// Newest first: oidc-provider signs with the first key that fits the algorithm, and publishes the
+// public half of every key in jwks_uri.
+let signingKeys = [];
+
+function generateSigningKey(alg) {
+  const { privateKey } = alg === 'ES256'
+    ? crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    : crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = privateKey.export({ format: 'jwk' });
+  return { ...jwk, kid: `${alg.toLowerCase()}-${crypto.randomBytes(6).toString('hex')}`, alg, use: 'sig' };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Provider
+// ---------------------------------------------------------------------------------------------
+
+const clientTtl = (defaultTtl) => (ctx, token, client) => (
+  client.clientId === 'short-client' ? SHORT_TTL : token.resourceServer?.accessTokenTTL ?? defaultTtl
+);
+
+function buildProvider(issuer) {
+  const configuration = {
+    adapter: SharedMemoryAdapter,
+    jwks: { keys: signingKeys },
+    cookies: { keys: COOKIE_KEYS },
+    clients: [
+      {
+        client_id: 'cc-client',
+        client_secret: 'cc-secret',
+        grant_types: ['client_credentials', 'authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        redirect_uris: ['http://127.0.0.1/callback'],
+        scope: SCOPES.join(' '),
+      },
+      {
+        client_id: 'short-client',
+        client_secret: 'short-secret',
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        scope: SCOPES.join(' '),
+      },
+      {
+        // Only authenticates the resource server at the introspection endpoint.
+        client_id: 'rs-client',
+        client_secret: 'rs-secret',
+        grant_types: [],
+        response_types: [],
+        redirect_uris: [],
+      },
+    ],
+    clientDefaults: {
+      id_token_signed_response_alg: ALG,
+    },
+    scopes: SCOPES,
+    // email is released under openid so that scopes_supported stays exactly SCOPES.
+    claims: { openid: ['sub', 'email'] },
+    async findAccount(ctx, id) {
+      if (id !== ACCOUNT_ID) return undefined;
+      return {
+        accountId: id,
+        async claims() {
+          return { sub: id, email: 'user-1@example.test' };
+        },
+      };
+    },
+    pkce: {
+      methods: ['S256'],
+      required: () => true,
+    },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
+      // Open dynamic client registration (no initial access token), for MCP clients.
+      registration: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        // No resource requested => no resource: the access token is opaque (for authorization_code
+        // with openid it is the userinfo token). Never default to a resource.
+        defaultResource: (ctx, client, oneOf) => oneOf,
+        // A resource granted at the authorization endpoint is only used at the token endpoint when
+        // the token request names it again. (oidc-provider still uses the single granted resource
+        // when the code's scope has no openid: RFC 8707 behaviour that it does not let us turn off.)
+        useGrantedResource: () => false,
+        async getResourceServerInfo(ctx, resourceIndicator) {
+          if (!RESOURCES.has(resourceIndicator)) throw new errors.InvalidTarget();
+          return {
+            scope: RESOURCE_SCOPE,
+            audience: resourceIndicator,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: ALG } },
+          };
+        },
+      },
+    },
+    ttl: {
+      AccessToken: clientTtl(60 * 60),
+      ClientCredentials: clientTtl(10 * 60),
+      AuthorizationCode: 60,
+      IdToken: 60 * 60,
+      RefreshToken: 24 * 60 * 60,
+      Interaction: 10 * 60,
+      Session: 24 * 60 * 60,
+      Grant: 24 * 60 * 60,
+    },
+    // Any origin may call the provider from a browser: this is a test fixture.
+    clientBasedCORS: () => true,
+    // Default is `/interaction/${uid}`, handled by `interaction()` below before the provider sees it.
+    interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+    renderError(ctx, out) {
+      ctx.type = 'json';
+      ctx.body = out;
+    },
+  };
+
+  const provider = new Provider(issuer, configuration);
+  provider.on('server_error', (ctx, err) => log('server_error', err));
+  provider.on('grant.error', (ctx, err) => log('grant.error', err.message, err.error_description ?? ''));
+  return provider;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Headless, auto-approving interactions
+// ---------------------------------------------------------------------------------------------
+
+// GET /interaction/:uid. Logs in `user-1` (login prompt) or grants everything that was asked for
+// (consent prompt), then redirects back into the authorization flow with 303.
+async function interaction(provider, req, res) {
+  const details = await provider.interactionDetails(req, res);
+  const { prompt, params, session } = details;
+
+  if (prompt.name === 'login') {
+    await provider.interactionFinished(req, res, { login: { accountId: ACCOUNT_ID } }, {
+      mergeWithLastSubmission: false,
+    });
+    return;
+  }
+
+  if (prompt.name === 'consent') {
+    const grant = details.grantId
+      ? await provider.Grant.find(details.grantId)
+      : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+
+    const missing = prompt.details;
+    if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+    if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+    for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
+      grant.addResourceScope(indicator, scopes.join(' '));
+    }
+
+    const grantId = await grant.save();
+    await provider.interactionFinished(req, res, { consent: { grantId } }, {
+      mergeWithLastSubmission: true,
+    });
+    return;
+  }
+
+  throw new Error(`unexpected interaction prompt ${prompt.name}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP server: dispatches to the current Provider instance
+// ---------------------------------------------------------------------------------------------
+
+let current; // { provider, handler }
+
+function install(issuer) {
+  const provider = buildProvider(issuer);
+  current = { provider, handler: provider.callback() };
+}
+
+function sendJson(res, status, body) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+const keyReport = () => ({ kid: signingKeys[0].kid, kids: signingKeys.map((key) => key.kid) });
+
+async function dispatch(issuer, req, res) {
+  const { pathname } = new URL(req.url, issuer);
+
+  if (pathname === '/_test/rotate' || pathname === '/_test/retire') {
+    if (req.method !== 'POST') {
+      sendJson(res, 405, { error: 'method_not_allowed' });
+      return;
+    }
+    if (pathname === '/_test/rotate') {
+      signingKeys = [generateSigningKey(ALG), ...signingKeys];
+    } else {
+      signingKeys = signingKeys.slice(0, 1);
+    }
+    install(issuer);
+    log(`${pathname.slice(7)}: signing with ${signingKeys[0].kid}; jwks_uri has ${signingKeys.map((key) => key.kid).join(', ')}`);
+    sendJson(res, 200, keyReport());
+    return;
+  }
+
+  // RFC 8414 metadata, which MCP clients look up first: the same document as OIDC discovery.
+  if (pathname === '/.well-known/oauth-authorization-server') {
+    req.url = '/.well-known/openid-configuration';
+  }
+
+  if (req.method === 'GET' && /^\/interaction\/[^/]+$/.test(pathname)) {
+    await interaction(current.provider, req, res);
+    return;
+  }
+
+  current.handler(req, res);
+}
+
+// Exit when stdin is a pipe and it closes (the parent died or closed it on purpose). Not when stdin
+// is a terminal or /dev/null, which would otherwise end the provider at once.
+function exitWithParent() {
+  let stat;
+  try {
+    stat = fs.fstatSync(0);
+  } catch {
+    return;
+  }
+  if (!stat.isFIFO() && !stat.isSocket()) return;
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.on('error', () => process.exit(0));
+  process.stdin.on('data', () => {}); // consume and ignore whatever the parent writes
+  process.stdin.resume();
+}
+
+async function main() {
+  signingKeys = [generateSigningKey(ALG)];
+
+  let issuer;
+  const server = http.createServer((req, res) => {
+    dispatch(issuer, req, res).catch((err) => {
+      log('request failed', req.method, req.url, err);
+      if (!res.headersSent) sendJson(res, 500, { error: 'server_error', error_description: String(err.message ?? err) });
+      else res.destroy();
+    });
+  });
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  issuer = `http://127.0.0.1:${server.address().port}`;
+  install(issuer);
+
+  // Take endpoint URLs from the provider's own discovery document instead of hard-coding its routes.
+  const discovery = await (await fetch(`${issuer}/.well-known/openid-configuration`)).json();
+  const ready = {
+    issuer: discovery.issuer,
+    authorization_endpoint: discovery.authorization_endpoint,
+    token_endpoint: discovery.token_endpoint,
+    introspection_endpoint: discovery.introspection_endpoint,
+    revocation_endpoint: discovery.revocation_endpoint,
+    registration_endpoint: discovery.registration_endpoint,
+    userinfo_endpoint: discovery.userinfo_endpoint,
+    jwks_uri: discovery.jwks_uri,
+    rotate_endpoint: `${issuer}/_test/rotate`,
+    retire_endpoint: `${issuer}/_test/retire`,
+    alg: ALG,
+    kid: signingKeys[0].kid,
+    resources: [...RESOURCES],
+    short_ttl: SHORT_TTL,
+  };
+  process.stdout.write(`${JSON.stringify(ready)}\n`);
+  log(`ready at ${issuer} (alg ${ALG}, resources: ${[...RESOURCES].join(', ') || 'none'})`);
+
+  exitWithParent();
+  process.on('SIGTERM', () => process.exit(0));
+  process.on('SIGINT', () => process.exit(0));
+}
+
+main().catch((err) => {
+  log('failed to start', err);
+  process.exit(1);
+});

@@ -1,0 +1,270 @@
+// Self-test of the fixture: starts provider.mjs and drives it with token.mjs, as the Rust tests do.
+//   cd tests/oidc && node --test provider.test.mjs
+// Loopback only: every request goes to the provider's 127.0.0.1 address.
+
+import * as assert from 'node:assert/strict';
+import { spawn, execFile } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { describe, it, before, after } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const RESOURCE = 'http://127.0.0.1:9/mcp';
+const SHORT_TTL = 2;
+
+// Starts provider.mjs with a piped stdin (closing it ends the provider) and resolves with the child
+// and its ready line.
+async function startProvider(args, stdin = 'pipe') {
+  const child = spawn(process.execPath, ['provider.mjs', ...args], {
+    cwd: here,
+    stdio: [stdin, 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout });
+  const [line] = await Promise.race([
+    once(lines, 'line'),
+    once(child, 'exit').then(([code]) => { throw new Error(`provider.mjs exited with ${code}`); }),
+  ]);
+  return { child, ready: JSON.parse(line) };
+}
+
+async function stopProvider(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  await once(child, 'exit');
+}
+
+// Runs token.mjs and returns its parsed JSON line; rejects (with stderr) on a non-zero exit.
+async function token(issuer, ...args) {
+  const { stdout } = await promisify(execFile)(process.execPath, ['token.mjs', '--issuer', issuer, ...args], { cwd: here });
+  const lines = stdout.trim().split('\n');
+  assert.equal(lines.length, 1, 'token.mjs prints exactly one line');
+  return JSON.parse(lines[0]);
+}
+
+function decodeJwt(jwt) {
+  const parts = jwt.split('.');
+  assert.equal(parts.length, 3, `not a compact JWS: ${jwt}`);
+  const [header, payload] = parts.slice(0, 2).map((part) => JSON.parse(Buffer.from(part, 'base64url')));
+  return { header, payload, parts };
+}
+
+async function getJson(url, init) {
+  const res = await fetch(url, init);
+  assert.ok(res.ok, `${url}: HTTP ${res.status}`);
+  return res.json();
+}
+
+const jwksKids = async (ready) => (await getJson(ready.jwks_uri)).keys.map((key) => key.kid);
+
+// Checks the JWS signature against the provider's published key with that kid.
+async function assertSignedByJwks(ready, jwt, alg) {
+  const { header, parts } = decodeJwt(jwt);
+  assert.equal(header.alg, alg);
+  const jwk = (await getJson(ready.jwks_uri)).keys.find((key) => key.kid === header.kid);
+  assert.ok(jwk, `kid ${header.kid} is in jwks_uri`);
+  const ok = crypto.verify(
+    'sha256',
+    Buffer.from(`${parts[0]}.${parts[1]}`),
+    { key: crypto.createPublicKey({ key: jwk, format: 'jwk' }), dsaEncoding: 'ieee-p1363' },
+    Buffer.from(parts[2], 'base64url'),
+  );
+  assert.ok(ok, 'signature verifies with the published key');
+  return header.kid;
+}
+
+async function introspect(ready, value) {
+  const basic = Buffer.from('rs-client:rs-secret').toString('base64');
+  return getJson(ready.introspection_endpoint, {
+    method: 'POST',
+    headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token: value }),
+  });
+}
+
+for (const alg of ['RS256', 'ES256']) {
+  describe(`provider.mjs --alg ${alg}`, () => {
+    let child;
+    let ready;
+    let issuer;
+
+    before(async () => {
+      ({ child, ready } = await startProvider(['--alg', alg, '--resource', RESOURCE, '--short-ttl', String(SHORT_TTL)]));
+      issuer = ready.issuer;
+    });
+    after(() => stopProvider(child));
+
+    it('prints its issuer and endpoints as one JSON line', async () => {
+      assert.match(issuer, /^http:\/\/127\.0\.0\.1:\d+$/);
+      const discovery = await getJson(`${issuer}/.well-known/openid-configuration`);
+      for (const name of ['token_endpoint', 'introspection_endpoint', 'revocation_endpoint', 'registration_endpoint', 'jwks_uri', 'authorization_endpoint']) {
+        assert.equal(ready[name], discovery[name], name);
+      }
+      assert.equal(ready.alg, alg);
+      assert.deepEqual(ready.resources, [RESOURCE]);
+      assert.deepEqual(discovery.scopes_supported, ['openid', 'offline_access', 'mcp:read', 'mcp:write']);
+      assert.deepEqual(discovery.code_challenge_methods_supported, ['S256']);
+      assert.deepEqual(await jwksKids(ready), [ready.kid]);
+      assert.deepEqual(await getJson(`${issuer}/.well-known/oauth-authorization-server`), discovery);
+    });
+
+    it('(a) client_credentials with a resource gives a JWT for that audience', async () => {
+      const res = await token(issuer, '--grant', 'client_credentials', '--scope', 'mcp:read', '--resource', RESOURCE);
+      const { header, payload } = decodeJwt(res.access_token);
+      assert.equal(header.typ, 'at+jwt');
+      assert.equal(payload.aud, RESOURCE);
+      assert.equal(payload.iss, issuer);
+      assert.equal(payload.client_id, 'cc-client');
+      assert.equal(payload.scope, 'mcp:read');
+      assert.equal(await assertSignedByJwks(ready, res.access_token, alg), ready.kid);
+      // oidc-provider does not store JWT access tokens, so introspection does not know them.
+      assert.deepEqual(await introspect(ready, res.access_token), { active: false });
+    });
+
+    it('(a) refuses a resource it does not know with invalid_target', async () => {
+      await assert.rejects(
+        token(issuer, '--grant', 'client_credentials', '--scope', 'mcp:read', '--resource', 'http://127.0.0.1:9/other'),
+        /invalid_target/,
+      );
+    });
+
+    it('(b) no resource gives an opaque token that introspects until revoked', async () => {
+      const res = await token(issuer, '--grant', 'client_credentials', '--scope', 'mcp:read mcp:write');
+      assert.equal(res.access_token.split('.').length, 1, 'opaque');
+      const active = await introspect(ready, res.access_token);
+      assert.equal(active.active, true);
+      assert.equal(active.scope, 'mcp:read mcp:write');
+      assert.equal(active.client_id, 'cc-client');
+      assert.equal(active.iss, issuer);
+      assert.deepEqual(await token(issuer, '--grant', 'introspect', '--token', res.access_token), active);
+
+      assert.deepEqual(await token(issuer, '--grant', 'revoke', '--token', res.access_token), { revoked: true });
+      assert.deepEqual(await introspect(ready, res.access_token), { active: false });
+    });
+
+    it('(c) authorization_code with openid gives an id_token and an access token', async () => {
+      const plain = await token(issuer, '--grant', 'authorization_code', '--scope', 'openid mcp:read');
+      const id = decodeJwt(plain.id_token).payload;
+      assert.equal(id.sub, 'user-1');
+      assert.equal(id.aud, 'cc-client');
+      assert.equal(id.iss, issuer);
+      await assertSignedByJwks(ready, plain.id_token, alg);
+      assert.equal(plain.access_token.split('.').length, 1, 'no resource => opaque');
+      const userinfo = await getJson(ready.userinfo_endpoint, { headers: { authorization: `Bearer ${plain.access_token}` } });
+      assert.deepEqual(userinfo, { sub: 'user-1', email: 'user-1@example.test' });
+
+      const withResource = await token(issuer, '--grant', 'authorization_code', '--scope', 'openid mcp:read mcp:write offline_access', '--resource', RESOURCE);
+      assert.ok(withResource.id_token);
+      assert.ok(withResource.refresh_token, 'offline_access gives a refresh token');
+      const at = decodeJwt(withResource.access_token).payload;
+      assert.equal(at.aud, RESOURCE);
+      assert.equal(at.sub, 'user-1');
+      assert.equal(at.scope, 'mcp:read mcp:write');
+      await assertSignedByJwks(ready, withResource.access_token, alg);
+
+      const refreshed = await token(issuer, '--grant', 'refresh_token', '--token', withResource.refresh_token, '--resource', RESOURCE);
+      assert.equal(decodeJwt(refreshed.access_token).payload.aud, RESOURCE);
+    });
+
+    it('(d) short-client tokens live --short-ttl seconds', async () => {
+      const res = await token(issuer, '--grant', 'client_credentials', '--client', 'short-client', '--secret', 'short-secret', '--scope', 'mcp:read');
+      assert.equal(res.expires_in, SHORT_TTL);
+      assert.equal((await introspect(ready, res.access_token)).active, true);
+      const jwt = await token(issuer, '--grant', 'client_credentials', '--client', 'short-client', '--secret', 'short-secret', '--scope', 'mcp:read', '--resource', RESOURCE);
+      assert.equal(jwt.expires_in, SHORT_TTL);
+      const { payload } = decodeJwt(jwt.access_token);
+      assert.equal(payload.exp - payload.iat, SHORT_TTL);
+      await new Promise((resolve) => { setTimeout(resolve, (SHORT_TTL + 1) * 1000); });
+      assert.deepEqual(await introspect(ready, res.access_token), { active: false });
+    });
+
+    it('(g) dynamic registration of a public client, then authorization_code + PKCE', async () => {
+      const redirectUri = 'http://127.0.0.1:7777/callback';
+      const res = await fetch(ready.registration_endpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          client_name: 'mcp test client',
+          redirect_uris: [redirectUri],
+          token_endpoint_auth_method: 'none',
+          grant_types: ['authorization_code', 'refresh_token'],
+          response_types: ['code'],
+        }),
+      });
+      assert.equal(res.status, 201);
+      const client = await res.json();
+      assert.equal(client.token_endpoint_auth_method, 'none');
+      assert.equal(client.client_secret, undefined);
+
+      const tokens = await token(issuer, '--grant', 'authorization_code', '--client-id', client.client_id, '--redirect-uri', redirectUri, '--scope', 'openid mcp:read', '--resource', RESOURCE);
+      assert.equal(decodeJwt(tokens.id_token).payload.aud, client.client_id);
+      const at = decodeJwt(tokens.access_token).payload;
+      assert.equal(at.aud, RESOURCE);
+      assert.equal(at.client_id, client.client_id);
+    });
+
+    it('(e) rotate then retire signing keys at run time', async () => {
+      const oldKid = ready.kid;
+      const before = await token(issuer, '--grant', 'client_credentials', '--scope', 'mcp:read');
+      const oldJwt = await token(issuer, '--grant', 'client_credentials', '--scope', 'mcp:read', '--resource', RESOURCE);
+
+      const rotated = await getJson(ready.rotate_endpoint, { method: 'POST' });
+      assert.notEqual(rotated.kid, oldKid);
+      assert.deepEqual(rotated.kids, [rotated.kid, oldKid]);
+      assert.deepEqual((await jwksKids(ready)).sort(), [rotated.kid, oldKid].sort());
+      for (const key of (await getJson(ready.jwks_uri)).keys) assert.equal(key.d, undefined, 'public keys only');
+
+      const after = await token(issuer, '--grant', 'client_credentials', '--scope', 'mcp:read', '--resource', RESOURCE);
+      assert.equal(await assertSignedByJwks(ready, after.access_token, alg), rotated.kid);
+      assert.equal(await assertSignedByJwks(ready, oldJwt.access_token, alg), oldKid);
+      const code = await token(issuer, '--grant', 'authorization_code', '--scope', 'openid mcp:read');
+      assert.equal(decodeJwt(code.id_token).header.kid, rotated.kid);
+      assert.equal((await introspect(ready, before.access_token)).active, true, 'tokens survive the swap');
+
+      const retired = await getJson(ready.retire_endpoint, { method: 'POST' });
+      assert.deepEqual(retired, { kid: rotated.kid, kids: [rotated.kid] });
+      assert.deepEqual(await jwksKids(ready), [rotated.kid]);
+      assert.equal((await introspect(ready, before.access_token)).active, true);
+
+      const second = await getJson(ready.rotate_endpoint, { method: 'POST' });
+      assert.deepEqual(second.kids, [second.kid, rotated.kid]);
+    });
+  });
+}
+
+describe('provider.mjs lifetime', () => {
+  it('exits when its stdin pipe closes', async () => {
+    const { child } = await startProvider([]);
+    const exited = once(child, 'exit');
+    child.stdin.end();
+    const [code] = await Promise.race([
+      exited,
+      new Promise((_, reject) => { setTimeout(() => reject(new Error('still running 5 s after stdin closed')), 5000); }),
+    ]).finally(() => stopProvider(child));
+    assert.equal(code, 0);
+  });
+
+  it('keeps running with stdin from /dev/null', async () => {
+    const { child, ready } = await startProvider([], 'ignore');
+    try {
+      await new Promise((resolve) => { setTimeout(resolve, 1000); });
+      assert.equal(child.exitCode, null);
+      assert.ok((await fetch(ready.jwks_uri)).ok);
+    } finally {
+      await stopProvider(child);
+    }
+  });
+
+  it('without --resource every access token is opaque and resources are refused', async () => {
+    const { child, ready } = await startProvider([]);
+    try {
+      const res = await token(ready.issuer, '--grant', 'client_credentials', '--scope', 'mcp:read');
+      assert.equal(res.access_token.split('.').length, 1);
+      await assert.rejects(token(ready.issuer, '--grant', 'client_credentials', '--resource', RESOURCE), /invalid_target/);
+    } finally {
+      await stopProvider(child);
+    }
+  });
+});
