@@ -5,7 +5,8 @@
 // one JSON line on stdout (issuer and endpoints) and then serves until killed, or until its stdin
 // closes when stdin is a pipe (so a parent that dies never leaves it behind). Logs go to stderr.
 //
-//   node provider.mjs [--alg RS256|ES256] [--resource URL]... [--short-ttl SECONDS]
+//   node provider.mjs [--alg RS256|ES256] [--resource URL]... [--opaque-resource URL]...
+//                     [--short-ttl SECONDS]
 //
 // Besides the provider's own endpoints, two test hooks rotate the signing keys at run time:
 //   POST /_test/rotate  new key (current --alg, new kid) signs from now on; old keys stay in jwks_uri
@@ -30,7 +31,7 @@ const log = (...args) => console.error('[oidc-provider-test]', ...args);
 
 function usage(message) {
   if (message) console.error(`provider.mjs: ${message}`);
-  console.error('usage: node provider.mjs [--alg RS256|ES256] [--resource URL]... [--short-ttl SECONDS]');
+  console.error('usage: node provider.mjs [--alg RS256|ES256] [--resource URL]... [--opaque-resource URL]... [--short-ttl SECONDS]');
   process.exit(2);
 }
 
@@ -40,6 +41,7 @@ try {
     options: {
       alg: { type: 'string', default: 'RS256' },
       resource: { type: 'string', multiple: true, default: [] },
+      'opaque-resource': { type: 'string', multiple: true, default: [] },
       'short-ttl': { type: 'string', default: '2' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -56,8 +58,10 @@ if (!['RS256', 'ES256'].includes(ALG)) usage(`unsupported --alg ${ALG}`);
 const SHORT_TTL = Number(options['short-ttl']);
 if (!Number.isInteger(SHORT_TTL) || SHORT_TTL <= 0) usage('--short-ttl must be a positive integer');
 
-// Resource indicators are compared exactly as the client sends them.
-const RESOURCES = new Set(options.resource);
+// Resource indicators are compared exactly as the client sends them. Tokens for RESOURCES are
+// JWTs; tokens for OPAQUE_RESOURCES are opaque, stored, and introspect with aud = the resource.
+const OPAQUE_RESOURCES = new Set(options['opaque-resource']);
+const RESOURCES = new Set([...options.resource, ...OPAQUE_RESOURCES]);
 for (const resource of RESOURCES) {
   if (!URL.canParse(resource)) usage(`--resource ${resource} is not an absolute URL`);
 }
@@ -236,6 +240,9 @@ function buildProvider(issuer) {
         useGrantedResource: () => false,
         async getResourceServerInfo(ctx, resourceIndicator) {
           if (!RESOURCES.has(resourceIndicator)) throw new errors.InvalidTarget();
+          if (OPAQUE_RESOURCES.has(resourceIndicator)) {
+            return { scope: RESOURCE_SCOPE, audience: resourceIndicator, accessTokenFormat: 'opaque' };
+          }
           return {
             scope: RESOURCE_SCOPE,
             audience: resourceIndicator,

@@ -3,6 +3,7 @@
 //! counters of fetches), and helpers to drive an axum app in-process.
 #![allow(dead_code)]
 
+pub mod idp;
 pub mod process;
 pub mod signing;
 
