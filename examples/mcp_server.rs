@@ -13,6 +13,8 @@
 //! - `--introspection-client-id ID`, `--introspection-client-secret SECRET`: opaque
 //!   tokens of the issuers by introspection;
 //! - `--filter-tools`  leave out of `tools/list` the tools the caller may not call;
+//! - `--challenge-granted-scopes`  `insufficient_scope` challenges also name the scopes
+//!   the token has, for clients that replace their scopes when they step up;
 //! - `--help`.
 //!
 //! Tools: `whoami` and `notes` need scope `mcp:read`, `write` needs `mcp:write`
@@ -37,7 +39,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 const USAGE: &str = "\
 usage: mcp_server [--listen ADDR] [--resource URL] [--issuer URL]...
                   [--introspection-client-id ID --introspection-client-secret SECRET]
-                  [--filter-tools]
+                  [--filter-tools] [--challenge-granted-scopes]
 
   --listen ADDR    address to listen on (default 127.0.0.1:3000; port 0 picks one)
   --resource URL   canonical resource URI clients connect to (default http://ADDR/mcp)
@@ -48,6 +50,9 @@ usage: mcp_server [--listen ADDR] [--resource URL] [--issuer URL]...
                    also accept opaque tokens of the --issuer(s) by RFC 7662
                    introspection (endpoint from discovery), with these credentials
   --filter-tools   leave out of tools/list the tools the caller may not call
+  --challenge-granted-scopes
+                   insufficient_scope challenges also name the scopes the token has,
+                   for clients that replace their scopes when they step up
 
 tools: whoami and notes need scope mcp:read, write needs mcp:write
 ";
@@ -59,6 +64,7 @@ struct Args {
     introspection_client_id: Option<String>,
     introspection_client_secret: Option<String>,
     filter_tools: bool,
+    challenge_granted_scopes: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -69,6 +75,7 @@ fn parse_args() -> Result<Args, String> {
         introspection_client_id: None,
         introspection_client_secret: None,
         filter_tools: false,
+        challenge_granted_scopes: false,
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
@@ -84,6 +91,7 @@ fn parse_args() -> Result<Args, String> {
                 args.introspection_client_secret = Some(value("--introspection-client-secret")?);
             }
             "--filter-tools" => args.filter_tools = true,
+            "--challenge-granted-scopes" => args.challenge_granted_scopes = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -120,6 +128,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut builder = ResourceServer::builder(&resource)
         .mcp_scopes(notes::scope_rules())
         .filter_tools(args.filter_tools)
+        .challenge_granted_scopes(args.challenge_granted_scopes)
         .resource_name("mcp-gatekeeper example");
     let mut embedded = None;
     if args.issuers.is_empty() {

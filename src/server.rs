@@ -46,6 +46,7 @@ pub struct ResourceServerBuilder {
     mcp_operations: bool,
     mcp_body_limit: usize,
     filter_tools: bool,
+    challenge_granted_scopes: bool,
 }
 
 impl ResourceServerBuilder {
@@ -81,6 +82,19 @@ impl ResourceServerBuilder {
     /// callback). Off by default.
     pub fn filter_tools(mut self, on: bool) -> Self {
         self.filter_tools = on;
+        self
+    }
+
+    /// Makes `insufficient_scope` challenges also name the scopes the token already
+    /// has (those in `scopes_supported`), so that a client which *replaces* its scopes
+    /// when it steps up keeps them. MCP since 2026-07-28 (SEP-2350) has clients add
+    /// the challenged scopes to what they hold, and RFC 6750 asks for the scopes the
+    /// request needs, which is the default; `@modelcontextprotocol/sdk` 1.x and other
+    /// clients of earlier revisions replace them, and then lose `mcp:read` when they
+    /// step up to `mcp:write`. Applies to the required scopes and
+    /// [`mcp_scopes`](Self::mcp_scopes), not to decisions of a callback.
+    pub fn challenge_granted_scopes(mut self, on: bool) -> Self {
+        self.challenge_granted_scopes = on;
         self
     }
 
@@ -294,6 +308,9 @@ impl ResourceServerBuilder {
             scopes: (!self.required_scopes.is_empty())
                 .then(|| RequireScopes::all(self.required_scopes)),
             mcp: self.mcp_scopes,
+            keep_granted: self
+                .challenge_granted_scopes
+                .then(|| resource.supported_scopes().into()),
             callback: self.authorize,
         };
         let operation = OperationLayer::new(resource.clone()).body_limit(self.mcp_body_limit);
@@ -383,6 +400,7 @@ impl ResourceServer {
             mcp_operations: true,
             mcp_body_limit: DEFAULT_MCP_BODY_LIMIT,
             filter_tools: false,
+            challenge_granted_scopes: false,
         }
     }
 
@@ -453,6 +471,8 @@ impl<S> Layer<S> for GatekeeperLayer {
 pub struct ServerAuthorize {
     scopes: Option<RequireScopes>,
     mcp: Option<McpScopes>,
+    /// With `challenge_granted_scopes`: the supported scopes a challenge may repeat.
+    keep_granted: Option<Arc<[String]>>,
     callback: Option<BoxAuthorize>,
 }
 
@@ -461,6 +481,7 @@ impl std::fmt::Debug for ServerAuthorize {
         f.debug_struct("ServerAuthorize")
             .field("scopes", &self.scopes)
             .field("mcp", &self.mcp)
+            .field("keep_granted", &self.keep_granted)
             .field("callback", &self.callback.is_some())
             .finish()
     }
@@ -503,6 +524,13 @@ impl Authorize for ServerAuthorize {
             // The scopes this operation needs, all of them (RFC 6750 §3.1, SEP-2350).
             let mut needed = required.to_vec();
             needed.extend(rule.iter().filter(|s| !required.contains(s)).cloned());
+            if let Some(supported) = &self.keep_granted {
+                for scope in supported.iter() {
+                    if granted.contains(scope) && !needed.contains(scope) {
+                        needed.push(scope.clone());
+                    }
+                }
+            }
             return ServerAuthorizeFuture(Some(Decision::insufficient_scope(needed)), None);
         }
         match &self.callback {

@@ -635,3 +635,28 @@ async fn scope_rules_without_an_operation_layer_fail_closed() {
         .await;
     assert_eq!(response.status(), 200);
 }
+
+#[tokio::test]
+async fn challenges_can_repeat_the_granted_scopes_for_clients_that_replace_them() {
+    let served = Served::start(true, |b| b.challenge_granted_scopes(true)).await;
+    let (status, challenge, body) = reply(
+        served
+            .ask("mcp:read", &call("write", json!({"text": "x"})))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        challenge.ends_with("scope=\"mcp:write mcp:read\""),
+        "{challenge}"
+    );
+    assert_eq!(body["scope"], "mcp:write mcp:read");
+    // Only scopes of scopes_supported are repeated, never others the token has.
+    let (_, challenge, _) = reply(
+        served
+            .ask("mcp:read other:thing", &call("write", json!({"text": "x"})))
+            .await,
+    )
+    .await;
+    assert!(!challenge.contains("other:thing"), "{challenge}");
+}

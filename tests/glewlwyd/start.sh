@@ -3,7 +3,7 @@
 # and configure it, entirely through its REST API, to issue RFC 9068 `at+jwt`
 # access tokens (RS256, key generated here) with the client_credentials grant.
 #
-# Usage: start.sh [--detach]
+# Usage: start.sh [--detach | --install-only]
 #
 # Default (foreground) mode: when the server is ready, one JSON line is printed
 # on stdout, e.g.
@@ -13,6 +13,8 @@
 # gets SIGTERM/SIGINT/SIGHUP); it then kills glewlwyd and removes the temp dir.
 # glewlwyd also gets SIGKILL from the kernel if this script dies (pdeathsig),
 # so no daemon is left behind even if the script is SIGKILLed.
+#
+# --install-only: install glewlwyd if it is missing (apt-get), then exit.
 #
 # --detach: print the JSON line and exit 0, leaving glewlwyd running in its own
 # session; the caller must `kill PID` and `rm -rf DIR` itself.
@@ -44,8 +46,9 @@ DETACH=0
 case "${1:-}" in
   "") ;;
   --detach) DETACH=1 ;;
+  --install-only) INSTALL_ONLY=1 ;;
   -h|--help) sed -n '2,30p' "$0" >&2; exit 0 ;;
-  *) echo "usage: $0 [--detach]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--detach | --install-only]" >&2; exit 2 ;;
 esac
 
 log() { echo "glewlwyd/start.sh: $*" >&2; }
@@ -125,6 +128,10 @@ ensure_installed() {
 }
 
 ensure_installed
+if [[ "${INSTALL_ONLY:-0}" == 1 ]]; then
+  log "installed: $(glewlwyd --version 2>/dev/null | head -n1 || true)"
+  exit 0
+fi
 GLEWLWYD_VERSION=$(glewlwyd --version 2>/dev/null | head -n1 || true)
 
 # ------------------------------------------------------------- temp dir -----

@@ -222,6 +222,16 @@ function buildProvider(issuer) {
       methods: ['S256'],
       required: () => true,
     },
+    // Dynamically registered clients may ask for any supported scope later, whatever
+    // `scope` they registered with: MCP clients register with the scope of the first
+    // challenge and must be able to step up (what MCP's authorization servers do).
+    // The validator runs for every registration and may edit the metadata.
+    extraClientMetadata: {
+      properties: ['fixture_note'],
+      validator(ctx, key, value, metadata) {
+        if (ctx) delete metadata.scope;
+      },
+    },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },

@@ -20,6 +20,7 @@
 
 import * as crypto from 'node:crypto';
 import { parseArgs } from 'node:util';
+import { CookieJar } from './cookie_jar.mjs';
 
 function fail(message) {
   console.error(`token.mjs: ${message}`);
@@ -94,43 +95,6 @@ async function post(url, params, auth) {
   return text ? JSON.parse(text) : {};
 }
 
-// Minimal cookie jar for the redirect chain: one host, so only name, path and expiry matter.
-class CookieJar {
-  #cookies = new Map(); // `${path}\n${name}` -> { name, value, path, expires }
-
-  store(res, requestUrl) {
-    for (const line of res.headers.getSetCookie()) {
-      const [pair, ...attributes] = line.split(';').map((part) => part.trim());
-      const eq = pair.indexOf('=');
-      const name = pair.slice(0, eq);
-      const value = pair.slice(eq + 1);
-      // Default path: the request path up to its last '/' (RFC 6265 section 5.1.4).
-      let path = requestUrl.pathname.replace(/\/[^/]*$/, '') || '/';
-      let expires = Infinity;
-      for (const attribute of attributes) {
-        const [key, ...rest] = attribute.split('=');
-        const attrValue = rest.join('=');
-        switch (key.toLowerCase()) {
-          case 'path': path = attrValue || '/'; break;
-          case 'max-age': expires = Date.now() + Number(attrValue) * 1000; break;
-          case 'expires': if (expires === Infinity) expires = Date.parse(attrValue); break;
-          default: break;
-        }
-      }
-      const key = `${path}\n${name}`;
-      if (expires <= Date.now()) this.#cookies.delete(key);
-      else this.#cookies.set(key, { name, value, path, expires });
-    }
-  }
-
-  header(url) {
-    const matches = [...this.#cookies.values()].filter(({ path, expires }) => expires > Date.now() && (
-      url.pathname === path
-      || url.pathname.startsWith(path.endsWith('/') ? path : `${path}/`)
-    ));
-    return matches.map(({ name, value }) => `${name}=${value}`).join('; ');
-  }
-}
 
 async function authorizationCode() {
   const metadata = await discover();
