@@ -107,7 +107,12 @@ async fn an_opaque_token_is_introspected_and_refused_after_revocation_once_cache
     assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
     assert_eq!(answer.body["aud"][0], RESOURCE);
 
-    let revoked = idp::oidc_token(&provider, &["--grant", "revoke", "--token", &token]).await;
+    // One argument: a token may start with '-', which parseArgs takes for an option.
+    let revoked = idp::oidc_token(
+        &provider,
+        &["--grant", "revoke", &format!("--token={token}")],
+    )
+    .await;
     assert_eq!(revoked["revoked"], true);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     refused(

@@ -72,9 +72,17 @@ async fn flow(setup: &Setup, flow: &str, extra: &[&str]) -> Value {
     report
 }
 
-/// The exchanges as `METHOD PLACE STATUS`, with the provider's interaction ids blanked.
+/// The SDK's SSE stream request, which it sends without waiting after `initialized`.
+const SSE_GET: &str = "GET SERVER/mcp 405";
+
+/// The exchanges as `METHOD PLACE STATUS`, in the order their answers arrived, with the
+/// provider's interaction ids blanked.
+///
+/// The SDK opens its SSE stream (`GET SERVER/mcp`) in the background once the
+/// `initialized` notification is accepted (202), so that GET races the next POST. Each
+/// such GET is moved to just after the 202 it follows; it must follow one.
 fn exchanges(report: &Value) -> Vec<String> {
-    report["exchanges"]
+    let arrived = report["exchanges"]
         .as_array()
         .expect("exchanges")
         .iter()
@@ -87,8 +95,20 @@ fn exchanges(report: &Value) -> Vec<String> {
                 _ => place.to_owned(),
             };
             format!("{} {place} {}", e[0].as_str().unwrap_or_default(), e[2])
-        })
-        .collect()
+        });
+    let mut ordered: Vec<String> = Vec::new();
+    for exchange in arrived {
+        if exchange == SSE_GET {
+            let accepted = ordered
+                .iter()
+                .rposition(|e| e == "POST SERVER/mcp 202")
+                .unwrap_or_else(|| panic!("the SSE GET came before any initialized: {report}"));
+            ordered.insert(accepted + 1, exchange);
+        } else {
+            ordered.push(exchange);
+        }
+    }
+    ordered
 }
 
 const DISCOVERY: [&str; 3] = [
@@ -104,7 +124,7 @@ const REDISCOVERY: [&str; 2] = [
 const SESSION: [&str; 4] = [
     "POST SERVER/mcp 200",
     "POST SERVER/mcp 202",
-    "GET SERVER/mcp 405",
+    SSE_GET,
     "POST SERVER/mcp 200",
 ];
 /// Login and consent, followed headlessly.
