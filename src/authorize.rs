@@ -67,7 +67,7 @@ impl Decision {
                     (Some(method), Some(name)) => {
                         format!("{} of {:?}", shorten(method), shorten(name))
                     }
-                    (Some(method), None) => shorten(method).to_owned(),
+                    (Some(method), None) => shorten(method).into_owned(),
                     _ => "this request".to_owned(),
                 };
                 let description = format!("{asked} needs the scopes: {}", scopes.join(" "));

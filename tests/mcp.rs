@@ -464,17 +464,72 @@ async fn a_tool_call_cannot_hide_behind_another_content_type() {
                 .is_some_and(|s| s == "7");
         assert!(refused, "{types:?}: {answer:?}");
     }
-    // gRPC is not MCP: its body is left alone (here rmcp refuses the type itself).
-    let status = with_type(&["application/grpc"])
+    // gRPC is not MCP: its body is never read. A server that ignored the type could
+    // still run it, so without every scope the rules mention it is refused, as a
+    // gRPC status naming all of them.
+    let answer = with_type(&["application/grpc"]).await.expect("send");
+    assert_eq!(answer.headers()["grpc-status"], "7", "{answer:?}");
+    let challenge = answer.headers()["www-authenticate"].to_str().expect("ascii");
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#)
+            && challenge.contains(r#"scope="mcp:read mcp:write""#),
+        "{challenge}"
+    );
+    assert!(served.bodies_seen().is_empty());
+    // With every scope it goes through unread (and rmcp refuses the type itself).
+    let status = reqwest::Client::new()
+        .post(&served.resource)
+        .bearer_auth(served.token("mcp:read mcp:write"))
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/grpc")
+        .body(write.clone())
+        .send()
         .await
         .expect("send")
         .status();
     assert_eq!(status, 415);
-    assert_eq!(
-        served.bodies_seen().len(),
-        1,
-        "only the gRPC request got through"
-    );
+    assert_eq!(served.bodies_seen(), vec![write]);
+}
+
+#[tokio::test]
+async fn a_caller_holding_every_scope_streams_past_the_cap_unread() {
+    // No rule can refuse this caller, so the body is not read: 2 MiB, over the
+    // default cap, reaches the server whole.
+    let served = Served::start(true, |b| b).await;
+    let big = serde_json::to_vec(&call("write", json!({"text": "x".repeat(2 * 1024 * 1024)})))
+        .expect("json");
+    let response = served
+        .post("mcp:read mcp:write")
+        .body(big.clone())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    assert_eq!(served.bodies_seen(), vec![big]);
+}
+
+#[tokio::test]
+async fn the_body_cap_is_configurable() {
+    let served = Served::start(true, |b| b.mcp_body_limit(4096)).await;
+    let sized = |len: usize| {
+        serde_json::to_vec(&call("whoami", json!({"pad": "x".repeat(len)}))).expect("json")
+    };
+    let (status, _, answer) = reply(
+        served
+            .post("mcp:read")
+            .body(sized(8 * 1024))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    let description = answer["error_description"].as_str().unwrap_or_default();
+    assert!(description.contains("4096-byte limit"), "{description}");
+    let small = sized(2 * 1024);
+    let response = served.post("mcp:read").body(small.clone()).send().await;
+    assert_eq!(response.expect("send").status(), 200);
+    assert_eq!(served.bodies_seen(), vec![small]);
 }
 
 #[tokio::test]

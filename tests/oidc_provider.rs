@@ -89,7 +89,7 @@ async fn a_token_requested_without_resource_gets_the_rfc8707_hint() {
     refused(
         &call(&app, "/mcp", Some(&token)).await,
         StatusCode::UNAUTHORIZED,
-        "resource",
+        "the token has no aud claim, so it is not meant for this resource; the client probably sent no RFC 8707 'resource' parameter",
     );
 }
 

@@ -121,10 +121,11 @@ pub struct Operation<S> {
 }
 
 /// Whether a request is gRPC, by its `Content-Type`: the one kind of `POST` whose
-/// body is never read as JSON-RPC. Anything else is read when a rule needs it, whatever
-/// type it declares: MCP SDKs differ in which types they accept as JSON (some take
-/// `text/plain, application/json`), so the declared type cannot be trusted to keep a
-/// tool call from executing.
+/// body is never read as JSON-RPC (its operation is [`McpOperation::unread`], which
+/// scope rules treat as needing every scope). Anything else is read when a rule needs
+/// it, whatever type it declares: MCP SDKs differ in which types they accept as JSON
+/// (some take `text/plain, application/json`), so the declared type cannot be trusted
+/// to keep a tool call from executing.
 fn is_grpc(parts: &Parts) -> bool {
     let mut values = parts.headers.get_all(CONTENT_TYPE).iter().peekable();
     values.peek().is_some()
@@ -153,7 +154,7 @@ where
         let (mut parts, body) = req.into_parts();
         let reads = match &self.layer.reads {
             Reads::Never => false,
-            _ => parts.method == Method::POST && !is_grpc(&parts),
+            _ => parts.method == Method::POST,
         };
         if !reads {
             parts.extensions.insert(McpOperation::unknown());
@@ -168,6 +169,10 @@ where
             parts
                 .extensions
                 .insert(claimed.unwrap_or_else(McpOperation::unknown));
+            return OperationFuture::calling(&mut inner, parts, McpBody::streaming(body));
+        }
+        if is_grpc(&parts) {
+            parts.extensions.insert(McpOperation::unread());
             return OperationFuture::calling(&mut inner, parts, McpBody::streaming(body));
         }
         let limit = self.layer.limit;

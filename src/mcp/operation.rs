@@ -38,6 +38,10 @@ pub enum OperationSource {
     Headers,
     /// Neither: not a POST (an SSE `GET`, a session `DELETE`), or nothing was said.
     Unknown,
+    /// A `POST` whose body a rule needed but which was not read, because it declares
+    /// gRPC: nothing is known of it, and scope rules ask it for every scope they
+    /// mention, since an MCP server that ignores the content type could still run it.
+    Unread,
 }
 
 /// The MCP operation of a request: the JSON-RPC `method` and, for the methods that
@@ -63,6 +67,17 @@ impl McpOperation {
             name: None,
             id: None,
             source: OperationSource::Unknown,
+        }
+    }
+
+    /// A `POST` whose body was not read although a rule needed it (gRPC): see
+    /// [`OperationSource::Unread`].
+    pub const fn unread() -> Self {
+        Self {
+            method: None,
+            name: None,
+            id: None,
+            source: OperationSource::Unread,
         }
     }
 
@@ -110,11 +125,22 @@ impl McpOperation {
     }
 }
 
-/// A client-chosen string cut short enough to quote in a header or a log line.
-pub(crate) fn shorten(text: &str) -> &str {
-    match text.char_indices().nth(64) {
+/// A client-chosen string cut short enough to quote in a header or a log line, with
+/// control characters (a newline forging a log line, say) shown as `?`.
+pub(crate) fn shorten(text: &str) -> Cow<'_, str> {
+    let short = match text.char_indices().nth(64) {
         Some((at, _)) => &text[..at],
         None => text,
+    };
+    if short.chars().any(char::is_control) {
+        Cow::Owned(
+            short
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(short)
     }
 }
 
@@ -392,6 +418,17 @@ mod tests {
         let h = headers(&[("mcp-method", "tools/list")]);
         let error = from_body(body.as_bytes(), &h).unwrap_err();
         assert!(error.len() < 200, "{}", error.len());
+    }
+
+    #[test]
+    fn control_characters_of_a_quoted_method_cannot_forge_a_log_line() {
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call\nlevel=ERROR forged","params":{"name":"x"}}"#;
+        let h = headers(&[("mcp-method", "tools/call")]);
+        let error = from_body(body.as_bytes(), &h).unwrap_err();
+        assert!(!error.contains('\n'), "{error}");
+        assert!(error.contains("tools/call?level=ERROR forged"), "{error}");
+        assert_eq!(shorten("a\u{7}b\rc"), "a?b?c");
+        assert!(matches!(shorten("plain"), Cow::Borrowed("plain")));
     }
 
     #[test]
