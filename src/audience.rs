@@ -123,6 +123,12 @@ impl AudiencePolicy {
                 ))
             };
         }
+        // The usual case first: the token names the resource exactly as configured.
+        if let Some(resource) = resource
+            && audiences.iter().any(|aud| aud == resource)
+        {
+            return Ok(AudienceMatch::Resource);
+        }
         let resource = resource.map(canonical);
         for aud in audiences {
             let aud = canonical(aud);
@@ -217,10 +223,14 @@ fn decide(layer: &AudienceLayer, parts: &Parts) -> Result<(), AuthError> {
     };
     let resource = layer.resource.resource_for(parts);
     let policies = &layer.policies;
-    let policy = policies
-        .by_issuer
-        .get(principal.issuer())
-        .unwrap_or(&policies.default);
+    let policy = if policies.by_issuer.is_empty() {
+        &policies.default
+    } else {
+        policies
+            .by_issuer
+            .get(principal.issuer())
+            .unwrap_or(&policies.default)
+    };
     let matched = policy.check(principal.audiences(), resource.as_deref())?;
     if matched != AudienceMatch::Resource {
         tracing::debug!(audience_match = ?matched, "audience accepted by an opt-in rule");

@@ -119,6 +119,20 @@ pub trait Authorize: Send + Sync + 'static {
         let _ = principal;
         true
     }
+
+    /// The decision, when it can be made without waiting; `None` (the default) means
+    /// "run [`Authorize::authorize`]". Policies that decide synchronously (scope
+    /// rules) return it here, so that the request goes on without a future to wait
+    /// on. When it is `Some`, it must be what `authorize` would decide.
+    fn decide_now(
+        &self,
+        principal: &Principal,
+        operation: &McpOperation,
+        parts: &Parts,
+    ) -> Option<Decision> {
+        let _ = (principal, operation, parts);
+        None
+    }
 }
 
 impl<F, Fut> Authorize for F
@@ -177,6 +191,10 @@ impl Authorize for RequireScopes {
     fn needs_operation(&self, _: &Principal) -> bool {
         false
     }
+
+    fn decide_now(&self, principal: &Principal, _: &McpOperation, _: &Parts) -> Option<Decision> {
+        Some(self.decide(principal))
+    }
 }
 
 impl Authorize for crate::McpScopes {
@@ -194,6 +212,15 @@ impl Authorize for crate::McpScopes {
     fn needs_operation(&self, principal: &Principal) -> bool {
         self.depends_on_operation(principal)
     }
+
+    fn decide_now(
+        &self,
+        principal: &Principal,
+        operation: &McpOperation,
+        _: &Parts,
+    ) -> Option<Decision> {
+        Some(self.decide(principal, operation))
+    }
 }
 
 /// A type-erased [`Authorize`], as the [`ResourceServer`](crate::ResourceServer) keeps it.
@@ -210,6 +237,12 @@ trait DynAuthorize: Send + Sync {
         parts: &Parts,
     ) -> BoxDecision;
     fn needs_operation(&self, principal: &Principal) -> bool;
+    fn decide_now(
+        &self,
+        principal: &Principal,
+        operation: &McpOperation,
+        parts: &Parts,
+    ) -> Option<Decision>;
 }
 
 impl<A: Authorize> DynAuthorize for A {
@@ -224,6 +257,15 @@ impl<A: Authorize> DynAuthorize for A {
 
     fn needs_operation(&self, principal: &Principal) -> bool {
         Authorize::needs_operation(self, principal)
+    }
+
+    fn decide_now(
+        &self,
+        principal: &Principal,
+        operation: &McpOperation,
+        parts: &Parts,
+    ) -> Option<Decision> {
+        Authorize::decide_now(self, principal, operation, parts)
     }
 }
 
@@ -248,6 +290,15 @@ impl Authorize for BoxAuthorize {
 
     fn needs_operation(&self, principal: &Principal) -> bool {
         self.0.needs_operation(principal)
+    }
+
+    fn decide_now(
+        &self,
+        principal: &Principal,
+        operation: &McpOperation,
+        parts: &Parts,
+    ) -> Option<Decision> {
+        self.0.decide_now(principal, operation, parts)
     }
 }
 
@@ -316,10 +367,8 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
         let (parts, body) = req.into_parts();
-        let state = match parts.extensions.get::<Principal>() {
+        let decision = match parts.extensions.get::<Principal>() {
             Some(principal) => {
                 let operation = parts.extensions.get::<McpOperation>();
                 // A policy that needs the operation of a POST must get one read from its
@@ -328,35 +377,52 @@ where
                     && operation.is_none_or(|op| op.source() == OperationSource::Headers)
                     && self.authorize.needs_operation(principal);
                 if unread {
-                    State::Refusing {
-                        error: Some(AuthError::misconfigured(
-                            "the authorization policy needs the MCP operation of this POST but \
-                             no OperationLayer read it for this policy: put \
-                             OperationLayer::new(..).needed_by(<the same policy>) in front of \
-                             AuthorizeLayer (OperationLayer::new(..).off() for a service that \
-                             is not MCP)",
-                        )),
-                    }
+                    Err(AuthError::misconfigured(
+                        "the authorization policy needs the MCP operation of this POST but \
+                         no OperationLayer read it for this policy: put \
+                         OperationLayer::new(..).needed_by(<the same policy>) in front of \
+                         AuthorizeLayer (OperationLayer::new(..).off() for a service that \
+                         is not MCP)",
+                    ))
                 } else {
-                    State::Deciding {
-                        decision: self.authorize.authorize(
-                            principal,
-                            operation.unwrap_or(&UNKNOWN),
-                            &parts,
-                        ),
+                    let operation = operation.unwrap_or(&UNKNOWN);
+                    match self.authorize.decide_now(principal, operation, &parts) {
+                        Some(decision) => decision.into_error(operation).map_or(Ok(None), Err),
+                        None => Ok(Some(self.authorize.authorize(principal, operation, &parts))),
                     }
                 }
             }
-            None => State::Refusing {
-                error: Some(AuthError::misconfigured(
-                    "AuthorizeLayer found no Principal: put VerifyLayer in front of it",
-                )),
+            None => Err(AuthError::misconfigured(
+                "AuthorizeLayer found no Principal: put VerifyLayer in front of it",
+            )),
+        };
+        let resource = self.resource.clone();
+        let state = match decision {
+            // Allowed at once: the service that was polled ready is called now.
+            Ok(None) => State::Calling {
+                future: self.inner.call(Request::from_parts(parts, body)),
             },
+            Ok(Some(decision)) => {
+                // The service that was polled ready goes into the future; a clone stays.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                return AuthorizeFuture {
+                    state: State::Deciding { decision },
+                    request: Some(Box::new((parts, body, inner))),
+                    resource,
+                };
+            }
+            Err(error) => {
+                let response = challenge::reject(error, &resource, &parts);
+                State::Rejecting {
+                    rejection: Rejection::new(response, body),
+                }
+            }
         };
         AuthorizeFuture {
             state,
-            request: Some((parts, body, inner)),
-            resource: self.resource.clone(),
+            request: None,
+            resource,
         }
     }
 }
@@ -369,7 +435,8 @@ where
 {
     #[pin]
     state: State<S::Future, D, ReqBody, ResBody>,
-    request: Option<(Parts, ReqBody, S)>,
+    /// Kept only while a decision is pending (boxed: the hot path has none).
+    request: Option<Box<(Parts, ReqBody, S)>>,
     resource: ProtectedResource,
 }
 
@@ -378,9 +445,6 @@ enum State<F, D, ReqBody, B> {
     Deciding {
         #[pin]
         decision: D,
-    },
-    Refusing {
-        error: Option<AuthError>,
     },
     Calling {
         #[pin]
@@ -408,24 +472,21 @@ where
                     let operation = this
                         .request
                         .as_ref()
-                        .and_then(|(parts, _, _)| parts.extensions.get::<McpOperation>())
+                        .and_then(|pending| pending.0.extensions.get::<McpOperation>())
                         .unwrap_or(&UNKNOWN);
                     match decided.into_error(operation) {
                         Some(error) => error,
                         None => {
-                            let Some((parts, body, mut inner)) = this.request.take() else {
+                            let Some(pending) = this.request.take() else {
                                 panic!("AuthorizeFuture polled after completion");
                             };
+                            let (parts, body, mut inner) = *pending;
                             let future = inner.call(Request::from_parts(parts, body));
                             this.state.set(State::Calling { future });
                             continue;
                         }
                     }
                 }
-                StateProj::Refusing { error } => match error.take() {
-                    Some(error) => error,
-                    None => panic!("AuthorizeFuture polled after completion"),
-                },
                 StateProj::Calling { future } => {
                     let response = std::task::ready!(future.poll(cx))?;
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
@@ -434,9 +495,10 @@ where
                     return rejection.poll_response(cx).map(Ok);
                 }
             };
-            let Some((parts, body, _inner)) = this.request.take() else {
+            let Some(pending) = this.request.take() else {
                 panic!("AuthorizeFuture polled after completion");
             };
+            let (parts, body, _inner) = *pending;
             let response = challenge::reject(error, this.resource, &parts);
             this.state.set(State::Rejecting {
                 rejection: Rejection::new(response, body),

@@ -133,8 +133,9 @@ pub use server::{
     ServerAuthorizeFuture,
 };
 pub use verify::{
-    ClientAuth, Introspection, IntrospectionVerifier, Issuer, JwtVerifier, TokenVerifier,
-    VerifierChain, Verify, VerifyFuture, VerifyLayer,
+    ClientAuth, ForgetFuture, Introspection, IntrospectionVerifier, Issuer, JwtVerifier,
+    TokenCacheOptions, TokenCacheUsage, TokenVerifier, VerifierChain, Verify, VerifyFuture,
+    VerifyLayer,
 };
 #[cfg(feature = "kubernetes")]
 pub use verify::{TokenReview, TokenReviewVerifier};

@@ -26,7 +26,9 @@ use crate::mcp::{
 use crate::metadata::{Metadata, MetadataLayer, MetadataService};
 use crate::principal::Principal;
 use crate::resource::ProtectedResource;
-use crate::verify::{Issuer, TokenVerifier, VerifierChain, Verify, VerifyLayer};
+use crate::verify::{
+    Issuer, TokenCacheOptions, TokenCacheUsage, TokenVerifier, VerifierChain, Verify, VerifyLayer,
+};
 
 /// Builds a [`ResourceServer`]; see [`ResourceServer::builder`].
 #[must_use]
@@ -47,6 +49,7 @@ pub struct ResourceServerBuilder {
     mcp_body_limit: usize,
     filter_tools: bool,
     challenge_granted_scopes: bool,
+    token_cache: Option<TokenCacheOptions>,
 }
 
 impl ResourceServerBuilder {
@@ -147,6 +150,21 @@ impl ResourceServerBuilder {
         self
     }
 
+    /// The bounds of the verified-token cache of the issuers' JWTs (default
+    /// [`TokenCacheOptions::default`]: 10,000 tokens, 16 MiB, 5 min).
+    ///
+    /// A repeated token (MCP clients send the same one until it expires) then costs a
+    /// SHA-256 and a lookup instead of a signature check. An entry is reused only
+    /// while the token has not expired and the key that verified it is still held by
+    /// its issuer's tiers; the audience, enrichment and authorization layers run on
+    /// every request all the same. [`TokenCacheOptions::disabled`] turns it off.
+    /// Introspection and TokenReview have caches of their own
+    /// ([`Introspection::cache`](crate::Introspection::cache)).
+    pub fn token_cache(mut self, options: TokenCacheOptions) -> Self {
+        self.token_cache = Some(options);
+        self
+    }
+
     /// Trusts an issuer of JWT access tokens (repeatable, R-ISS-1).
     pub fn issuer(mut self, issuer: Issuer) -> Self {
         self.issuers.push(issuer);
@@ -235,6 +253,13 @@ impl ResourceServerBuilder {
                      ignored. Use one or the other",
                 ));
             }
+            (Some(_), true) if self.token_cache.is_some() => {
+                return Err(ConfigError::new(
+                    "token_cache applies to the issuers' JWTs, and a custom verifier is \
+                     configured instead of issuers; configure that verifier's own cache (e.g. \
+                     VerifierChain::token_cache) and drop token_cache",
+                ));
+            }
             (Some(verifier), true) if self.routed.is_empty() => verifier,
             (Some(_), true) => {
                 return Err(ConfigError::new(
@@ -247,6 +272,9 @@ impl ResourceServerBuilder {
                     resource = resource.authorization_server(issuer.id());
                 }
                 let mut chain = VerifierChain::new(self.issuers)?;
+                if let Some(options) = self.token_cache {
+                    chain = chain.token_cache(options);
+                }
                 for (issuer, verifier) in self.routed {
                     chain = chain.route_issuer(issuer, verifier)?;
                 }
@@ -401,6 +429,7 @@ impl ResourceServer {
             mcp_body_limit: DEFAULT_MCP_BODY_LIMIT,
             filter_tools: false,
             challenge_granted_scopes: false,
+            token_cache: None,
         }
     }
 
@@ -419,6 +448,19 @@ impl ResourceServer {
     /// The description of the protected resource.
     pub fn resource(&self) -> &ProtectedResource {
         &self.resource
+    }
+
+    /// Drops `token` from every cache of the server's verifiers (verified JWTs,
+    /// introspection and TokenReview results): the next request with it is verified
+    /// from scratch. For a token you learn was revoked, e.g. one you revoked
+    /// yourself; a JWT whose key was removed is dropped without this.
+    pub async fn forget_token(&self, token: &str) {
+        self.layer.verify.verifier().forget(token).await;
+    }
+
+    /// How full the server's token caches are, summed over its verifiers.
+    pub fn token_cache_usage(&self) -> TokenCacheUsage {
+        self.layer.verify.verifier().cache_usage()
     }
 }
 
@@ -507,15 +549,10 @@ impl Future for ServerAuthorizeFuture {
     }
 }
 
-impl Authorize for ServerAuthorize {
-    type Future = ServerAuthorizeFuture;
-
-    fn authorize(
-        &self,
-        principal: &Principal,
-        operation: &McpOperation,
-        parts: &Parts,
-    ) -> Self::Future {
+impl ServerAuthorize {
+    /// The `insufficient_scope` refusal when the required scopes or the MCP scope
+    /// rules are not all granted; `None` when they are.
+    fn missing_scopes(&self, principal: &Principal, operation: &McpOperation) -> Option<Decision> {
         let required = self.scopes.as_ref().map_or(&[][..], RequireScopes::scopes);
         let rule = self.mcp.as_ref().map(|m| m.scopes_for(operation));
         let rule: &[String] = rule.as_deref().unwrap_or_default();
@@ -531,13 +568,44 @@ impl Authorize for ServerAuthorize {
                     }
                 }
             }
-            return ServerAuthorizeFuture(Some(Decision::insufficient_scope(needed)), None);
+            return Some(Decision::insufficient_scope(needed));
+        }
+        None
+    }
+}
+
+impl Authorize for ServerAuthorize {
+    type Future = ServerAuthorizeFuture;
+
+    fn authorize(
+        &self,
+        principal: &Principal,
+        operation: &McpOperation,
+        parts: &Parts,
+    ) -> Self::Future {
+        if let Some(refusal) = self.missing_scopes(principal, operation) {
+            return ServerAuthorizeFuture(Some(refusal), None);
         }
         match &self.callback {
             Some(callback) => {
                 ServerAuthorizeFuture(None, Some(callback.authorize(principal, operation, parts)))
             }
             None => ServerAuthorizeFuture(Some(Decision::Allow), None),
+        }
+    }
+
+    fn decide_now(
+        &self,
+        principal: &Principal,
+        operation: &McpOperation,
+        parts: &Parts,
+    ) -> Option<Decision> {
+        if let Some(refusal) = self.missing_scopes(principal, operation) {
+            return Some(refusal);
+        }
+        match &self.callback {
+            Some(callback) => callback.decide_now(principal, operation, parts),
+            None => Some(Decision::Allow),
         }
     }
 

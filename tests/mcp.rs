@@ -469,7 +469,9 @@ async fn a_tool_call_cannot_hide_behind_another_content_type() {
     // gRPC status naming all of them.
     let answer = with_type(&["application/grpc"]).await.expect("send");
     assert_eq!(answer.headers()["grpc-status"], "7", "{answer:?}");
-    let challenge = answer.headers()["www-authenticate"].to_str().expect("ascii");
+    let challenge = answer.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii");
     assert!(
         challenge.contains(r#"error="insufficient_scope""#)
             && challenge.contains(r#"scope="mcp:read mcp:write""#),

@@ -10,6 +10,8 @@ mod discovery;
 mod flight;
 mod jwks;
 mod local;
+#[cfg(feature = "aws-lc-rs")]
+mod native;
 mod set;
 
 use std::future::Future;
@@ -24,6 +26,20 @@ pub(crate) use jwks::JwksCache;
 pub use jwks::JwksOptions;
 pub use local::LocalKeys;
 pub use set::{KeySet, VerificationKey};
+
+/// The asymmetric algorithms: what an issuer accepts unless told otherwise, and what
+/// a public key may serve.
+pub(crate) const ASYMMETRIC: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
 
 /// Keys could not be had right now (the identity provider is unreachable, slow, or
 /// answering nonsense). Rendered as `503` with `Retry-After` (R-KEY-5).

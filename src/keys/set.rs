@@ -22,6 +22,9 @@ pub struct VerificationKey {
     family: AlgorithmFamily,
     alg: Option<Algorithm>,
     curve: Option<EllipticCurve>,
+    /// The same key, parsed once for AWS-LC (see `native.rs`).
+    #[cfg(feature = "aws-lc-rs")]
+    native: super::native::NativeKey,
 }
 
 impl VerificationKey {
@@ -64,6 +67,8 @@ impl VerificationKey {
             family,
             alg,
             curve,
+            #[cfg(feature = "aws-lc-rs")]
+            native: super::native::NativeKey::from_jwk(value),
         })
     }
 
@@ -88,6 +93,8 @@ impl VerificationKey {
             family,
             alg: Some(alg),
             curve: None,
+            #[cfg(feature = "aws-lc-rs")]
+            native: super::native::NativeKey::from_pem(pem),
         })
     }
 
@@ -100,6 +107,8 @@ impl VerificationKey {
             family: AlgorithmFamily::Hmac,
             alg: Some(alg),
             curve: None,
+            #[cfg(feature = "aws-lc-rs")]
+            native: super::native::NativeKey::hmac(secret, alg),
         }
     }
 
@@ -128,8 +137,20 @@ impl VerificationKey {
         }
     }
 
-    pub(crate) fn decoding_key(&self) -> &DecodingKey {
-        &self.key
+    /// Whether `signature` (base64url, as in the token) over `message` (the token's
+    /// `header.payload`) was made with this key for `alg`. With AWS-LC, by the key
+    /// parsed once; otherwise, or for a key AWS-LC cannot parse, by jsonwebtoken.
+    pub(crate) fn verify(
+        &self,
+        alg: Algorithm,
+        message: &[u8],
+        signature: &str,
+    ) -> jsonwebtoken::errors::Result<bool> {
+        #[cfg(feature = "aws-lc-rs")]
+        if let Some(valid) = self.native.verify(alg, message, signature) {
+            return Ok(valid);
+        }
+        jsonwebtoken::crypto::verify(signature, message, &self.key, alg)
     }
 }
 

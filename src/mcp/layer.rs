@@ -149,8 +149,9 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // Until the body has to be read, the service that was polled ready is called
+        // at once; only the reading path takes it into the future.
+        let inner = &mut self.inner;
         let (mut parts, body) = req.into_parts();
         let reads = match &self.layer.reads {
             Reads::Never => false,
@@ -158,7 +159,7 @@ where
         };
         if !reads {
             parts.extensions.insert(McpOperation::unknown());
-            return OperationFuture::calling(&mut inner, parts, McpBody::streaming(body));
+            return OperationFuture::calling(inner, parts, McpBody::streaming(body));
         }
         let needed = match (&self.layer.reads, parts.extensions.get::<Principal>()) {
             (Reads::NeededBy(authorize), Some(principal)) => authorize.needs_operation(principal),
@@ -169,11 +170,11 @@ where
             parts
                 .extensions
                 .insert(claimed.unwrap_or_else(McpOperation::unknown));
-            return OperationFuture::calling(&mut inner, parts, McpBody::streaming(body));
+            return OperationFuture::calling(inner, parts, McpBody::streaming(body));
         }
         if is_grpc(&parts) {
             parts.extensions.insert(McpOperation::unread());
-            return OperationFuture::calling(&mut inner, parts, McpBody::streaming(body));
+            return OperationFuture::calling(inner, parts, McpBody::streaming(body));
         }
         let limit = self.layer.limit;
         let declared = parts
@@ -185,12 +186,15 @@ where
             let error = too_large(limit);
             return OperationFuture::rejecting(error, &self.layer.resource, parts, Box::pin(body));
         }
+        // The service that was polled ready goes into the future; a clone stays.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
         OperationFuture {
             state: State::Reading {
                 body: Some(Box::pin(body)),
                 read: Collected::default(),
             },
-            request: Some((parts, inner)),
+            request: Some(Box::new((parts, inner))),
             resource: Some(self.layer.resource.clone()),
             limit,
         }
@@ -248,7 +252,8 @@ where
 {
     #[pin]
     state: State<S::Future, ReqBody, ResBody>,
-    request: Option<(Parts, S)>,
+    /// Kept only while the body is read (boxed: requests that are not read have none).
+    request: Option<Box<(Parts, S)>>,
     resource: Option<ProtectedResource>,
     limit: usize,
 }
@@ -341,9 +346,10 @@ where
                         )),
                         None => Ok(read.take_bytes()),
                     };
-                    let Some((mut parts, mut inner)) = this.request.take() else {
+                    let Some(pending) = this.request.take() else {
                         panic!("OperationFuture polled after completion");
                     };
+                    let (mut parts, mut inner) = *pending;
                     let found = outcome.and_then(|bytes| {
                         operation::from_body(&bytes, &parts.headers)
                             .map(|op| (op, bytes))

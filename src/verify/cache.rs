@@ -1,47 +1,267 @@
-//! [`ResultCache`]: verified results of remote verifiers (introspection, TokenReview),
-//! keyed by the SHA-256 of the token — never by a weaker hash, since a collision
-//! would skip verification — each kept no longer than its own time-to-live, with
-//! concurrent requests for one token sharing one remote call.
+//! Per-token caches: verified JWTs ([`TokenCache`]) and the results of remote
+//! verifiers, introspection and TokenReview ([`ResultCache`]).
+//!
+//! Both follow one set of rules ([`TokenCacheOptions`]):
+//!
+//! - keyed by the SHA-256 of the whole token, never by a weaker hash, since a
+//!   collision would skip verification;
+//! - bounded by an entry count and by bytes: each entry weighs the estimated size of
+//!   what it holds, but never less than `max_bytes / max_entries`, so neither bound
+//!   can be passed;
+//! - an entry lives no longer than the token's `exp` nor `max_ttl`, and `exp` is
+//!   checked again on every hit;
+//! - only successes are cached.
+//!
+//! Reads of the JWT cache are synchronous and take no lock (moka's concurrent hash
+//! table); the remote-result cache also makes concurrent requests for one token share
+//! one remote call.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::AuthError;
 
-/// A verified result and how long it may be reused.
+/// The cache key of a token: its SHA-256.
+pub(crate) type TokenDigest = [u8; 32];
+
+/// The SHA-256 of `token`.
+pub(crate) fn digest(token: &str) -> TokenDigest {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Bounds of a per-token cache: the verified-token cache of JWTs
+/// ([`ResourceServerBuilder::token_cache`](crate::ResourceServerBuilder::token_cache)),
+/// and the result caches of introspection and TokenReview.
+///
+/// A cached JWT is reused only while the key that verified it is still the one its
+/// issuer's key tiers hold (a removed or rotated key drops it at once), never past
+/// its `exp`; the audience and authorization layers still run on every request. A
+/// cached introspection or TokenReview result is the one trade-off: a token revoked
+/// at the issuer stays accepted until its entry ends, at most `max_ttl`.
+///
+/// ```
+/// use std::time::Duration;
+/// use mcp_gatekeeper::TokenCacheOptions;
+///
+/// let small = TokenCacheOptions {
+///     max_entries: 1_000,
+///     max_bytes: 2 * 1024 * 1024,
+///     max_ttl: Duration::from_secs(60),
+/// };
+/// assert!(small.is_enabled());
+/// assert!(!TokenCacheOptions::disabled().is_enabled());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenCacheOptions {
+    /// The most entries kept. Default 10,000. Zero turns the cache off.
+    pub max_entries: u64,
+    /// The most memory the entries take, by an estimate of their size (about three
+    /// times the JSON of their claims, plus a fixed overhead). Default 16 MiB. Zero
+    /// turns the cache off.
+    pub max_bytes: u64,
+    /// The longest an entry is reused; never beyond the token's `exp` either.
+    /// Default 5 min. Zero turns the cache off.
+    pub max_ttl: Duration,
+}
+
+impl Default for TokenCacheOptions {
+    fn default() -> Self {
+        Self {
+            max_entries: 10_000,
+            max_bytes: 16 * 1024 * 1024,
+            max_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+impl TokenCacheOptions {
+    /// No cache: every request is verified from scratch.
+    pub const fn disabled() -> Self {
+        Self {
+            max_entries: 0,
+            max_bytes: 0,
+            max_ttl: Duration::ZERO,
+        }
+    }
+
+    /// Whether these options keep anything at all.
+    pub fn is_enabled(&self) -> bool {
+        self.max_entries > 0 && self.max_bytes > 0 && !self.max_ttl.is_zero()
+    }
+
+    /// The weight of an entry of about `bytes`: never below the share of one entry,
+    /// so that `max_bytes` of weight also bounds the count by `max_entries`.
+    fn weight(&self, bytes: usize) -> u32 {
+        let share = self.max_bytes.div_ceil(self.max_entries.max(1)).max(1);
+        u32::try_from((bytes as u64).max(share)).unwrap_or(u32::MAX)
+    }
+}
+
+/// How full a token cache is, for monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenCacheUsage {
+    /// Entries held.
+    pub entries: u64,
+    /// Their estimated size in bytes (at least `max_bytes / max_entries` each).
+    pub bytes: u64,
+}
+
+impl std::ops::Add for TokenCacheUsage {
+    type Output = Self;
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            entries: self.entries + other.entries,
+            bytes: self.bytes + other.bytes,
+        }
+    }
+}
+
+/// The estimated memory of claims whose JSON text is `json_len` bytes long: parsed
+/// into maps and strings they take about three times that, plus the principal.
+pub(crate) fn estimate(json_len: usize) -> usize {
+    256 + 3 * json_len
+}
+
+/// A cached value with what the cache needs to know of it.
+struct Entry<V> {
+    value: Arc<V>,
+    /// How long the entry may live: until the token's `exp`, at most `max_ttl`.
+    ttl: Duration,
+    /// When that is. The JWT cache checks it on every read, and lets moka apply only
+    /// `max_ttl`, to every entry alike, which costs less per insert than a
+    /// per-entry expiry.
+    until: Instant,
+    weight: u32,
+}
+
+/// Per-entry expiry, for the result cache (inserts there follow a network call).
+struct Rules;
+
+impl<V> moka::Expiry<TokenDigest, Arc<Entry<V>>> for Rules {
+    fn expire_after_create(
+        &self,
+        _key: &TokenDigest,
+        entry: &Arc<Entry<V>>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+fn weigh<V>(_key: &TokenDigest, entry: &Arc<Entry<V>>) -> u32 {
+    entry.weight
+}
+
+/// The synchronous cache of verified JWTs: read on the hot path, without a lock and
+/// without waiting.
+pub(crate) struct TokenCache<V> {
+    cache: Option<moka::sync::Cache<TokenDigest, Arc<Entry<V>>>>,
+    options: TokenCacheOptions,
+}
+
+impl<V: Send + Sync + 'static> TokenCache<V> {
+    pub(crate) fn new(options: TokenCacheOptions) -> Self {
+        let cache = options.is_enabled().then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(options.max_bytes)
+                .weigher(weigh)
+                .time_to_live(options.max_ttl)
+                .build()
+        });
+        Self { cache, options }
+    }
+
+    /// The key of `token`, or `None` when the cache is off (nothing to hash for).
+    pub(crate) fn key(&self, token: &str) -> Option<TokenDigest> {
+        self.cache.as_ref().map(|_| digest(token))
+    }
+
+    pub(crate) fn get(&self, key: &TokenDigest) -> Option<Arc<V>> {
+        let cache = self.cache.as_ref()?;
+        let entry = cache.get(key)?;
+        if Instant::now() >= entry.until {
+            cache.invalidate(key);
+            return None;
+        }
+        Some(entry.value.clone())
+    }
+
+    /// Keeps `value` for at most `ttl` (and `max_ttl`); `bytes` is its estimated size.
+    pub(crate) fn insert(&self, key: TokenDigest, value: Arc<V>, ttl: Duration, bytes: usize) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        let ttl = ttl.min(self.options.max_ttl);
+        if ttl.is_zero() {
+            return;
+        }
+        let weight = self.options.weight(bytes);
+        let until = Instant::now() + ttl;
+        cache.insert(
+            key,
+            Arc::new(Entry {
+                value,
+                ttl,
+                until,
+                weight,
+            }),
+        );
+    }
+
+    pub(crate) fn remove(&self, key: &TokenDigest) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(key);
+        }
+    }
+
+    pub(crate) fn forget(&self, token: &str) {
+        if let Some(key) = self.key(token) {
+            self.remove(&key);
+        }
+    }
+
+    pub(crate) fn usage(&self) -> TokenCacheUsage {
+        match &self.cache {
+            Some(cache) => {
+                cache.run_pending_tasks();
+                TokenCacheUsage {
+                    entries: cache.entry_count(),
+                    bytes: cache.weighted_size(),
+                }
+            }
+            None => TokenCacheUsage::default(),
+        }
+    }
+}
+
+/// A verified result of a remote verifier and how long it may be reused.
 pub(crate) struct Verified {
     pub(crate) claims: Map<String, Value>,
     pub(crate) ttl: Duration,
 }
 
-struct PerEntryTtl;
-
-impl moka::Expiry<[u8; 32], Arc<Verified>> for PerEntryTtl {
-    fn expire_after_create(
-        &self,
-        _key: &[u8; 32],
-        value: &Arc<Verified>,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(value.ttl)
-    }
+/// The cache of remote results (introspection, TokenReview). Only successes are
+/// cached; a refusal or an outage is shared with the requests waiting on the same
+/// call, then forgotten. Off, every request makes its own call.
+pub(crate) struct ResultCache {
+    cache: Option<moka::future::Cache<TokenDigest, Arc<Entry<Verified>>>>,
+    options: TokenCacheOptions,
 }
 
-/// Only successes are cached; a refusal or an outage is shared with the requests
-/// waiting on the same call, then forgotten.
-pub(crate) struct ResultCache(moka::future::Cache<[u8; 32], Arc<Verified>>);
-
 impl ResultCache {
-    pub(crate) fn new(capacity: u64) -> Self {
-        Self(
+    pub(crate) fn new(options: TokenCacheOptions) -> Self {
+        let cache = options.is_enabled().then(|| {
             moka::future::Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(PerEntryTtl)
-                .build(),
-        )
+                .max_capacity(options.max_bytes)
+                .weigher(weigh)
+                .expire_after(Rules)
+                .build()
+        });
+        Self { cache, options }
     }
 
     /// The cached result for `token`, or the result of `verify`, shared with every
@@ -54,23 +274,59 @@ impl ResultCache {
     where
         F: Future<Output = Result<Arc<Verified>, AuthError>>,
     {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let verified = self
-            .0
-            .try_get_with(key, verify)
+        let Some(cache) = &self.cache else {
+            return verify.await;
+        };
+        let key = digest(token);
+        let options = self.options;
+        let entry = cache
+            .try_get_with(key, async move {
+                let value = verify.await?;
+                let json_len = serde_json::to_string(&value.claims).map_or(0, |j| j.len());
+                let ttl = value.ttl.min(options.max_ttl);
+                Ok::<_, AuthError>(Arc::new(Entry {
+                    ttl,
+                    until: Instant::now() + ttl,
+                    weight: options.weight(estimate(json_len)),
+                    value,
+                }))
+            })
             .await
             .map_err(|error| (*error).clone())?;
         // An entry may outlive the token's exp by less than a second; check.
-        let expired = verified
+        let expired = entry
+            .value
             .claims
             .get("exp")
-            .and_then(Value::as_u64)
-            .is_some_and(|exp| exp <= jsonwebtoken::get_current_timestamp());
+            .and_then(Value::as_f64)
+            .is_some_and(|exp| exp <= jsonwebtoken::get_current_timestamp() as f64);
         if expired {
-            self.0.invalidate(&key).await;
+            cache.invalidate(&key).await;
             return Err(AuthError::invalid_token("R-OPQ-1", "the token has expired"));
         }
-        Ok(verified)
+        Ok(entry.value.clone())
+    }
+
+    /// Drops `token`'s result, if any; the future owns what it needs.
+    pub(crate) fn forget(&self, token: &str) -> super::ForgetFuture {
+        let cache = self.cache.clone();
+        let key = digest(token);
+        Box::pin(async move {
+            if let Some(cache) = cache {
+                cache.invalidate(&key).await;
+            }
+        })
+    }
+
+    /// An estimate: moka counts the latest writes a moment later.
+    pub(crate) fn usage(&self) -> TokenCacheUsage {
+        match &self.cache {
+            Some(cache) => TokenCacheUsage {
+                entries: cache.entry_count(),
+                bytes: cache.weighted_size(),
+            },
+            None => TokenCacheUsage::default(),
+        }
     }
 }
 
@@ -93,5 +349,100 @@ pub(crate) fn ttl_until(exp: Option<&Value>, max: Duration) -> Result<Duration, 
         Ok(max.min(Duration::from_secs(exp - now)))
     } else {
         Err(AuthError::invalid_token("R-OPQ-1", "the token has expired"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(max_entries: u64, max_bytes: u64) -> TokenCacheOptions {
+        TokenCacheOptions {
+            max_entries,
+            max_bytes,
+            max_ttl: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn an_entry_never_weighs_less_than_its_share_of_the_byte_bound() {
+        let o = options(100, 10_000);
+        assert_eq!(o.weight(10), 100);
+        assert_eq!(o.weight(5_000), 5_000);
+        // Rounding up keeps the count bound: 10 / 3 -> 4 each, at most 2 entries.
+        assert_eq!(options(3, 10).weight(1), 4);
+        assert_eq!(options(1, u64::MAX).weight(1), u32::MAX);
+    }
+
+    #[test]
+    fn zero_in_any_bound_turns_the_cache_off() {
+        assert!(TokenCacheOptions::default().is_enabled());
+        assert!(!options(0, 10).is_enabled());
+        assert!(!options(10, 0).is_enabled());
+        let no_ttl = TokenCacheOptions {
+            max_ttl: Duration::ZERO,
+            ..TokenCacheOptions::default()
+        };
+        assert!(!no_ttl.is_enabled());
+        let cache = TokenCache::<u8>::new(TokenCacheOptions::disabled());
+        assert_eq!(cache.key("token"), None);
+    }
+
+    #[test]
+    fn the_cache_holds_no_more_than_its_entry_bound() {
+        let cache = TokenCache::new(options(50, 1024 * 1024));
+        for n in 0..2_000u32 {
+            let token = format!("token-{n}");
+            let key = cache.key(&token).expect("on");
+            cache.insert(key, Arc::new(n), Duration::from_secs(60), 100);
+        }
+        let usage = cache.usage();
+        assert!(usage.entries <= 50, "{usage:?}");
+        assert!(usage.bytes <= 1024 * 1024, "{usage:?}");
+    }
+
+    #[test]
+    fn the_cache_holds_no_more_than_its_byte_bound() {
+        let cache = TokenCache::new(options(10_000, 64 * 1024));
+        for n in 0..2_000u32 {
+            let key = cache.key(&format!("token-{n}")).expect("on");
+            cache.insert(key, Arc::new(n), Duration::from_secs(60), 4096);
+        }
+        let usage = cache.usage();
+        assert!(usage.bytes <= 64 * 1024, "{usage:?}");
+        assert!(usage.entries <= 16, "{usage:?}");
+    }
+
+    #[test]
+    fn entries_end_at_the_shorter_of_their_ttl_and_max_ttl() {
+        let cache = TokenCache::new(TokenCacheOptions {
+            max_ttl: Duration::from_millis(50),
+            ..TokenCacheOptions::default()
+        });
+        let long = cache.key("long").expect("on");
+        let short = cache.key("short").expect("on");
+        cache.insert(long, Arc::new(1), Duration::from_secs(3600), 10);
+        cache.insert(short, Arc::new(2), Duration::from_millis(10), 10);
+        // Already over: never kept.
+        let gone = cache.key("gone").expect("on");
+        cache.insert(gone, Arc::new(3), Duration::ZERO, 10);
+        assert!(cache.get(&gone).is_none());
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(cache.get(&short).is_none());
+        assert_eq!(cache.get(&long).as_deref(), Some(&1));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(cache.get(&long).is_none());
+    }
+
+    #[test]
+    fn the_key_is_the_sha256_of_the_whole_token() {
+        let cache = TokenCache::<u8>::new(TokenCacheOptions::default());
+        let key = cache.key("abc").expect("on");
+        assert_eq!(
+            key[..4],
+            [0xba, 0x78, 0x16, 0xbf],
+            "SHA-256(\"abc\") starts ba7816bf"
+        );
+        assert_ne!(cache.key("abd"), Some(key));
     }
 }

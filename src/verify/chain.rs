@@ -9,7 +9,10 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::{IntrospectionVerifier, Issuer, JwtVerifier, TokenVerifier, VerifyFuture};
+use super::{
+    ForgetFuture, IntrospectionVerifier, Issuer, JwtVerifier, TokenCacheOptions, TokenCacheUsage,
+    TokenVerifier, VerifyFuture,
+};
 use crate::bearer::BearerToken;
 use crate::error::{AuthError, ConfigError};
 
@@ -22,6 +25,8 @@ struct Inner {
     /// Issuers whose JWT-shaped tokens another verifier checks (introspection,
     /// TokenReview, your own).
     remote: HashMap<String, Arc<dyn TokenVerifier>>,
+    /// The verifiers added by `route_issuer`, each once.
+    routed: Vec<Arc<dyn TokenVerifier>>,
 }
 
 /// The verifier of a [`ResourceServer`](crate::ResourceServer): JWTs and opaque
@@ -76,6 +81,7 @@ impl VerifierChain {
             jwt,
             opaque,
             remote,
+            routed: Vec::new(),
         })))
     }
 
@@ -98,10 +104,20 @@ impl VerifierChain {
                 "issuer {issuer:?} is configured twice (as a JWT issuer or a routed verifier); keep one"
             )));
         }
-        Arc::make_mut(&mut self.0)
-            .remote
-            .insert(issuer, Arc::new(verifier));
+        let verifier: Arc<dyn TokenVerifier> = Arc::new(verifier);
+        let inner = Arc::make_mut(&mut self.0);
+        inner.remote.insert(issuer, verifier.clone());
+        inner.routed.push(verifier);
         Ok(self)
+    }
+
+    /// The same chain with a verified-token cache of these bounds for its JWTs (a new,
+    /// empty one); [`TokenCacheOptions::disabled`] verifies every JWT from scratch.
+    /// Introspection results have their own cache ([`Introspection::cache`](crate::Introspection::cache)).
+    pub fn token_cache(mut self, options: TokenCacheOptions) -> Self {
+        let inner = Arc::make_mut(&mut self.0);
+        inner.jwt = inner.jwt.take().map(|jwt| jwt.token_cache(options));
+        self
     }
 
     /// Whether the chain trusts no issuer at all.
@@ -135,6 +151,18 @@ use crate::principal::Principal;
 
 impl TokenVerifier for VerifierChain {
     fn verify(&self, token: &BearerToken) -> VerifyFuture {
+        // The hot path: a JWT verified before. Only the JWT path fills this cache, and
+        // routing depends on the token alone, so a hit is a token that path verified.
+        let key = self
+            .0
+            .jwt
+            .as_ref()
+            .and_then(|jwt| jwt.cache_key(token.as_str()));
+        if let (Some(jwt), Some(key)) = (&self.0.jwt, &key)
+            && let Some(principal) = jwt.cached(key)
+        {
+            return VerifyFuture::ready(Ok(principal));
+        }
         if is_jwt_shaped(token.as_str()) {
             if !self.0.remote.is_empty()
                 && let Some(issuer) = super::jwt::unverified_issuer(token.as_str())
@@ -143,7 +171,7 @@ impl TokenVerifier for VerifierChain {
                 return verifier.verify(token);
             }
             return match &self.0.jwt {
-                Some(jwt) => jwt.verify(token),
+                Some(jwt) => jwt.verify_uncached(token, key),
                 None => VerifyFuture::ready(Err(AuthError::invalid_token(
                     "R-JWT-2",
                     "the token's issuer is not trusted by this server",
@@ -160,5 +188,39 @@ impl TokenVerifier for VerifierChain {
             return only.verify(token);
         }
         VerifyFuture::pending(self.clone().verify_opaque(token.clone()))
+    }
+
+    fn forget(&self, token: &str) -> ForgetFuture {
+        if let Some(jwt) = &self.0.jwt {
+            jwt.forget_token(token);
+        }
+        let remote: Vec<ForgetFuture> = self
+            .0
+            .opaque
+            .iter()
+            .map(|verifier| verifier.forget(token))
+            .chain(self.0.routed.iter().map(|verifier| verifier.forget(token)))
+            .collect();
+        Box::pin(async move {
+            for forgotten in remote {
+                forgotten.await;
+            }
+        })
+    }
+
+    fn cache_usage(&self) -> TokenCacheUsage {
+        let jwt = self
+            .0
+            .jwt
+            .as_ref()
+            .map(JwtVerifier::token_cache_usage)
+            .unwrap_or_default();
+        // An issuer that introspects its JWTs is in `remote` too: count each once.
+        self.0
+            .opaque
+            .iter()
+            .map(TokenVerifier::cache_usage)
+            .chain(self.0.routed.iter().map(|v| v.cache_usage()))
+            .fold(jwt, |sum, usage| sum + usage)
     }
 }

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
 use super::cache::{ResultCache, Verified, ttl_until};
-use super::{TokenVerifier, VerifyFuture};
+use super::{ForgetFuture, TokenCacheOptions, TokenCacheUsage, TokenVerifier, VerifyFuture};
 use crate::bearer::BearerToken;
 use crate::error::{AuthError, ConfigError};
 use crate::fetch::{FetchError, FetchOptions, Fetcher};
@@ -47,8 +47,7 @@ pub struct Introspection {
     client_id: String,
     client_secret: String,
     auth: ClientAuth,
-    max_cache_ttl: Duration,
-    cache_capacity: u64,
+    cache: TokenCacheOptions,
     retry_after: Duration,
     fetch: FetchOptions,
 }
@@ -62,8 +61,7 @@ impl Introspection {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
             auth: ClientAuth::default(),
-            max_cache_ttl: Duration::from_secs(300),
-            cache_capacity: 10_000,
+            cache: TokenCacheOptions::default(),
             retry_after: Duration::from_secs(2),
             fetch: FetchOptions::default(),
         }
@@ -83,15 +81,23 @@ impl Introspection {
 
     /// The longest an active result is reused (never beyond the token's `exp`).
     /// A revoked token is accepted for at most this long. Default 5 min; zero
-    /// turns the cache off.
+    /// turns the cache off. Same as setting [`TokenCacheOptions::max_ttl`].
     pub fn max_cache_ttl(mut self, ttl: Duration) -> Self {
-        self.max_cache_ttl = ttl;
+        self.cache.max_ttl = ttl;
         self
     }
 
-    /// The most cached results. Default 10,000.
+    /// The most cached results. Default 10,000. Same as setting
+    /// [`TokenCacheOptions::max_entries`].
     pub fn cache_capacity(mut self, entries: u64) -> Self {
-        self.cache_capacity = entries;
+        self.cache.max_entries = entries;
+        self
+    }
+
+    /// The bounds of the result cache (entries, bytes, time-to-live);
+    /// [`TokenCacheOptions::disabled`] introspects every request.
+    pub fn cache(mut self, options: TokenCacheOptions) -> Self {
+        self.cache = options;
         self
     }
 
@@ -172,7 +178,7 @@ impl IntrospectionVerifier {
         uri::check_url(&issuer, "issuer")?;
         config.validate(&issuer)?;
         let fetcher = Fetcher::new(&config.fetch)?;
-        let cache = ResultCache::new(config.cache_capacity);
+        let cache = ResultCache::new(config.cache);
         Ok(Self(Arc::new(Inner {
             issuer,
             config,
@@ -279,7 +285,7 @@ impl IntrospectionVerifier {
                 "the introspection answer names another issuer",
             ));
         }
-        let ttl = ttl_until(claims.get("exp"), config.max_cache_ttl)?;
+        let ttl = ttl_until(claims.get("exp"), config.cache.max_ttl)?;
         Ok(Arc::new(Verified { claims, ttl }))
     }
 
@@ -301,5 +307,13 @@ impl IntrospectionVerifier {
 impl TokenVerifier for IntrospectionVerifier {
     fn verify(&self, token: &BearerToken) -> VerifyFuture {
         VerifyFuture::pending(self.clone().verify_owned(token.clone()))
+    }
+
+    fn forget(&self, token: &str) -> ForgetFuture {
+        self.0.cache.forget(token)
+    }
+
+    fn cache_usage(&self) -> TokenCacheUsage {
+        self.0.cache.usage()
     }
 }

@@ -1,44 +1,37 @@
-//! [`JwtVerifier`]: JWT access tokens, checked with jsonwebtoken against per-issuer
-//! rules (R-JWT-1..5): an algorithm allowlist, exact `iss`, required `exp`, `nbf` and
+//! [`JwtVerifier`]: JWT access tokens, checked against per-issuer rules
+//! (R-JWT-1..5): an algorithm allowlist, exact `iss`, required `exp`, `nbf` and
 //! `iat` within one leeway, no unknown `crit`, no key chosen by the token's header,
 //! no ID tokens, no key-bound tokens, and optionally strict RFC 9068.
 //!
-//! Keys come from the issuer's [`KeyChain`]. When a tier already holds the key (the
-//! steady state) verification is synchronous and allocates no future.
+//! The token is taken apart once: its header and claims are decoded a single time,
+//! the signature is checked with jsonwebtoken's crypto over the bytes as sent, and
+//! the claims are checked here. Keys come from the issuer's [`KeyChain`]; when a tier
+//! already holds the key (the steady state) verification is synchronous and
+//! allocates no future. Verified tokens are cached by their SHA-256 (see
+//! [`TokenCacheOptions`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, AlgorithmFamily, Header, Validation};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, Header};
 use serde_json::{Map, Value};
 
+use super::cache::{self, TokenCache, TokenCacheOptions, TokenCacheUsage, TokenDigest};
 use super::{Introspection, IntrospectionVerifier, TokenVerifier, VerifyFuture};
 use crate::audience::AudiencePolicy;
 use crate::bearer::BearerToken;
 use crate::error::{AuthError, ConfigError};
 use crate::fetch::Fetcher;
 use crate::keys::{
-    Discovery, JwksCache, JwksOptions, KeyChain, KeySet, KeySource, LocalKeys, VerificationKey,
+    Discovery, Found, JwksCache, JwksOptions, KeyChain, KeySet, KeySource, LocalKeys,
+    VerificationKey,
 };
 use crate::principal::{Principal, TokenKind};
 use crate::uri;
-
-/// The asymmetric algorithms an issuer accepts unless told otherwise.
-const DEFAULT_ALGORITHMS: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
 
 /// The most keys one token's signature is checked against.
 const MAX_KEYS_TRIED: usize = 4;
@@ -88,7 +81,7 @@ impl Issuer {
     pub fn new(issuer: impl Into<String>) -> Self {
         Self {
             issuer: issuer.into(),
-            algorithms: DEFAULT_ALGORITHMS.to_vec(),
+            algorithms: crate::keys::ASYMMETRIC.to_vec(),
             local: None,
             sources: Vec::new(),
             jwks_uri: None,
@@ -326,27 +319,11 @@ impl Issuer {
                 .map(|alg| VerificationKey::hmac(&secret, *alg));
             Arc::new(KeySet::new(keys))
         });
-        // jsonwebtoken wants every algorithm of a Validation to fit the key, so there
-        // is one Validation per allowed algorithm, built once.
-        let validations = self
-            .algorithms
-            .iter()
-            .map(|alg| {
-                let mut validation = Validation::new(*alg);
-                validation.leeway = self.leeway.as_secs();
-                validation.validate_exp = true;
-                validation.validate_nbf = true;
-                validation.validate_aud = false; // the audience layer's job
-                validation.set_issuer(&[&self.issuer]);
-                validation.set_required_spec_claims(&["exp", "iss"]);
-                (*alg, validation)
-            })
-            .collect();
         let runtime = IssuerRuntime {
             issuer: self.issuer,
             keys: KeyChain::new(sources),
             hmac,
-            validations,
+            algorithms: self.algorithms,
             leeway: self.leeway.as_secs(),
             strict_rfc9068: self.strict_rfc9068,
         };
@@ -377,32 +354,66 @@ pub(crate) struct IssuerRuntime {
     pub(crate) issuer: String,
     keys: KeyChain,
     hmac: Option<Arc<KeySet>>,
-    validations: Vec<(Algorithm, Validation)>,
+    algorithms: Vec<Algorithm>,
     leeway: u64,
     strict_rfc9068: bool,
 }
 
 impl IssuerRuntime {
-    fn validation(&self, alg: Algorithm) -> Option<&Validation> {
-        self.validations
-            .iter()
-            .find(|(a, _)| *a == alg)
-            .map(|(_, v)| v)
+    /// The keys that would verify a token with `kid` and `alg` now, without I/O.
+    fn keys_now(&self, kid: Option<&str>, alg: Algorithm) -> Option<Found> {
+        if alg.family() == AlgorithmFamily::Hmac {
+            return self.hmac.clone().map(|keys| Found {
+                keys,
+                tier: "hmac-secret",
+            });
+        }
+        self.keys.cached(kid, alg)
     }
 }
 
+/// A JWT verified earlier, reused while it has not expired and the key set that
+/// verified it is still the one its issuer's tiers hold: a key removed, rotated or
+/// refreshed makes the next request verify the token again.
+struct CachedJwt {
+    principal: Principal,
+    exp: u64,
+    issuer: Arc<IssuerRuntime>,
+    kid: Option<Box<str>>,
+    alg: Algorithm,
+    keys: Weak<KeySet>,
+}
+
+impl CachedJwt {
+    fn is_current(&self, now: u64) -> bool {
+        now < self.exp
+            && self
+                .issuer
+                .keys_now(self.kid.as_deref(), self.alg)
+                // The Weak keeps the old set's allocation, so its address is not reused.
+                .is_some_and(|found| std::ptr::eq(Arc::as_ptr(&found.keys), self.keys.as_ptr()))
+    }
+}
+
+/// A token that passed every check, with what the cache needs to keep it.
+struct Checked {
+    principal: Principal,
+    exp: u64,
+    issuer: Arc<IssuerRuntime>,
+    kid: Option<String>,
+    alg: Algorithm,
+    keys: Arc<KeySet>,
+    json_len: usize,
+}
+
 struct Inner {
-    issuers: HashMap<String, IssuerRuntime>,
+    issuers: HashMap<String, Arc<IssuerRuntime>>,
+    cache: TokenCache<CachedJwt>,
 }
 
-/// The one claim read before verification, to pick the issuer.
-#[derive(serde::Deserialize)]
-struct UnverifiedIssuer<'a> {
-    #[serde(borrow, default)]
-    iss: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// Verifies JWT access tokens from a set of trusted issuers. Cheap to clone.
+/// Verifies JWT access tokens from a set of trusted issuers, and keeps the tokens it
+/// verified in a cache (see [`TokenCacheOptions`]) so that a repeated token costs a
+/// hash and a lookup instead of a signature check. Cheap to clone.
 #[derive(Clone)]
 pub struct JwtVerifier(Arc<Inner>);
 
@@ -410,20 +421,26 @@ impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtVerifier")
             .field("issuers", &self.0.issuers.keys().collect::<Vec<_>>())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
-/// What the token says about itself before it is verified.
-pub(crate) struct Unverified {
+/// A JWT taken apart, before its signature is checked. Each part is decoded once.
+struct Parsed<'t> {
     header: Header,
-    pub(crate) issuer: String,
+    claims: Map<String, Value>,
+    /// `header.payload`: what the signature covers.
+    message: &'t str,
+    signature: &'t str,
+    /// The length of the claims' JSON, for the cache's size estimate.
+    json_len: usize,
 }
 
 impl JwtVerifier {
-    /// A verifier for `issuers`. Checks the configuration (R-OPS-2) and does no I/O.
-    /// For issuers with introspection use [`VerifierChain`](crate::VerifierChain),
-    /// which also takes opaque tokens; here such a configuration is an error.
+    /// A verifier for `issuers`, with the default verified-token cache. Checks the
+    /// configuration (R-OPS-2) and does no I/O. For issuers with introspection use
+    /// [`VerifierChain`](crate::VerifierChain), which also takes opaque tokens; here
+    /// such a configuration is an error.
     pub fn new(issuers: impl IntoIterator<Item = Issuer>) -> Result<Self, ConfigError> {
         let mut runtimes = Vec::new();
         for issuer in issuers {
@@ -449,14 +466,37 @@ impl JwtVerifier {
                     runtime.issuer
                 )));
             }
-            map.insert(runtime.issuer.clone(), runtime);
+            map.insert(runtime.issuer.clone(), Arc::new(runtime));
         }
         if map.is_empty() {
             return Err(ConfigError::new(
                 "no trusted issuer; add at least one Issuer",
             ));
         }
-        Ok(Self(Arc::new(Inner { issuers: map })))
+        Ok(Self(Arc::new(Inner {
+            issuers: map,
+            cache: TokenCache::new(TokenCacheOptions::default()),
+        })))
+    }
+
+    /// The same verifier with a verified-token cache of these bounds (a new, empty
+    /// one); [`TokenCacheOptions::disabled`] verifies every request from scratch.
+    pub fn token_cache(self, options: TokenCacheOptions) -> Self {
+        Self(Arc::new(Inner {
+            issuers: self.0.issuers.clone(),
+            cache: TokenCache::new(options),
+        }))
+    }
+
+    /// How full the verified-token cache is.
+    pub fn token_cache_usage(&self) -> TokenCacheUsage {
+        self.0.cache.usage()
+    }
+
+    /// Drops `token` from the verified-token cache, if it is there: the next request
+    /// with it is verified from scratch.
+    pub fn forget_token(&self, token: &str) {
+        self.0.cache.forget(token);
     }
 
     /// The trusted issuer identifiers.
@@ -464,113 +504,131 @@ impl JwtVerifier {
         self.0.issuers.keys().map(String::as_str)
     }
 
-    pub(crate) fn inspect(&self, token: &str) -> Result<Unverified, AuthError> {
-        let malformed =
-            || AuthError::invalid_token("R-JWT-1", "the access token is not a well-formed JWT");
-        let Some([header, payload, _]) = segments(token) else {
-            return Err(malformed());
-        };
-        let header = jsonwebtoken::decode_header(token).map_err(|_| {
-            // Decode the raw header only to name an unsupported `alg` (like `none`).
-            let alg = URL_SAFE_NO_PAD
-                .decode(header)
-                .ok()
-                .and_then(|raw| serde_json::from_slice::<Value>(&raw).ok())
-                .and_then(|h| h.get("alg").and_then(Value::as_str).map(str::to_owned));
-            match alg {
-                Some(alg) if alg.len() <= 16 && alg.bytes().all(|b| b.is_ascii_alphanumeric()) => {
-                    AuthError::invalid_token(
-                        "R-JWT-1",
-                        format!("the token's algorithm {alg:?} is not accepted"),
-                    )
-                }
-                _ => malformed(),
-            }
-        })?;
-        // RFC 7515 §4.1.11: no extension is understood here, and an empty list is
-        // itself invalid, so any crit is refused.
-        if header.crit.is_some() {
-            return Err(AuthError::invalid_token(
-                "R-JWT-3",
-                "the token's header marks extensions as critical (crit) that this server does not understand",
-            ));
+    /// The cache key of `token`; `None` when the cache is off.
+    pub(crate) fn cache_key(&self, token: &str) -> Option<TokenDigest> {
+        self.0.cache.key(token)
+    }
+
+    /// The principal of a token verified earlier, if it may be reused now.
+    pub(crate) fn cached(&self, key: &TokenDigest) -> Option<Principal> {
+        let cached = self.0.cache.get(key)?;
+        if !cached.is_current(jsonwebtoken::get_current_timestamp()) {
+            self.0.cache.remove(key);
+            return None;
         }
-        // Route by the unverified iss even with one issuer: a foreign token must cost
-        // no key lookup and no network call (R-ISS-1).
-        let raw = URL_SAFE_NO_PAD.decode(payload).map_err(|_| malformed())?;
-        let issuer = match serde_json::from_slice::<UnverifiedIssuer<'_>>(&raw) {
-            Ok(UnverifiedIssuer { iss: Some(iss) }) => iss.into_owned(),
-            Ok(UnverifiedIssuer { iss: None }) => {
-                return Err(AuthError::invalid_token(
-                    "R-JWT-2",
-                    "the token has no iss claim",
-                ));
+        let span = tracing::Span::current();
+        span.record("issuer", cached.issuer.issuer.as_str());
+        span.record("key_tier", "cache");
+        if let Some(subject) = cached.principal.subject() {
+            span.record("subject", subject);
+        }
+        Some(cached.principal.clone())
+    }
+
+    /// Verifies `token`, whose cache key is `key`, and caches it when it passes.
+    pub(crate) fn verify_uncached(
+        &self,
+        token: &BearerToken,
+        key: Option<TokenDigest>,
+    ) -> VerifyFuture {
+        match self.verify_now(token.as_str()) {
+            Some(result) => VerifyFuture::ready(self.remember(key, result)),
+            None => {
+                let this = self.clone();
+                let token = token.clone();
+                VerifyFuture::pending(async move {
+                    let result = this.verify_later(token.as_str()).await;
+                    this.remember(key, result)
+                })
             }
-            Err(_) => {
+        }
+    }
+
+    fn remember(
+        &self,
+        key: Option<TokenDigest>,
+        result: Result<Checked, AuthError>,
+    ) -> Result<Principal, AuthError> {
+        let checked = result?;
+        if let Some(key) = key {
+            let now = jsonwebtoken::get_current_timestamp();
+            let ttl = Duration::from_secs(checked.exp.saturating_sub(now));
+            let entry = CachedJwt {
+                principal: checked.principal.clone(),
+                exp: checked.exp,
+                issuer: checked.issuer,
+                kid: checked.kid.map(String::into_boxed_str),
+                alg: checked.alg,
+                keys: Arc::downgrade(&checked.keys),
+            };
+            self.0
+                .cache
+                .insert(key, Arc::new(entry), ttl, cache::estimate(checked.json_len));
+        }
+        Ok(checked.principal)
+    }
+
+    fn issuer(&self, parsed: &Parsed<'_>) -> Result<&Arc<IssuerRuntime>, AuthError> {
+        let name = match parsed.claims.get("iss") {
+            Some(Value::String(name)) => name,
+            Some(_) => {
                 return Err(AuthError::invalid_token(
                     "R-JWT-2",
                     "the token's claims are not a JSON object with a string iss",
                 ));
             }
+            None => {
+                return Err(AuthError::invalid_token(
+                    "R-JWT-2",
+                    "the token has no iss claim",
+                ));
+            }
         };
-        Ok(Unverified { header, issuer })
-    }
-
-    /// Verifies with the keys at hand; `None` when keys must be fetched first.
-    fn verify_now(&self, token: &str) -> Option<Result<Principal, AuthError>> {
-        let unverified = match self.inspect(token) {
-            Ok(u) => u,
-            Err(e) => return Some(Err(e)),
-        };
-        let issuer = match self.issuer(&unverified) {
-            Ok(issuer) => issuer,
-            Err(e) => return Some(Err(e)),
-        };
-        let alg = unverified.header.alg;
-        let kid = unverified.header.kid.as_deref();
-        if alg.family() == AlgorithmFamily::Hmac {
-            let keys = issuer.hmac.clone();
-            return Some(match keys {
-                Some(keys) => check(issuer, token, &unverified.header, &keys, "hmac-secret"),
-                None => Err(no_key(kid)),
-            });
-        }
-        let found = issuer.keys.cached(kid, alg)?;
-        Some(check(
-            issuer,
-            token,
-            &unverified.header,
-            &found.keys,
-            found.tier,
-        ))
-    }
-
-    fn issuer(&self, unverified: &Unverified) -> Result<&IssuerRuntime, AuthError> {
-        let issuer = self.0.issuers.get(&unverified.issuer).ok_or_else(|| {
+        // Routed by the unverified iss even with one issuer: a foreign token costs
+        // no key lookup and no network call (R-ISS-1).
+        let issuer = self.0.issuers.get(name).ok_or_else(|| {
             AuthError::invalid_token(
                 "R-JWT-2",
                 "the token's issuer is not trusted by this server",
             )
         })?;
-        if issuer.validation(unverified.header.alg).is_none() {
+        if !issuer.algorithms.contains(&parsed.header.alg) {
             return Err(AuthError::invalid_token(
                 "R-JWT-1",
                 format!(
                     "the token's algorithm {:?} is not allowed for its issuer",
-                    unverified.header.alg
+                    parsed.header.alg
                 ),
             ));
         }
         Ok(issuer)
     }
 
-    async fn verify_later(self, token: BearerToken) -> Result<Principal, AuthError> {
-        let token = token.as_str();
-        let unverified = self.inspect(token)?;
-        let issuer = self.issuer(&unverified)?;
-        let kid = unverified.header.kid.as_deref();
-        match issuer.keys.resolve(kid, unverified.header.alg).await {
-            Ok(Some(found)) => check(issuer, token, &unverified.header, &found.keys, found.tier),
+    /// Verifies with the keys at hand; `None` when keys must be fetched first.
+    fn verify_now(&self, token: &str) -> Option<Result<Checked, AuthError>> {
+        let parsed = match parse(token) {
+            Ok(parsed) => parsed,
+            Err(e) => return Some(Err(e)),
+        };
+        let issuer = match self.issuer(&parsed) {
+            Ok(issuer) => issuer.clone(),
+            Err(e) => return Some(Err(e)),
+        };
+        let alg = parsed.header.alg;
+        let kid = parsed.header.kid.as_deref();
+        if alg.family() == AlgorithmFamily::Hmac && issuer.hmac.is_none() {
+            return Some(Err(no_key(kid)));
+        }
+        let found = issuer.keys_now(kid, alg)?;
+        Some(check(issuer, parsed, found))
+    }
+
+    async fn verify_later(&self, token: &str) -> Result<Checked, AuthError> {
+        let parsed = parse(token)?;
+        let issuer = self.issuer(&parsed)?.clone();
+        let kid = parsed.header.kid.as_deref();
+        match issuer.keys.resolve(kid, parsed.header.alg).await {
+            Ok(Some(found)) => check(issuer, parsed, found),
             Ok(None) => Err(no_key(kid)),
             Err(error) => Err(AuthError::unavailable(error.retry_after, error.reason)),
         }
@@ -579,11 +637,72 @@ impl JwtVerifier {
 
 impl TokenVerifier for JwtVerifier {
     fn verify(&self, token: &BearerToken) -> VerifyFuture {
-        match self.verify_now(token.as_str()) {
-            Some(result) => VerifyFuture::ready(result),
-            None => VerifyFuture::pending(self.clone().verify_later(token.clone())),
+        let key = self.cache_key(token.as_str());
+        if let Some(principal) = key.as_ref().and_then(|key| self.cached(key)) {
+            return VerifyFuture::ready(Ok(principal));
         }
+        self.verify_uncached(token, key)
     }
+
+    fn forget(&self, token: &str) -> super::ForgetFuture {
+        self.forget_token(token);
+        Box::pin(std::future::ready(()))
+    }
+
+    fn cache_usage(&self) -> TokenCacheUsage {
+        self.token_cache_usage()
+    }
+}
+
+/// Takes a compact JWS apart: the header and the claims decoded (once each), and the
+/// signed message and signature as sent. Nothing here is trusted yet.
+fn parse(token: &str) -> Result<Parsed<'_>, AuthError> {
+    let malformed =
+        || AuthError::invalid_token("R-JWT-1", "the access token is not a well-formed JWT");
+    let Some([header, payload, signature]) = segments(token) else {
+        return Err(malformed());
+    };
+    let raw_header = URL_SAFE_NO_PAD.decode(header).map_err(|_| malformed())?;
+    let header_len = header.len();
+    let header: Header = serde_json::from_slice(&raw_header).map_err(|_| {
+        // Decode the raw header only to name an unsupported `alg` (like `none`).
+        let alg = serde_json::from_slice::<Value>(&raw_header)
+            .ok()
+            .and_then(|h| h.get("alg").and_then(Value::as_str).map(str::to_owned));
+        match alg {
+            Some(alg) if alg.len() <= 16 && alg.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                AuthError::invalid_token(
+                    "R-JWT-1",
+                    format!("the token's algorithm {alg:?} is not accepted"),
+                )
+            }
+            _ => malformed(),
+        }
+    })?;
+    // RFC 7515 §4.1.11: no extension is understood here, and an empty list is
+    // itself invalid, so any crit is refused.
+    if header.crit.is_some() {
+        return Err(AuthError::invalid_token(
+            "R-JWT-3",
+            "the token's header marks extensions as critical (crit) that this server does not understand",
+        ));
+    }
+    let raw = URL_SAFE_NO_PAD.decode(payload).map_err(|_| malformed())?;
+    let claims: Map<String, Value> = serde_json::from_slice(&raw).map_err(|_| {
+        AuthError::invalid_token(
+            "R-JWT-2",
+            "the token's claims are not a JSON object with a string iss",
+        )
+    })?;
+    // segments() split on the only two dots: header '.' payload '.' signature.
+    let message = &token[..header_len + 1 + payload.len()];
+    Ok(Parsed {
+        header,
+        claims,
+        message,
+        signature,
+        json_len: raw.len(),
+    })
 }
 
 /// The `iss` a JWT-shaped token claims, unverified: only for routing.
@@ -594,6 +713,13 @@ pub(crate) fn unverified_issuer(token: &str) -> Option<String> {
         .ok()?
         .iss
         .map(std::borrow::Cow::into_owned)
+}
+
+/// The one claim read before verification, to pick the issuer.
+#[derive(serde::Deserialize)]
+struct UnverifiedIssuer<'a> {
+    #[serde(borrow, default)]
+    iss: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// The three segments of a compact JWS, or `None` for any other shape.
@@ -625,117 +751,138 @@ fn no_key(kid: Option<&str>) -> AuthError {
     AuthError::invalid_token("R-KEY-3", description)
 }
 
-/// Checks the signature with each candidate key, then the claims.
+/// Checks the signature with each candidate key of `found`, then the claims.
 fn check(
-    issuer: &IssuerRuntime,
-    token: &str,
-    header: &Header,
-    keys: &KeySet,
-    tier: &'static str,
-) -> Result<Principal, AuthError> {
-    let Some(validation) = issuer.validation(header.alg) else {
-        return Err(describe(&ErrorKind::InvalidAlgorithm));
-    };
-    let mut last = None;
+    issuer: Arc<IssuerRuntime>,
+    parsed: Parsed<'_>,
+    found: Found,
+) -> Result<Checked, AuthError> {
+    let alg = parsed.header.alg;
+    let kid = parsed.header.kid.as_deref();
+    let mut verified = false;
+    let mut refusal = None;
     // A token without kid may try several keys; bound the signature checks it costs.
-    for key in keys
-        .candidates(header.kid.as_deref(), header.alg)
-        .take(MAX_KEYS_TRIED)
-    {
-        match jsonwebtoken::decode::<Map<String, Value>>(token, key.decoding_key(), validation) {
-            Ok(data) => {
-                let span = tracing::Span::current();
-                span.record("issuer", issuer.issuer.as_str());
-                span.record("key_tier", tier);
-                return claims_to_principal(issuer, header, data.claims);
+    for key in found.keys.candidates(kid, alg).take(MAX_KEYS_TRIED) {
+        match key.verify(alg, parsed.message.as_bytes(), parsed.signature) {
+            Ok(true) => {
+                verified = true;
+                break;
             }
+            // Another key of the set may have made this signature.
+            Ok(false) => refusal = Some(ErrorKind::InvalidSignature),
             Err(error) => {
-                let signature = matches!(error.kind(), ErrorKind::InvalidSignature);
-                last = Some(error);
-                // Another key of the set may have made this signature; any other
-                // error is about the token and final.
-                if !signature {
+                let kind = error.into_kind();
+                let final_error = !matches!(kind, ErrorKind::Base64(_));
+                refusal = Some(kind);
+                if final_error {
                     break;
                 }
             }
         }
     }
-    Err(match last {
-        Some(error) => describe(error.kind()),
-        None => no_key(header.kid.as_deref()),
+    if !verified {
+        return Err(match refusal {
+            Some(kind) => describe(&kind),
+            None => no_key(kid),
+        });
+    }
+    let span = tracing::Span::current();
+    span.record("issuer", issuer.issuer.as_str());
+    span.record("key_tier", found.tier);
+    let exp = check_claims(&issuer, &parsed.header, &parsed.claims)?;
+    let principal = Principal::from_claims(TokenKind::Jwt, issuer.issuer.clone(), parsed.claims);
+    if let Some(subject) = principal.subject() {
+        span.record("subject", subject);
+    }
+    Ok(Checked {
+        principal,
+        exp,
+        issuer,
+        kid: parsed.header.kid,
+        alg,
+        keys: found.keys,
+        json_len: parsed.json_len,
     })
 }
 
 fn describe(kind: &ErrorKind) -> AuthError {
     match kind {
-        ErrorKind::ExpiredSignature => AuthError::invalid_token("R-JWT-2", "the token has expired"),
-        ErrorKind::ImmatureSignature => {
-            AuthError::invalid_token("R-JWT-2", "the token is not valid yet (nbf)")
-        }
-        ErrorKind::InvalidIssuer => AuthError::invalid_token(
-            "R-JWT-2",
-            "the token's iss does not match its issuer exactly",
-        ),
-        ErrorKind::MissingRequiredClaim(claim) => {
-            let description = match claim.as_str() {
-                "exp" => "the token has no exp claim, or it is not a number",
-                "iss" => "the token has no iss claim",
-                _ => "the token lacks a required claim",
-            };
-            AuthError::invalid_token("R-JWT-2", description)
-        }
-        ErrorKind::InvalidClaimFormat(_) => {
-            AuthError::invalid_token("R-JWT-2", "a time claim of the token is malformed")
-        }
-        ErrorKind::InvalidSignature => {
+        ErrorKind::InvalidSignature | ErrorKind::Base64(_) => {
             AuthError::invalid_token("R-JWT-1", "the token's signature does not verify")
         }
-        ErrorKind::InvalidAlgorithm => {
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidKeyFormat => {
             AuthError::invalid_token("R-JWT-1", "the token's algorithm does not fit its key")
         }
         _ => AuthError::invalid_token("R-JWT-1", "the token could not be verified"),
     }
 }
 
-/// The claim checks jsonwebtoken does not do.
-fn claims_to_principal(
+/// A NumericDate claim (RFC 7519 §2: seconds, possibly with a fraction), when
+/// present. `Err` when it is there but not a number.
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, ()> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or(()),
+        Some(_) => Err(()),
+    }
+}
+
+/// The claim checks (R-JWT-2, R-JWT-4, R-JWT-5) after the signature: exact `iss`,
+/// `exp` required and not past, `nbf` and `iat` not in the future (all within the
+/// issuer's leeway), the shape of `aud`, no ID, refresh or key-bound token, and
+/// strict RFC 9068 when asked. Returns `exp` in whole seconds.
+fn check_claims(
     issuer: &IssuerRuntime,
     header: &Header,
-    claims: Map<String, Value>,
-) -> Result<Principal, AuthError> {
-    // R-JWT-2: a single string, exactly the issuer (jsonwebtoken also accepts arrays).
+    claims: &Map<String, Value>,
+) -> Result<u64, AuthError> {
+    // A single string, exactly the issuer.
     if claims.get("iss").and_then(Value::as_str) != Some(issuer.issuer.as_str()) {
         return Err(AuthError::invalid_token(
             "R-JWT-2",
             "the token's iss does not match its issuer exactly",
         ));
     }
-    match claims.get("iat") {
-        None => {}
-        Some(Value::Number(iat)) => {
-            let now = jsonwebtoken::get_current_timestamp();
-            if iat
-                .as_f64()
-                .is_some_and(|iat| iat > (now + issuer.leeway) as f64)
-            {
-                return Err(AuthError::invalid_token(
-                    "R-JWT-2",
-                    "the token was issued in the future (iat)",
-                ));
-            }
+    let now = jsonwebtoken::get_current_timestamp() as f64;
+    let leeway = issuer.leeway as f64;
+    let Ok(Some(exp)) = numeric_date(claims, "exp") else {
+        return Err(AuthError::invalid_token(
+            "R-JWT-2",
+            "the token has no exp claim, or it is not a number",
+        ));
+    };
+    if exp < now - leeway {
+        return Err(AuthError::invalid_token("R-JWT-2", "the token has expired"));
+    }
+    match numeric_date(claims, "nbf") {
+        Ok(Some(nbf)) if nbf > now + leeway => {
+            return Err(AuthError::invalid_token(
+                "R-JWT-2",
+                "the token is not valid yet (nbf)",
+            ));
         }
-        Some(_) => {
+        Ok(_) => {}
+        Err(()) => {
+            return Err(AuthError::invalid_token(
+                "R-JWT-2",
+                "a time claim of the token is malformed",
+            ));
+        }
+    }
+    match numeric_date(claims, "iat") {
+        Ok(Some(iat)) if iat > now + leeway => {
+            return Err(AuthError::invalid_token(
+                "R-JWT-2",
+                "the token was issued in the future (iat)",
+            ));
+        }
+        Ok(_) => {}
+        Err(()) => {
             return Err(AuthError::invalid_token(
                 "R-JWT-2",
                 "the token's iat is not a number",
             ));
         }
-    }
-    if !matches!(claims.get("exp"), Some(Value::Number(_))) {
-        return Err(AuthError::invalid_token(
-            "R-JWT-2",
-            "the token's exp is not a number",
-        ));
     }
     match claims.get("aud") {
         None | Some(Value::String(_)) => {}
@@ -747,7 +894,7 @@ fn claims_to_principal(
             ));
         }
     }
-    super::refuse_non_bearer_access_tokens(&claims)?;
+    super::refuse_non_bearer_access_tokens(claims)?;
     if issuer.strict_rfc9068 {
         let typ_ok = header.typ.as_deref().is_some_and(|typ| {
             typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
@@ -767,9 +914,6 @@ fn claims_to_principal(
             }
         }
     }
-    let principal = Principal::from_claims(TokenKind::Jwt, issuer.issuer.clone(), claims);
-    if let Some(subject) = principal.subject() {
-        tracing::Span::current().record("subject", subject);
-    }
-    Ok(principal)
+    // Whole seconds, for the cache: an entry ends at or before exp. Saturating casts.
+    Ok(exp.max(0.0) as u64)
 }

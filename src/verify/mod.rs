@@ -20,6 +20,7 @@ use http::{Request, Response};
 use pin_project::pin_project;
 use tower::{Layer, Service};
 
+pub use cache::{TokenCacheOptions, TokenCacheUsage};
 pub use chain::VerifierChain;
 pub use introspection::{ClientAuth, Introspection, IntrospectionVerifier};
 pub use jwt::{Issuer, JwtVerifier};
@@ -115,11 +116,36 @@ impl Future for VerifyFuture {
 pub trait TokenVerifier: Send + Sync + 'static {
     /// Verifies `token`. Errors are refusals ([`AuthError`]), rendered by the layer.
     fn verify(&self, token: &BearerToken) -> VerifyFuture;
+
+    /// Drops any result this verifier cached for `token` (see
+    /// [`ResourceServer::forget_token`](crate::ResourceServer::forget_token)). The
+    /// default does nothing: a verifier without a cache has nothing to forget.
+    fn forget(&self, token: &str) -> ForgetFuture {
+        let _ = token;
+        Box::pin(std::future::ready(()))
+    }
+
+    /// How full this verifier's caches are (for the caches of remote verifiers, an
+    /// estimate that may lag by a moment). The default: empty.
+    fn cache_usage(&self) -> TokenCacheUsage {
+        TokenCacheUsage::default()
+    }
 }
+
+/// The future of [`TokenVerifier::forget`]: done once the token is forgotten.
+pub type ForgetFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl<V: TokenVerifier + ?Sized> TokenVerifier for Arc<V> {
     fn verify(&self, token: &BearerToken) -> VerifyFuture {
         (**self).verify(token)
+    }
+
+    fn forget(&self, token: &str) -> ForgetFuture {
+        (**self).forget(token)
+    }
+
+    fn cache_usage(&self) -> TokenCacheUsage {
+        (**self).cache_usage()
     }
 }
 
@@ -138,6 +164,11 @@ impl VerifyLayer {
             resource,
             verifier: Arc::new(verifier),
         }
+    }
+
+    /// The verifier this layer runs.
+    pub fn verifier(&self) -> &dyn TokenVerifier {
+        &*self.verifier
     }
 }
 
@@ -181,19 +212,31 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        // The service that was polled ready goes into the future; a clone stays.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
+        let resource = self.layer.resource.clone();
         let verification = match req.extensions().get::<BearerToken>() {
             Some(token) => self.layer.verifier.verify(token),
             None => VerifyFuture::ready(Err(AuthError::misconfigured(
                 "VerifyLayer found no BearerToken: put BearerLayer in front of it",
             ))),
         };
-        ResponseFuture {
-            state: State::Verifying { verification },
-            request: Some((req, inner)),
-            resource: self.layer.resource.clone(),
+        match verification.0 {
+            // The hot path (keys or a verified token at hand): decided now, and the
+            // service that was polled ready is called now, so nothing is cloned.
+            VerifyState::Ready(Some(result)) => {
+                ResponseFuture::decided(result, req, &mut self.inner, resource)
+            }
+            pending => {
+                // The service that was polled ready goes into the future; a clone stays.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture {
+                    state: State::Verifying {
+                        verification: VerifyFuture(pending),
+                    },
+                    request: Some(Box::new((req, inner))),
+                    resource,
+                }
+            }
         }
     }
 }
@@ -206,8 +249,44 @@ where
 {
     #[pin]
     state: State<S::Future, ReqBody, ResBody>,
-    request: Option<(Request<ReqBody>, S)>,
+    /// Kept only while a verification is pending (boxed: the hot path has none).
+    request: Option<Box<(Request<ReqBody>, S)>>,
     resource: ProtectedResource,
+}
+
+impl<S, ReqBody, ResBody> ResponseFuture<S, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: http_body::Body,
+{
+    /// Calls `inner` with the principal, or starts the refusal.
+    fn decided(
+        result: Result<Principal, AuthError>,
+        mut request: Request<ReqBody>,
+        inner: &mut S,
+        resource: ProtectedResource,
+    ) -> Self {
+        let state = match result {
+            Ok(principal) => {
+                request.extensions_mut().insert(principal);
+                State::Calling {
+                    future: inner.call(request),
+                }
+            }
+            Err(error) => {
+                let (parts, body) = request.into_parts();
+                let response = challenge::reject(error, &resource, &parts);
+                State::Rejecting {
+                    rejection: Rejection::new(response, body),
+                }
+            }
+        };
+        Self {
+            state,
+            request: None,
+            resource,
+        }
+    }
 }
 
 #[pin_project(project = StateProj)]
@@ -237,9 +316,10 @@ where
             match this.state.as_mut().project() {
                 StateProj::Verifying { verification } => {
                     let result = std::task::ready!(Pin::new(verification).poll(cx));
-                    let Some((mut request, mut inner)) = this.request.take() else {
+                    let Some(pending) = this.request.take() else {
                         panic!("ResponseFuture polled after completion");
                     };
+                    let (mut request, mut inner) = *pending;
                     match result {
                         Ok(principal) => {
                             request.extensions_mut().insert(principal);

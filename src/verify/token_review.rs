@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 
 use super::cache::{ResultCache, Verified, ttl_until};
+use super::{ForgetFuture, TokenCacheOptions, TokenCacheUsage};
 use super::{TokenVerifier, VerifyFuture};
 use crate::bearer::BearerToken;
 use crate::error::{AuthError, ConfigError};
@@ -55,8 +56,7 @@ pub struct TokenReview {
     audiences: Vec<String>,
     token: Secret,
     ca: Ca,
-    max_cache_ttl: Duration,
-    cache_capacity: u64,
+    cache: TokenCacheOptions,
     fetch: FetchOptions,
 }
 
@@ -82,8 +82,10 @@ impl TokenReview {
             audiences: Vec::new(),
             token: Secret::File(PathBuf::from(SERVICE_ACCOUNT_DIR).join("token")),
             ca: Ca::System,
-            max_cache_ttl: Duration::from_secs(60),
-            cache_capacity: 10_000,
+            cache: TokenCacheOptions {
+                max_ttl: Duration::from_secs(60),
+                ..TokenCacheOptions::default()
+            },
             fetch: FetchOptions::default(),
         }
     }
@@ -138,9 +140,17 @@ impl TokenReview {
         self
     }
 
-    /// The longest a review is reused (never past the token's `exp`). Default 60 s.
+    /// The longest a review is reused (never past the token's `exp`). Default 60 s;
+    /// zero turns the cache off. Same as setting [`TokenCacheOptions::max_ttl`].
     pub fn max_cache_ttl(mut self, ttl: Duration) -> Self {
-        self.max_cache_ttl = ttl;
+        self.cache.max_ttl = ttl;
+        self
+    }
+
+    /// The bounds of the review cache (entries, bytes, time-to-live);
+    /// [`TokenCacheOptions::disabled`] reviews every request.
+    pub fn cache(mut self, options: TokenCacheOptions) -> Self {
+        self.cache = options;
         self
     }
 
@@ -194,7 +204,7 @@ impl TokenReviewVerifier {
             Ca::File(_) => {}
         }
         Ok(Self(Arc::new(Inner {
-            cache: ResultCache::new(config.cache_capacity),
+            cache: ResultCache::new(config.cache),
             config,
             fetcher,
         })))
@@ -310,7 +320,7 @@ impl TokenReviewVerifier {
         if let Some(exp) = &exp {
             claims.insert("exp".into(), exp.clone());
         }
-        let ttl = ttl_until(exp.as_ref(), config.max_cache_ttl)?;
+        let ttl = ttl_until(exp.as_ref(), config.cache.max_ttl)?;
         Ok(Arc::new(Verified { claims, ttl }))
     }
 
@@ -341,5 +351,13 @@ fn unverified_exp(token: &str) -> Option<Value> {
 impl TokenVerifier for TokenReviewVerifier {
     fn verify(&self, token: &BearerToken) -> VerifyFuture {
         VerifyFuture::pending(self.clone().verify_owned(token.clone()))
+    }
+
+    fn forget(&self, token: &str) -> ForgetFuture {
+        self.0.cache.forget(token)
+    }
+
+    fn cache_usage(&self) -> TokenCacheUsage {
+        self.0.cache.usage()
     }
 }

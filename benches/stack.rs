@@ -1,0 +1,294 @@
+//! Per-request cost of verifying a bearer token, side by side in one run:
+//!
+//! - `stack/first_sight/<alg>`: the whole mcp-gatekeeper stack (`ResourceServer::layer`)
+//!   around a no-op service, for a token it has never seen (each one is forgotten
+//!   before it is timed, so the verified-token cache misses, then stores it);
+//! - `stack/repeat/<alg>`: the same stack, the same token again (a cache hit);
+//! - `raw/jsonwebtoken/<alg>`: plain `jsonwebtoken::decode` of the same tokens with
+//!   the equivalent `Validation` (issuer, audience, expiry), no HTTP at all;
+//! - `peer/<crate>/{first_sight,repeat}/<alg>`: `jwt-authorizer` and
+//!   `tower-oauth2-resource-server` as tower layers around the same no-op service,
+//!   keys in process (a PEM, a static JWK set), checking issuer, audience and expiry.
+//!   Neither caches verified tokens, so their first sight and repeat differ only in
+//!   the token.
+//!
+//! Every case has its keys in process: no network. `benches/report.sh` runs this and
+//! prints medians and ratios.
+
+mod common;
+
+use std::hint::black_box;
+
+use common::{RESOURCE, Signer, drive, request};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use serde_json::{Map, Value};
+use tower::Layer;
+
+/// Distinct tokens per algorithm for the first-sight cases, used round-robin.
+const POOL: u64 = 512;
+/// First-sight batches: each batch's tokens are distinct and forgotten before it runs.
+const BATCH: u64 = 64;
+
+const ALGORITHMS: [&str; 4] = ["RS256", "ES256", "EdDSA", "HS256"];
+
+struct Case {
+    alg: &'static str,
+    signer: Signer,
+    pool: Vec<String>,
+}
+
+fn cases() -> Vec<Case> {
+    ALGORITHMS
+        .iter()
+        .map(|alg| {
+            let signer = Signer::new(alg);
+            let pool = (0..POOL).map(|n| signer.token(n)).collect();
+            Case { alg, signer, pool }
+        })
+        .collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn ours(c: &mut Criterion, cases: &[Case], rt: &tokio::runtime::Runtime) {
+    let _entered = rt.enter();
+    let mut first = c.benchmark_group("stack/first_sight");
+    for case in cases {
+        let server = common::server(case.alg, &case.signer);
+        let mut service = server.layer().layer(common::Noop);
+        assert_eq!(drive(&mut service, request(&case.pool[0]), rt), 200);
+        let mut next = 0usize;
+        first.bench_function(case.alg, |b| {
+            b.iter_batched(
+                || {
+                    let token = &case.pool[next % case.pool.len()];
+                    next += 1;
+                    rt.block_on(server.forget_token(token));
+                    request(token)
+                },
+                |req| drive(&mut service, black_box(req), rt),
+                BatchSize::NumIterations(BATCH),
+            )
+        });
+    }
+    first.finish();
+
+    let mut repeat = c.benchmark_group("stack/repeat");
+    for case in cases {
+        let server = common::server(case.alg, &case.signer);
+        let mut service = server.layer().layer(common::Noop);
+        let token = &case.pool[0];
+        assert_eq!(drive(&mut service, request(token), rt), 200);
+        repeat.bench_function(case.alg, |b| {
+            b.iter_batched(
+                || request(token),
+                |req| drive(&mut service, black_box(req), rt),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    repeat.finish();
+}
+
+fn raw(c: &mut Criterion, cases: &[Case]) {
+    let mut group = c.benchmark_group("raw/jsonwebtoken");
+    for case in cases {
+        let key = case.signer.decoding_key();
+        let validation = common::validation(common::algorithm(case.alg));
+        let decode = |token: &str| {
+            jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
+                .expect("valid token")
+        };
+        decode(&case.pool[0]);
+        let mut next = 0usize;
+        group.bench_function(case.alg, |b| {
+            b.iter(|| {
+                let token = &case.pool[next % case.pool.len()];
+                next += 1;
+                decode(black_box(token))
+            })
+        });
+    }
+    group.finish();
+}
+
+/// One peer's service around the no-op service, per algorithm it supports.
+fn peer_cases<S>(
+    c: &mut Criterion,
+    name: &str,
+    cases: &[Case],
+    rt: &tokio::runtime::Runtime,
+    mut make: impl FnMut(&Case) -> Option<S>,
+) where
+    S: tower::Service<http::Request<http_body_util::Empty<bytes::Bytes>>>,
+    S::Response: StatusOf,
+    S::Error: std::fmt::Debug,
+{
+    let services: Vec<(&Case, S)> = cases
+        .iter()
+        .filter_map(|case| make(case).map(|s| (case, s)))
+        .collect();
+    let mut services: Vec<(&Case, S)> = services
+        .into_iter()
+        .map(|(case, mut service)| {
+            assert_eq!(peer_status(&mut service, &case.pool[0], rt), 200, "{name}");
+            (case, service)
+        })
+        .collect();
+    let mut first = c.benchmark_group(format!("peer/{name}/first_sight"));
+    for (case, service) in &mut services {
+        let mut next = 0usize;
+        first.bench_function(case.alg, |b| {
+            b.iter_batched(
+                || {
+                    let token = &case.pool[next % case.pool.len()];
+                    next += 1;
+                    request(token)
+                },
+                |req| peer_drive(service, black_box(req), rt),
+                BatchSize::NumIterations(BATCH),
+            )
+        });
+    }
+    first.finish();
+    let mut repeat = c.benchmark_group(format!("peer/{name}/repeat"));
+    for (case, service) in &mut services {
+        let token = &case.pool[0];
+        repeat.bench_function(case.alg, |b| {
+            b.iter_batched(
+                || request(token),
+                |req| peer_drive(service, black_box(req), rt),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    repeat.finish();
+}
+
+/// The status of a peer's answer (their response types differ).
+trait StatusOf {
+    fn status_code(&self) -> u16;
+}
+
+impl<B> StatusOf for http::Response<B> {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+fn peer_drive<S>(
+    service: &mut S,
+    req: http::Request<http_body_util::Empty<bytes::Bytes>>,
+    rt: &tokio::runtime::Runtime,
+) -> u16
+where
+    S: tower::Service<http::Request<http_body_util::Empty<bytes::Bytes>>>,
+    S::Response: StatusOf,
+    S::Error: std::fmt::Debug,
+{
+    use std::task::{Context, Poll, Waker};
+    let mut cx = Context::from_waker(Waker::noop());
+    if service.poll_ready(&mut cx).is_pending() {
+        rt.block_on(std::future::poll_fn(|cx| service.poll_ready(cx)))
+            .expect("ready");
+    }
+    let mut future = std::pin::pin!(service.call(req));
+    let response = match future.as_mut().poll(&mut cx) {
+        Poll::Ready(response) => response,
+        Poll::Pending => rt.block_on(future),
+    };
+    response.expect("response").status_code()
+}
+
+fn peer_status<S>(service: &mut S, token: &str, rt: &tokio::runtime::Runtime) -> u16
+where
+    S: tower::Service<http::Request<http_body_util::Empty<bytes::Bytes>>>,
+    S::Response: StatusOf,
+    S::Error: std::fmt::Debug,
+{
+    peer_drive(service, request(token), rt)
+}
+
+/// A no-op service answering with axum 0.7's response type, which jwt-authorizer
+/// needs to render its refusals.
+#[derive(Clone, Copy)]
+struct Noop07;
+
+impl<B> tower::Service<http::Request<B>> for Noop07 {
+    type Response = axum07::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<B>) -> Self::Future {
+        std::future::ready(Ok(axum07::response::Response::new(
+            axum07::body::Body::empty(),
+        )))
+    }
+}
+
+fn peers(c: &mut Criterion, cases: &[Case], rt: &tokio::runtime::Runtime) {
+    let _entered = rt.enter();
+    // jwt-authorizer: the key as PEM (or the HMAC secret), issuer and audience checked.
+    peer_cases(c, "jwt-authorizer", cases, rt, |case| {
+        use jwt_authorizer::{IntoLayer, JwtAuthorizer, Validation};
+        let builder = match case.alg {
+            "RS256" => JwtAuthorizer::<Value>::from_rsa_pem_text(&case.signer.public_pem()?),
+            "ES256" => JwtAuthorizer::<Value>::from_ec_pem_text(&case.signer.public_pem()?),
+            "EdDSA" => JwtAuthorizer::<Value>::from_ed_pem_text(&case.signer.public_pem()?),
+            "HS256" => {
+                JwtAuthorizer::<Value>::from_secret(std::str::from_utf8(common::HMAC_SECRET).ok()?)
+            }
+            _ => return None,
+        };
+        let validation = Validation::new().iss(&[common::ISSUER]).aud(&[RESOURCE]);
+        let authorizer = rt
+            .block_on(builder.validation(validation).build())
+            .expect("jwt-authorizer");
+        Some([authorizer].into_layer().layer(Noop07))
+    });
+    // tower-oauth2-resource-server: a static JWK set; it has no HMAC support.
+    peer_cases(c, "tower-oauth2-resource-server", cases, rt, |case| {
+        use tower_oauth2_resource_server::server::OAuth2ResourceServer;
+        use tower_oauth2_resource_server::tenant::TenantConfiguration;
+        if case.alg == "HS256" {
+            return None;
+        }
+        let tenant = TenantConfiguration::static_builder(case.signer.jwks().to_string())
+            .identifier(common::ISSUER)
+            .audiences(&[RESOURCE])
+            .allowed_algorithms(&[common::algorithm(case.alg)])
+            .build()
+            .expect("tenant");
+        let server = rt
+            .block_on(
+                OAuth2ResourceServer::<Value>::builder()
+                    .add_tenant(tenant)
+                    .build(),
+            )
+            .expect("tower-oauth2-resource-server");
+        Some(server.into_layer().layer(common::Noop))
+    });
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = runtime();
+    let cases = cases();
+    ours(c, &cases, &rt);
+    raw(c, &cases);
+    peers(c, &cases, &rt);
+}
+
+criterion_group!(stack, benches);
+criterion_main!(stack);
