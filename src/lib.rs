@@ -133,7 +133,7 @@ pub use server::{
     ServerAuthorizeFuture,
 };
 pub use verify::{
-    ClientAuth, ForgetFuture, Introspection, IntrospectionVerifier, Issuer, JwtVerifier,
+    CacheFuture, ClientAuth, Introspection, IntrospectionVerifier, Issuer, JwtVerifier,
     TokenCacheOptions, TokenCacheUsage, TokenVerifier, VerifierChain, Verify, VerifyFuture,
     VerifyLayer,
 };

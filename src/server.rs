@@ -459,8 +459,8 @@ impl ResourceServer {
     }
 
     /// How full the server's token caches are, summed over its verifiers.
-    pub fn token_cache_usage(&self) -> TokenCacheUsage {
-        self.layer.verify.verifier().cache_usage()
+    pub async fn token_cache_usage(&self) -> TokenCacheUsage {
+        self.layer.verify.verifier().cache_usage().await
     }
 }
 

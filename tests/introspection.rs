@@ -10,7 +10,9 @@ use axum::Router;
 use axum::routing::get;
 use http::StatusCode;
 use mcp_gatekeeper::keys::JwksOptions;
-use mcp_gatekeeper::{ClientAuth, FetchOptions, Introspection, Issuer, Principal, ResourceServer};
+use mcp_gatekeeper::{
+    ClientAuth, FetchOptions, Introspection, Issuer, Principal, ResourceServer, TokenCacheOptions,
+};
 use serde_json::{Value, json};
 use support::{INTROSPECTION_CLIENT, SigningKey, TestIdp, call, claims, now};
 
@@ -132,6 +134,63 @@ async fn concurrent_requests_with_one_token_share_one_introspection() {
 }
 
 #[tokio::test]
+async fn a_disabled_result_cache_introspects_every_request() {
+    // Issue 6: the result cache follows the token cache's rules, off switch included.
+    let idp = TestIdp::start(&[]).await;
+    idp.set_introspection("tok", active(&idp.issuer));
+    let app = protect(vec![
+        Issuer::new(&idp.issuer)
+            .introspection(introspection(&idp).cache(TokenCacheOptions::disabled()))
+            .introspect_jwts(),
+    ]);
+    for _ in 0..5 {
+        assert_eq!(call(&app, "/mcp", Some("tok")).await.status, StatusCode::OK);
+    }
+    assert_eq!(idp.counters().introspection.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn the_result_cache_stays_within_its_bounds() {
+    let idp = TestIdp::start(&[]).await;
+    let tokens: Vec<String> = (0..60).map(|n| format!("opaque-{n}")).collect();
+    for token in &tokens {
+        idp.set_introspection(token, active(&idp.issuer));
+    }
+    let bounds = TokenCacheOptions {
+        max_entries: 10,
+        max_bytes: 64 * 1024,
+        max_ttl: Duration::from_secs(60),
+    };
+    let server = ResourceServer::builder(RESOURCE)
+        .issuer(
+            Issuer::new(&idp.issuer)
+                .introspection(introspection(&idp).cache(bounds))
+                .introspect_jwts(),
+        )
+        .build()
+        .expect("valid");
+    let app = support::app(server.layer());
+    for token in &tokens {
+        assert_eq!(call(&app, "/mcp", Some(token)).await.status, StatusCode::OK);
+    }
+    let usage = server.token_cache_usage().await;
+    assert!(usage.entries > 0 && usage.entries <= 10, "{usage:?}");
+    assert!(usage.bytes <= 64 * 1024, "{usage:?}");
+    // A cached token is answered without a call; a forgotten one asks again.
+    let calls = idp.counters().introspection.load(Ordering::SeqCst);
+    let _ = call(&app, "/mcp", Some(&tokens[59])).await;
+    let _ = call(&app, "/mcp", Some(&tokens[59])).await;
+    let after_hits = idp.counters().introspection.load(Ordering::SeqCst);
+    assert!(after_hits <= calls + 1, "{calls} then {after_hits}");
+    server.forget_token(&tokens[59]).await;
+    let _ = call(&app, "/mcp", Some(&tokens[59])).await;
+    assert_eq!(
+        idp.counters().introspection.load(Ordering::SeqCst),
+        after_hits + 1
+    );
+}
+
+#[tokio::test]
 async fn results_are_cached_no_longer_than_the_maximum_or_the_tokens_exp() {
     // R-OPQ-1: a revocation is seen once the cache entry expires.
     let idp = TestIdp::start(&[]).await;
@@ -157,9 +216,10 @@ async fn results_are_cached_no_longer_than_the_maximum_or_the_tokens_exp() {
         "revocation seen after the TTL"
     );
 
-    // A token expiring in 1 s is not served from the cache after that.
+    // A token expiring in 2 s is not served from the cache after that. (Not 1 s: the
+    // clock may tick to exp between setting it and the first call.)
     let mut short = active(&idp.issuer);
-    short["exp"] = json!(now() + 1);
+    short["exp"] = json!(now() + 2);
     idp.set_introspection("short", short);
     let app = protect(vec![
         Issuer::new(&idp.issuer)
@@ -170,7 +230,7 @@ async fn results_are_cached_no_longer_than_the_maximum_or_the_tokens_exp() {
         call(&app, "/mcp", Some("short")).await.status,
         StatusCode::OK
     );
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let answer = call(&app, "/mcp", Some("short")).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
     assert!(answer.description().contains("expired"), "{answer:?}");

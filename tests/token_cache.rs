@@ -93,7 +93,7 @@ async fn a_repeated_token_is_served_from_the_cache_and_the_span_says_so() {
         assert_eq!(answer.body["sub"], "user-1");
     }
     assert_eq!(tiers(&logs), ["local", "cache", "cache"]);
-    assert_eq!(server.token_cache_usage().entries, 1);
+    assert_eq!(server.token_cache_usage().await.entries, 1);
 }
 
 #[tokio::test]
@@ -176,7 +176,7 @@ async fn audience_and_scopes_still_apply_to_a_cached_token() {
     // Cached now; still not a token for server b.
     let answer = call(&app, "/servers/b/mcp", Some(&for_a)).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
-    assert_eq!(server.token_cache_usage().entries, 1);
+    assert_eq!(server.token_cache_usage().await.entries, 1);
     // A cached token without the required scope is still asked for it.
     let mut c = claims(ISSUER, "http://localhost/servers/a/mcp");
     c["scope"] = json!("other");
@@ -260,7 +260,7 @@ async fn the_cache_can_be_turned_off() {
         allowed(&app, "/mcp", &token).await;
     }
     assert_eq!(tiers(&logs), ["local", "local"]);
-    assert_eq!(server.token_cache_usage().entries, 0);
+    assert_eq!(server.token_cache_usage().await.entries, 0);
 }
 
 #[tokio::test]
@@ -271,7 +271,7 @@ async fn a_forgotten_token_is_verified_again() {
     let (_guard, logs) = capture_logs();
     allowed(&app, "/mcp", &token).await;
     server.forget_token(&token).await;
-    assert_eq!(server.token_cache_usage().entries, 0);
+    assert_eq!(server.token_cache_usage().await.entries, 0);
     allowed(&app, "/mcp", &token).await;
     assert_eq!(tiers(&logs), ["local", "local"]);
 }
@@ -301,7 +301,7 @@ async fn the_cache_stays_within_its_entry_and_byte_bounds() {
         let token = hmac_token(&header, &c, secret);
         allowed(&app, "/mcp", &token).await;
     }
-    let usage = server.token_cache_usage();
+    let usage = server.token_cache_usage().await;
     assert!(usage.entries > 0 && usage.entries <= 100, "{usage:?}");
     assert!(usage.bytes <= 256 * 1024, "{usage:?}");
 }

@@ -129,12 +129,11 @@ pub(crate) fn estimate(json_len: usize) -> usize {
 /// A cached value with what the cache needs to know of it.
 struct Entry<V> {
     value: Arc<V>,
-    /// How long the entry may live: until the token's `exp`, at most `max_ttl`.
+    /// How long the entry may live: until the token's `exp`, at most `max_ttl`. The
+    /// result cache expires each entry by it; the JWT cache lets moka apply only
+    /// `max_ttl`, to every entry alike (cheaper per insert), and its reader checks
+    /// `exp` on every hit.
     ttl: Duration,
-    /// When that is. The JWT cache checks it on every read, and lets moka apply only
-    /// `max_ttl`, to every entry alike, which costs less per insert than a
-    /// per-entry expiry.
-    until: Instant,
     weight: u32,
 }
 
@@ -180,13 +179,10 @@ impl<V: Send + Sync + 'static> TokenCache<V> {
         self.cache.as_ref().map(|_| digest(token))
     }
 
+    /// The value stored for `key`. Its own deadline (the token's `exp`) is the
+    /// caller's to check, with the clock it reads anyway; moka ends it at `max_ttl`.
     pub(crate) fn get(&self, key: &TokenDigest) -> Option<Arc<V>> {
-        let cache = self.cache.as_ref()?;
-        let entry = cache.get(key)?;
-        if Instant::now() >= entry.until {
-            cache.invalidate(key);
-            return None;
-        }
+        let entry = self.cache.as_ref()?.get(key)?;
         Some(entry.value.clone())
     }
 
@@ -200,16 +196,7 @@ impl<V: Send + Sync + 'static> TokenCache<V> {
             return;
         }
         let weight = self.options.weight(bytes);
-        let until = Instant::now() + ttl;
-        cache.insert(
-            key,
-            Arc::new(Entry {
-                value,
-                ttl,
-                until,
-                weight,
-            }),
-        );
+        cache.insert(key, Arc::new(Entry { value, ttl, weight }));
     }
 
     pub(crate) fn remove(&self, key: &TokenDigest) {
@@ -286,7 +273,6 @@ impl ResultCache {
                 let ttl = value.ttl.min(options.max_ttl);
                 Ok::<_, AuthError>(Arc::new(Entry {
                     ttl,
-                    until: Instant::now() + ttl,
                     weight: options.weight(estimate(json_len)),
                     value,
                 }))
@@ -308,7 +294,7 @@ impl ResultCache {
     }
 
     /// Drops `token`'s result, if any; the future owns what it needs.
-    pub(crate) fn forget(&self, token: &str) -> super::ForgetFuture {
+    pub(crate) fn forget(&self, token: &str) -> super::CacheFuture<()> {
         let cache = self.cache.clone();
         let key = digest(token);
         Box::pin(async move {
@@ -318,15 +304,21 @@ impl ResultCache {
         })
     }
 
-    /// An estimate: moka counts the latest writes a moment later.
-    pub(crate) fn usage(&self) -> TokenCacheUsage {
-        match &self.cache {
-            Some(cache) => TokenCacheUsage {
-                entries: cache.entry_count(),
-                bytes: cache.weighted_size(),
-            },
-            None => TokenCacheUsage::default(),
-        }
+    /// The usage once the cache has caught up with its pending work.
+    pub(crate) fn usage(&self) -> super::CacheFuture<TokenCacheUsage> {
+        let cache = self.cache.clone();
+        Box::pin(async move {
+            match cache {
+                Some(cache) => {
+                    cache.run_pending_tasks().await;
+                    TokenCacheUsage {
+                        entries: cache.entry_count(),
+                        bytes: cache.weighted_size(),
+                    }
+                }
+                None => TokenCacheUsage::default(),
+            }
+        })
     }
 }
 
@@ -414,23 +406,19 @@ mod tests {
     }
 
     #[test]
-    fn entries_end_at_the_shorter_of_their_ttl_and_max_ttl() {
+    fn entries_end_at_max_ttl_and_expired_ones_are_never_kept() {
+        // The token's own exp is checked by the reader on every hit (see jwt.rs).
         let cache = TokenCache::new(TokenCacheOptions {
             max_ttl: Duration::from_millis(50),
             ..TokenCacheOptions::default()
         });
         let long = cache.key("long").expect("on");
-        let short = cache.key("short").expect("on");
         cache.insert(long, Arc::new(1), Duration::from_secs(3600), 10);
-        cache.insert(short, Arc::new(2), Duration::from_millis(10), 10);
-        // Already over: never kept.
         let gone = cache.key("gone").expect("on");
         cache.insert(gone, Arc::new(3), Duration::ZERO, 10);
         assert!(cache.get(&gone).is_none());
-        std::thread::sleep(Duration::from_millis(20));
-        assert!(cache.get(&short).is_none());
         assert_eq!(cache.get(&long).as_deref(), Some(&1));
-        std::thread::sleep(Duration::from_millis(40));
+        std::thread::sleep(Duration::from_millis(60));
         assert!(cache.get(&long).is_none());
     }
 

@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::{
-    ForgetFuture, IntrospectionVerifier, Issuer, JwtVerifier, TokenCacheOptions, TokenCacheUsage,
+    CacheFuture, IntrospectionVerifier, Issuer, JwtVerifier, TokenCacheOptions, TokenCacheUsage,
     TokenVerifier, VerifyFuture,
 };
 use crate::bearer::BearerToken;
@@ -190,11 +190,11 @@ impl TokenVerifier for VerifierChain {
         VerifyFuture::pending(self.clone().verify_opaque(token.clone()))
     }
 
-    fn forget(&self, token: &str) -> ForgetFuture {
+    fn forget(&self, token: &str) -> CacheFuture<()> {
         if let Some(jwt) = &self.0.jwt {
             jwt.forget_token(token);
         }
-        let remote: Vec<ForgetFuture> = self
+        let remote: Vec<CacheFuture<()>> = self
             .0
             .opaque
             .iter()
@@ -208,7 +208,7 @@ impl TokenVerifier for VerifierChain {
         })
     }
 
-    fn cache_usage(&self) -> TokenCacheUsage {
+    fn cache_usage(&self) -> CacheFuture<TokenCacheUsage> {
         let jwt = self
             .0
             .jwt
@@ -216,11 +216,19 @@ impl TokenVerifier for VerifierChain {
             .map(JwtVerifier::token_cache_usage)
             .unwrap_or_default();
         // An issuer that introspects its JWTs is in `remote` too: count each once.
-        self.0
+        let remote: Vec<CacheFuture<TokenCacheUsage>> = self
+            .0
             .opaque
             .iter()
             .map(TokenVerifier::cache_usage)
             .chain(self.0.routed.iter().map(|v| v.cache_usage()))
-            .fold(jwt, |sum, usage| sum + usage)
+            .collect();
+        Box::pin(async move {
+            let mut sum = jwt;
+            for usage in remote {
+                sum = sum + usage.await;
+            }
+            sum
+        })
     }
 }

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
 use super::cache::{ResultCache, Verified, ttl_until};
-use super::{ForgetFuture, TokenCacheOptions, TokenCacheUsage, TokenVerifier, VerifyFuture};
+use super::{CacheFuture, TokenCacheOptions, TokenCacheUsage, TokenVerifier, VerifyFuture};
 use crate::bearer::BearerToken;
 use crate::error::{AuthError, ConfigError};
 use crate::fetch::{FetchError, FetchOptions, Fetcher};
@@ -309,11 +309,11 @@ impl TokenVerifier for IntrospectionVerifier {
         VerifyFuture::pending(self.clone().verify_owned(token.clone()))
     }
 
-    fn forget(&self, token: &str) -> ForgetFuture {
+    fn forget(&self, token: &str) -> CacheFuture<()> {
         self.0.cache.forget(token)
     }
 
-    fn cache_usage(&self) -> TokenCacheUsage {
+    fn cache_usage(&self) -> CacheFuture<TokenCacheUsage> {
         self.0.cache.usage()
     }
 }

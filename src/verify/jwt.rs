@@ -644,13 +644,13 @@ impl TokenVerifier for JwtVerifier {
         self.verify_uncached(token, key)
     }
 
-    fn forget(&self, token: &str) -> super::ForgetFuture {
+    fn forget(&self, token: &str) -> super::CacheFuture<()> {
         self.forget_token(token);
         Box::pin(std::future::ready(()))
     }
 
-    fn cache_usage(&self) -> TokenCacheUsage {
-        self.token_cache_usage()
+    fn cache_usage(&self) -> super::CacheFuture<TokenCacheUsage> {
+        Box::pin(std::future::ready(self.token_cache_usage()))
     }
 }
 

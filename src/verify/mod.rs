@@ -120,31 +120,30 @@ pub trait TokenVerifier: Send + Sync + 'static {
     /// Drops any result this verifier cached for `token` (see
     /// [`ResourceServer::forget_token`](crate::ResourceServer::forget_token)). The
     /// default does nothing: a verifier without a cache has nothing to forget.
-    fn forget(&self, token: &str) -> ForgetFuture {
+    fn forget(&self, token: &str) -> CacheFuture<()> {
         let _ = token;
         Box::pin(std::future::ready(()))
     }
 
-    /// How full this verifier's caches are (for the caches of remote verifiers, an
-    /// estimate that may lag by a moment). The default: empty.
-    fn cache_usage(&self) -> TokenCacheUsage {
-        TokenCacheUsage::default()
+    /// How full this verifier's caches are. The default: empty.
+    fn cache_usage(&self) -> CacheFuture<TokenCacheUsage> {
+        Box::pin(std::future::ready(TokenCacheUsage::default()))
     }
 }
 
-/// The future of [`TokenVerifier::forget`]: done once the token is forgotten.
-pub type ForgetFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// The futures of [`TokenVerifier::forget`] and [`TokenVerifier::cache_usage`].
+pub type CacheFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<V: TokenVerifier + ?Sized> TokenVerifier for Arc<V> {
     fn verify(&self, token: &BearerToken) -> VerifyFuture {
         (**self).verify(token)
     }
 
-    fn forget(&self, token: &str) -> ForgetFuture {
+    fn forget(&self, token: &str) -> CacheFuture<()> {
         (**self).forget(token)
     }
 
-    fn cache_usage(&self) -> TokenCacheUsage {
+    fn cache_usage(&self) -> CacheFuture<TokenCacheUsage> {
         (**self).cache_usage()
     }
 }

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 
 use super::cache::{ResultCache, Verified, ttl_until};
-use super::{ForgetFuture, TokenCacheOptions, TokenCacheUsage};
+use super::{CacheFuture, TokenCacheOptions, TokenCacheUsage};
 use super::{TokenVerifier, VerifyFuture};
 use crate::bearer::BearerToken;
 use crate::error::{AuthError, ConfigError};
@@ -353,11 +353,11 @@ impl TokenVerifier for TokenReviewVerifier {
         VerifyFuture::pending(self.clone().verify_owned(token.clone()))
     }
 
-    fn forget(&self, token: &str) -> ForgetFuture {
+    fn forget(&self, token: &str) -> CacheFuture<()> {
         self.0.cache.forget(token)
     }
 
-    fn cache_usage(&self) -> TokenCacheUsage {
+    fn cache_usage(&self) -> CacheFuture<TokenCacheUsage> {
         self.0.cache.usage()
     }
 }
