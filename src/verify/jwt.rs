@@ -17,7 +17,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, AlgorithmFamily, Header};
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde_json::{Map, Value};
 
 use super::cache::{self, TokenCache, TokenCacheOptions, TokenCacheUsage, TokenDigest};
@@ -427,7 +427,7 @@ impl std::fmt::Debug for JwtVerifier {
 
 /// A JWT taken apart, before its signature is checked. Each part is decoded once.
 struct Parsed<'t> {
-    header: Header,
+    header: JoseHeader,
     claims: Map<String, Value>,
     /// `header.payload`: what the signature covers.
     message: &'t str,
@@ -654,6 +654,103 @@ impl TokenVerifier for JwtVerifier {
     }
 }
 
+/// The JOSE header members this server reads. Any other member is ignored; a member
+/// of these given twice makes the header malformed (serde refuses duplicate fields).
+/// Keys named or embedded by the header (`jku`, `jwk`, `x5u`, `x5c`) are not even
+/// parsed (R-JWT-3).
+#[derive(serde::Deserialize)]
+pub(crate) struct JoseHeader {
+    alg: Algorithm,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    cty: Option<String>,
+    #[serde(default)]
+    crit: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    b64: Option<serde::de::IgnoredAny>,
+}
+
+/// The start of the error a duplicate key gives [`Strict`].
+const DUPLICATE: &str = "duplicate key";
+
+/// A JSON value in which an object that names a member twice, at any depth, is an
+/// error: a parser that keeps the first and one that keeps the last would read two
+/// different tokens, and whatever checks the claims after this server may be the
+/// other kind.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("a number that is not finite"))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(value) = map.next_value()?;
+            if object.insert(key, value).is_some() {
+                return Err(serde::de::Error::custom(DUPLICATE));
+            }
+        }
+        Ok(Value::Object(object))
+    }
+}
+
 /// Takes a compact JWS apart: the header and the claims decoded (once each), and the
 /// signed message and signature as sent. Nothing here is trusted yet.
 fn parse(token: &str) -> Result<Parsed<'_>, AuthError> {
@@ -664,12 +761,16 @@ fn parse(token: &str) -> Result<Parsed<'_>, AuthError> {
     };
     let raw_header = URL_SAFE_NO_PAD.decode(header).map_err(|_| malformed())?;
     let header_len = header.len();
-    let header: Header = serde_json::from_slice(&raw_header).map_err(|_| {
+    let header: JoseHeader = serde_json::from_slice(&raw_header).map_err(|_| {
         // Decode the raw header only to name an unsupported `alg` (like `none`).
         let alg = serde_json::from_slice::<Value>(&raw_header)
             .ok()
             .and_then(|h| h.get("alg").and_then(Value::as_str).map(str::to_owned));
         match alg {
+            Some(alg) if alg.parse::<Algorithm>().is_ok() => AuthError::invalid_token(
+                "R-JWT-1",
+                "the token's header is not well-formed (a member given twice, or of the wrong type)",
+            ),
             Some(alg) if alg.len() <= 16 && alg.bytes().all(|b| b.is_ascii_alphanumeric()) => {
                 AuthError::invalid_token(
                     "R-JWT-1",
@@ -687,13 +788,44 @@ fn parse(token: &str) -> Result<Parsed<'_>, AuthError> {
             "the token's header marks extensions as critical (crit) that this server does not understand",
         ));
     }
+    // RFC 7797: the payload is always read as base64url here, never as sent.
+    if header.b64.is_some() {
+        return Err(AuthError::invalid_token(
+            "R-JWT-3",
+            "the token's header has b64 (RFC 7797 unencoded payload), which this server does not accept",
+        ));
+    }
+    if header.cty.as_deref().is_some_and(|cty| {
+        cty.eq_ignore_ascii_case("JWT") || cty.eq_ignore_ascii_case("application/jwt")
+    }) {
+        return Err(AuthError::invalid_token(
+            "R-JWT-3",
+            "the token is a nested JWT (cty JWT), which this server does not accept",
+        ));
+    }
     let raw = URL_SAFE_NO_PAD.decode(payload).map_err(|_| malformed())?;
-    let claims: Map<String, Value> = serde_json::from_slice(&raw).map_err(|_| {
-        AuthError::invalid_token(
-            "R-JWT-2",
-            "the token's claims are not a JSON object with a string iss",
-        )
-    })?;
+    let claims = match serde_json::from_slice::<Strict>(&raw) {
+        Ok(Strict(Value::Object(claims))) => claims,
+        Ok(_) => {
+            return Err(AuthError::invalid_token(
+                "R-JWT-2",
+                "the token's claims are not a JSON object with a string iss",
+            ));
+        }
+        Err(error) if error.to_string().starts_with(DUPLICATE) => {
+            return Err(AuthError::invalid_token(
+                "R-JWT-2",
+                "the token's claims name a member twice (duplicate JSON keys), which parsers \
+                 read differently",
+            ));
+        }
+        Err(_) => {
+            return Err(AuthError::invalid_token(
+                "R-JWT-2",
+                "the token's claims are not a JSON object with a string iss",
+            ));
+        }
+    };
     // segments() split on the only two dots: header '.' payload '.' signature.
     let message = &token[..header_len + 1 + payload.len()];
     Ok(Parsed {
@@ -817,12 +949,21 @@ fn describe(kind: &ErrorKind) -> AuthError {
     }
 }
 
-/// A NumericDate claim (RFC 7519 §2: seconds, possibly with a fraction), when
-/// present. `Err` when it is there but not a number.
+/// The latest NumericDate accepted: 9999-12-31T23:59:59Z. Later ones are not dates a
+/// token is given but numbers meant to overflow someone's arithmetic.
+const LAST_DATE: f64 = 253_402_300_799.0;
+
+/// A NumericDate claim (RFC 7519 §2: seconds since 1970, possibly with a fraction),
+/// when present. `Err` when it is there but not a number, or before 1970, or after
+/// the year 9999.
 fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, ()> {
     match claims.get(name) {
         None => Ok(None),
-        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or(()),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|t| (0.0..=LAST_DATE).contains(t))
+            .map(Some)
+            .ok_or(()),
         Some(_) => Err(()),
     }
 }
@@ -833,7 +974,7 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, 
 /// strict RFC 9068 when asked. Returns `exp` in whole seconds.
 fn check_claims(
     issuer: &IssuerRuntime,
-    header: &Header,
+    header: &JoseHeader,
     claims: &Map<String, Value>,
 ) -> Result<u64, AuthError> {
     // A single string, exactly the issuer.
@@ -845,11 +986,20 @@ fn check_claims(
     }
     let now = jsonwebtoken::get_current_timestamp() as f64;
     let leeway = issuer.leeway as f64;
-    let Ok(Some(exp)) = numeric_date(claims, "exp") else {
-        return Err(AuthError::invalid_token(
-            "R-JWT-2",
-            "the token has no exp claim, or it is not a number",
-        ));
+    let exp = match numeric_date(claims, "exp") {
+        Ok(Some(exp)) => exp,
+        Ok(None) => {
+            return Err(AuthError::invalid_token(
+                "R-JWT-2",
+                "the token has no exp claim, or it is not a number",
+            ));
+        }
+        Err(()) => {
+            return Err(AuthError::invalid_token(
+                "R-JWT-2",
+                "the token's exp is not a date (a number of seconds from 1970 to 9999)",
+            ));
+        }
     };
     if exp < now - leeway {
         return Err(AuthError::invalid_token("R-JWT-2", "the token has expired"));
@@ -865,7 +1015,7 @@ fn check_claims(
         Err(()) => {
             return Err(AuthError::invalid_token(
                 "R-JWT-2",
-                "a time claim of the token is malformed",
+                "the token's nbf is not a date (a number of seconds from 1970 to 9999)",
             ));
         }
     }
@@ -880,7 +1030,7 @@ fn check_claims(
         Err(()) => {
             return Err(AuthError::invalid_token(
                 "R-JWT-2",
-                "the token's iat is not a number",
+                "the token's iat is not a date (a number of seconds from 1970 to 9999)",
             ));
         }
     }
