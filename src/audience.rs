@@ -215,6 +215,12 @@ pub struct Audience<S> {
     layer: AudienceLayer,
 }
 
+/// Put into a request's extensions once its token's audience was checked, so that the
+/// authorization layer can refuse to run on a principal nobody checked (R-AUD-1 for
+/// stacks composed by hand).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AudienceChecked;
+
 fn decide(layer: &AudienceLayer, parts: &Parts) -> Result<(), AuthError> {
     let Some(principal) = parts.extensions.get::<Principal>() else {
         return Err(AuthError::misconfigured(
@@ -252,9 +258,12 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         match decide(&self.layer, &parts) {
-            Ok(()) => ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body))),
+            Ok(()) => {
+                parts.extensions.insert(AudienceChecked);
+                ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)))
+            }
             Err(error) => ResponseFuture::rejected(Rejection::new(
                 challenge::reject(error, &self.layer.resource, &parts),
                 body,

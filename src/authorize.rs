@@ -14,6 +14,7 @@ use http::{Method, Request, Response};
 use pin_project::pin_project;
 use tower::{Layer, Service};
 
+use crate::audience::AudienceChecked;
 use crate::body::ResponseBody;
 use crate::challenge;
 use crate::error::AuthError;
@@ -369,6 +370,14 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let (parts, body) = req.into_parts();
         let decision = match parts.extensions.get::<Principal>() {
+            Some(_) if parts.extensions.get::<AudienceChecked>().is_none() => {
+                Err(AuthError::misconfigured(
+                    "AuthorizeLayer found a principal whose audience no AudienceLayer checked: \
+                     put AudienceLayer between VerifyLayer and AuthorizeLayer (with \
+                     AudiencePolicy::resource(), or accept_any_audience_insecure() to spell \
+                     out that any audience goes)",
+                ))
+            }
             Some(principal) => {
                 let operation = parts.extensions.get::<McpOperation>();
                 // A policy that needs the operation of a POST must get one read from its

@@ -88,6 +88,16 @@ fn is_loopback_host(host: &str) -> bool {
 /// Checks that `url` is an absolute `https` URL (or `http` to a loopback host, for
 /// development), without a fragment. `what` names the setting in the error message.
 pub(crate) fn check_url(url: &str, what: &str) -> Result<(), ConfigError> {
+    check_url_with(url, what, false)
+}
+
+/// [`check_url`], but plain `http` to any host passes when `insecure_http` (for an
+/// issuer whose network is trusted otherwise; see `Issuer::allow_insecure_http`).
+pub(crate) fn check_url_with(
+    url: &str,
+    what: &str,
+    insecure_http: bool,
+) -> Result<(), ConfigError> {
     let uri: Uri = url.parse().map_err(|_| {
         ConfigError::new(format!(
             "{what} {url:?} is not a valid absolute URL; write it as https://host/path"
@@ -105,7 +115,7 @@ pub(crate) fn check_url(url: &str, what: &str) -> Result<(), ConfigError> {
     }
     match scheme {
         "https" => Ok(()),
-        "http" if is_loopback_host(host) => Ok(()),
+        "http" if insecure_http || is_loopback_host(host) => Ok(()),
         "http" => Err(ConfigError::new(format!(
             "{what} {url:?} uses plain http to a non-loopback host, which lets anyone on the \
              path read or forge it; use https (plain http is allowed only for localhost)"

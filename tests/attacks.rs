@@ -25,11 +25,14 @@ use support::{Answer, SigningKey, claims};
 const ISSUER: &str = "https://idp.example.com";
 const RESOURCE: &str = "http://localhost/mcp";
 
-/// The protected app and the number of requests its handler saw.
+/// The protected app, the number of requests its handler saw, and every log line the
+/// stack wrote (R-OPS-1: checked for the tokens after each case).
 struct Target {
     app: Router,
     reached: Arc<AtomicUsize>,
     cases: AtomicUsize,
+    logs: Arc<std::sync::Mutex<Vec<u8>>>,
+    _capture: tracing::subscriber::DefaultGuard,
 }
 
 impl Target {
@@ -40,6 +43,7 @@ impl Target {
     fn with(builder: mcp_gatekeeper::ResourceServerBuilder) -> Self {
         let reached = Arc::new(AtomicUsize::new(0));
         let count = reached.clone();
+        let (capture, logs) = support::capture_logs();
         let server = builder.build().expect("valid configuration");
         let app = Router::new()
             .route(
@@ -54,6 +58,8 @@ impl Target {
             app,
             reached,
             cases: AtomicUsize::new(0),
+            logs,
+            _capture: capture,
         }
     }
 
@@ -80,13 +86,27 @@ impl Target {
             answer.description().contains(why),
             "expected {why:?} in {answer:?}"
         );
-        assert!(!answer.description().contains(token), "the token is echoed");
         assert_eq!(
             self.reached.load(Ordering::SeqCst),
             0,
             "{why}: reached the service"
         );
+        self.assert_nothing_leaks(token, &answer);
         answer
+    }
+
+    /// No part of `token` long enough to matter is in the answer or in any log line.
+    fn assert_nothing_leaks(&self, token: &str, answer: &Answer) {
+        let logs = String::from_utf8_lossy(&self.logs.lock().expect("logs")).into_owned();
+        let answer = format!("{:?} {:?}", answer.headers, answer.body);
+        let secrets = token
+            .split(['.', ' ', '\t'])
+            .filter(|part| part.len() >= 12)
+            .chain([token]);
+        for secret in secrets {
+            assert!(!answer.contains(secret), "the answer shows {secret:?}");
+            assert!(!logs.contains(secret), "the logs show {secret:?}");
+        }
     }
 
     async fn send(&self, token: &str) -> Answer {
@@ -107,8 +127,16 @@ impl Target {
 
 impl Drop for Target {
     fn drop(&mut self) {
+        let cases = self.cases.load(Ordering::SeqCst);
         // Seen with --nocapture: the number of cases each family checked.
-        println!("{} cases refused", self.cases.load(Ordering::SeqCst));
+        println!("{cases} cases refused");
+        if cases > 0 && !std::thread::panicking() {
+            let logs = self.logs.lock().expect("logs");
+            assert!(
+                String::from_utf8_lossy(&logs).contains("decision=\"reject\""),
+                "the leak check saw the stack's logs"
+            );
+        }
     }
 }
 

@@ -195,10 +195,35 @@ async fn a_layer_without_the_one_it_needs_fails_closed_with_500() {
     let authorize_only = Router::new()
         .route("/mcp", get(ok))
         .layer(AuthorizeLayer::new(
-            resource,
+            resource.clone(),
             RequireScopes::all(["mcp:read"]),
         ));
-    for app in [verify_only, audience_only, authorize_only] {
+    // R-AUD-1 by hand: bearer, verify and authorize, but no audience check.
+    let no_audience = Router::new().route("/mcp", get(ok)).layer(
+        tower::ServiceBuilder::new()
+            .layer(BearerLayer::new(resource.clone()))
+            .layer(VerifyLayer::new(
+                resource.clone(),
+                JwtVerifier::new([issuer(&key)]).expect("valid"),
+            ))
+            .layer(AuthorizeLayer::new(
+                resource,
+                RequireScopes::all(["mcp:read"]),
+            )),
+    );
+    let (_guard, logs) = support::capture_logs();
+    let answer = call(&no_audience, "/mcp", Some(&token)).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{answer:?}"
+    );
+    let logs = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    assert!(
+        logs.contains("put AudienceLayer between VerifyLayer and AuthorizeLayer"),
+        "the log names the fix: {logs}"
+    );
+    for app in [verify_only, audience_only, authorize_only, no_audience] {
         let answer = call(&app, "/mcp", Some(&token)).await;
         assert_eq!(
             answer.status,

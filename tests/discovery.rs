@@ -10,29 +10,15 @@ use std::time::Duration;
 use axum::Router;
 use http::StatusCode;
 use mcp_gatekeeper::keys::{JwksOptions, KeySet, LocalKeys};
-use mcp_gatekeeper::{FetchOptions, Issuer, ResourceServer};
+use mcp_gatekeeper::{Issuer, ResourceServer};
 use serde_json::json;
-use support::{SigningKey, TestIdp, app, call, claims};
+use support::{SigningKey, TestIdp, app, call, claims, ms};
 
 const RESOURCE: &str = "https://mcp.example.com/mcp";
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
 /// Limits short enough for tests.
 fn quick() -> JwksOptions {
-    JwksOptions {
-        kid_miss_cooldown: ms(300),
-        min_backoff: ms(300),
-        max_backoff: ms(600),
-        fetch: FetchOptions {
-            timeout: ms(1500),
-            connect_timeout: ms(500),
-            ..FetchOptions::default()
-        },
-        ..JwksOptions::default()
-    }
+    support::quick_jwks()
 }
 
 fn protect(issuer: Issuer) -> Router {

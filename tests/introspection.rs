@@ -446,3 +446,68 @@ async fn refresh_id_and_key_bound_tokens_are_refused_even_when_active() {
         );
     }
 }
+
+#[tokio::test]
+async fn client_secrets_and_shared_keys_never_appear_in_logs_or_answers() {
+    // R-OPS-1, beyond tokens: the introspection client's secret, an HMAC secret.
+    let idp = TestIdp::start(&[]).await;
+    idp.set_introspection("tok", active(&idp.issuer));
+    let (_guard, logs) = support::capture_logs();
+    let wrong = "wrong-secret-value-0123456789";
+    let rejected = protect(vec![
+        Issuer::new(&idp.issuer)
+            .introspection(
+                Introspection::new(INTROSPECTION_CLIENT.0, wrong).endpoint(idp.introspection_uri()),
+            )
+            .introspect_jwts(),
+    ]);
+    let mut answers = Vec::new();
+    answers.push(call(&rejected, "/mcp", Some("tok")).await);
+    let good = protect(vec![
+        Issuer::new(&idp.issuer)
+            .introspection(introspection(&idp))
+            .introspect_jwts(),
+    ]);
+    idp.switches().down.store(true, Ordering::SeqCst);
+    answers.push(call(&good, "/mcp", Some("tok")).await);
+    idp.switches().down.store(false, Ordering::SeqCst);
+    let hmac_secret = b"shared-secret-of-32-bytes-000001";
+    let hmac = protect(vec![
+        Issuer::new("https://hmac.example.com")
+            .algorithms([jsonwebtoken::Algorithm::HS256])
+            .hmac_secret(hmac_secret.to_vec()),
+    ]);
+    let forged = support::signing::hmac_token(
+        &json!({"alg": "HS256"}),
+        &claims("https://hmac.example.com", RESOURCE),
+        b"another-secret-of-32-bytes-00002",
+    );
+    answers.push(call(&hmac, "/mcp", Some(&forged)).await);
+    assert_eq!(
+        answers
+            .iter()
+            .map(|a| a.status.as_u16())
+            .collect::<Vec<_>>(),
+        [500, 503, 401]
+    );
+    let debug = format!(
+        "{:?} {:?}",
+        introspection(&idp),
+        Issuer::new("https://hmac.example.com").hmac_secret(hmac_secret.to_vec())
+    );
+    let logs = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    assert!(logs.contains("request refused"), "{logs}");
+    let secrets = [
+        wrong,
+        INTROSPECTION_CLIENT.1,
+        std::str::from_utf8(hmac_secret).expect("ascii"),
+    ];
+    for secret in secrets {
+        for answer in &answers {
+            let shown = format!("{:?} {}", answer.headers, answer.body);
+            assert!(!shown.contains(secret), "{secret:?} in an answer");
+        }
+        assert!(!logs.contains(secret), "{secret:?} in the logs");
+        assert!(!debug.contains(secret), "{secret:?} in Debug output");
+    }
+}

@@ -120,6 +120,52 @@ fn insecure_or_contradictory_configuration_fails_at_build_with_a_fix() {
                 .filter_tools(true),
             "mcp_operations(false) turns reading it off",
         ),
+        // An HMAC algorithm beside public keys of any source.
+        (
+            ResourceServer::builder(RESOURCE).issuer(
+                Issuer::new(ISSUER)
+                    .algorithms([Algorithm::HS256, Algorithm::RS256])
+                    .hmac_secret(vec![7; 32]),
+            ),
+            "Give HMAC tokens an issuer of their own",
+        ),
+        (
+            ResourceServer::builder(RESOURCE).issuer(
+                Issuer::new(ISSUER)
+                    .algorithms([Algorithm::HS256])
+                    .hmac_secret(vec![7; 32])
+                    .jwks_uri("https://idp.example.com/jwks"),
+            ),
+            "remove HS* from Issuer::algorithms",
+        ),
+        (
+            ResourceServer::builder(RESOURCE).issuer(
+                Issuer::new(ISSUER)
+                    .algorithms([Algorithm::HS256])
+                    .hmac_secret(vec![7; 32])
+                    .local_keys(local(&SigningKey::ec("k"))),
+            ),
+            "also takes public keys",
+        ),
+        (
+            ResourceServer::builder(RESOURCE).issuer(
+                Issuer::new(ISSUER)
+                    .algorithms([Algorithm::HS256])
+                    .hmac_secret(vec![7; 32])
+                    .discovery(true),
+            ),
+            "also takes public keys",
+        ),
+        // Plain http off loopback names the way out, which must be spelled out.
+        (
+            ResourceServer::builder(RESOURCE).issuer(Issuer::new("http://keycloak.internal")),
+            "Issuer::allow_insecure_http()",
+        ),
+        (
+            ResourceServer::builder(RESOURCE)
+                .issuer(Issuer::new(ISSUER).jwks_uri("http://keycloak.internal/certs")),
+            "Issuer::allow_insecure_http()",
+        ),
     ];
     for (builder, expected) in cases {
         let message = build_error(builder);
@@ -127,6 +173,34 @@ fn insecure_or_contradictory_configuration_fails_at_build_with_a_fix() {
             message.contains(expected),
             "expected {expected:?} in {message:?}"
         );
+    }
+}
+
+#[test]
+fn what_the_errors_suggest_builds() {
+    // The fixes the messages name are accepted.
+    for builder in [
+        ResourceServer::builder(RESOURCE).issuer(
+            Issuer::new("http://keycloak.internal")
+                .jwks_uri("http://keycloak.internal/certs")
+                .allow_insecure_http(),
+        ),
+        ResourceServer::builder(RESOURCE).issuer(
+            Issuer::new(ISSUER)
+                .algorithms([Algorithm::HS256])
+                .hmac_secret(vec![7; 32]),
+        ),
+        ResourceServer::builder(RESOURCE)
+            .issuer(
+                Issuer::new("https://hmac.example.com")
+                    .algorithms([Algorithm::HS256])
+                    .hmac_secret(vec![7; 32]),
+            )
+            .issuer(Issuer::new(ISSUER).algorithms([Algorithm::RS256])),
+    ] {
+        if let Err(error) = builder.build() {
+            panic!("{error}");
+        }
     }
 }
 

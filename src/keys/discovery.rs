@@ -36,6 +36,8 @@ struct Inner {
     options: JwksOptions,
     discovered: ArcSwapOption<Discovered>,
     flight: Flight,
+    /// Whether the document may name plain-http endpoints off loopback.
+    insecure_http: bool,
 }
 
 /// Lazy discovery of an issuer's keys. Cheap to clone.
@@ -43,7 +45,12 @@ struct Inner {
 pub(crate) struct Discovery(Arc<Inner>);
 
 impl Discovery {
-    pub(crate) fn new(issuer: String, fetcher: Fetcher, options: JwksOptions) -> Self {
+    pub(crate) fn new(
+        issuer: String,
+        fetcher: Fetcher,
+        options: JwksOptions,
+        insecure_http: bool,
+    ) -> Self {
         let flight = Flight::new(options.min_backoff, options.max_backoff);
         Self(Arc::new(Inner {
             issuer,
@@ -51,6 +58,7 @@ impl Discovery {
             options,
             discovered: ArcSwapOption::empty(),
             flight,
+            insecure_http,
         }))
     }
 
@@ -125,7 +133,7 @@ impl Discovery {
         let endpoint = |name: &str| -> Result<Option<String>, (FetchFailure, String)> {
             match document.get(name) {
                 None => Ok(None),
-                Some(Value::String(url)) => uri::check_url(url, name)
+                Some(Value::String(url)) => uri::check_url_with(url, name, self.0.insecure_http)
                     .map(|()| Some(url.clone()))
                     .map_err(|e| other(e.message().to_owned())),
                 Some(_) => Err(other(format!("{name} is not a string"))),

@@ -15,6 +15,21 @@ use serde_json::Value;
 
 use crate::error::ConfigError;
 
+/// The smallest RSA modulus accepted, as jsonwebtoken's backends and NIST require.
+const MIN_RSA_BITS: usize = 2048;
+
+/// The size in bits of a base64url RSA modulus (0 when it is not base64url).
+fn rsa_modulus_bits(n: &str) -> usize {
+    use base64::Engine;
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(n) else {
+        return 0;
+    };
+    match bytes.iter().position(|b| *b != 0) {
+        Some(first) => (bytes.len() - first) * 8 - bytes[first].leading_zeros() as usize,
+        None => 0,
+    }
+}
+
 /// A public key (or a configured HMAC secret) ready to verify signatures.
 pub struct VerificationKey {
     key: DecodingKey,
@@ -44,7 +59,15 @@ impl VerificationKey {
             Some(_) => return Err("its \"alg\" is not a string".into()),
         };
         let (family, curve) = match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => (AlgorithmFamily::Rsa, None),
+            AlgorithmParameters::RSA(rsa) => {
+                let bits = rsa_modulus_bits(&rsa.n);
+                if bits < MIN_RSA_BITS {
+                    return Err(format!(
+                        "its RSA modulus has {bits} bits; at least {MIN_RSA_BITS} are required"
+                    ));
+                }
+                (AlgorithmFamily::Rsa, None)
+            }
             AlgorithmParameters::EllipticCurve(ec) => (AlgorithmFamily::Ec, Some(ec.curve.clone())),
             AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
                 (AlgorithmFamily::Ed, None)
@@ -293,6 +316,36 @@ mod tests {
             !parsed.keys.has(Some("hmac"), Algorithm::HS256),
             "R-JWT-1: no oct key from a set"
         );
+    }
+
+    #[test]
+    fn rsa_keys_under_2048_bits_are_skipped_with_the_reason() {
+        use base64::Engine;
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let mut small = vec![0xC3u8; 128]; // 1024 bits
+        small[127] |= 1;
+        let mut padded = vec![0u8; 1];
+        padded.extend(vec![0x7Fu8; 256]); // 2047 bits behind a zero byte
+        let doc = json!({"keys": [
+            {"kty": "RSA", "kid": "small", "n": b64(&small), "e": "AQAB"},
+            {"kty": "RSA", "kid": "padded", "n": b64(&padded), "e": "AQAB"},
+            {"kty": "RSA", "kid": "good", "n": N, "e": "AQAB"},
+        ]});
+        let parsed = KeySet::parse(doc.to_string().as_bytes(), 10).map_err(|e| e.to_string());
+        let parsed = parsed.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.keys.len(), 1);
+        assert!(parsed.keys.has(Some("good"), Algorithm::RS256));
+        assert!(
+            parsed.skipped[0].contains("1024 bits"),
+            "{:?}",
+            parsed.skipped
+        );
+        assert!(
+            parsed.skipped[1].contains("2047 bits"),
+            "{:?}",
+            parsed.skipped
+        );
+        assert_eq!(rsa_modulus_bits(N), 2048);
     }
 
     #[test]

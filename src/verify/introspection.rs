@@ -111,9 +111,9 @@ impl Introspection {
         self.endpoint.is_some()
     }
 
-    fn validate(&self, issuer: &str) -> Result<(), ConfigError> {
+    fn validate(&self, issuer: &str, insecure_http: bool) -> Result<(), ConfigError> {
         if let Some(endpoint) = &self.endpoint {
-            uri::check_url(endpoint, "introspection endpoint")?;
+            uri::check_url_with(endpoint, "introspection endpoint", insecure_http)?;
         }
         if self.client_id.is_empty() || self.client_secret.is_empty() {
             return Err(ConfigError::new(format!(
@@ -167,16 +167,17 @@ impl IntrospectionVerifier {
                  Introspection::endpoint (discovery is available through Issuer::introspection)"
             )));
         }
-        Self::build(issuer, config, None)
+        Self::build(issuer, config, None, false)
     }
 
     pub(crate) fn build(
         issuer: String,
         config: Introspection,
         discovery: Option<Discovery>,
+        insecure_http: bool,
     ) -> Result<Self, ConfigError> {
-        uri::check_url(&issuer, "issuer")?;
-        config.validate(&issuer)?;
+        uri::check_url_with(&issuer, "issuer", insecure_http)?;
+        config.validate(&issuer, insecure_http)?;
         let fetcher = Fetcher::new(&config.fetch)?;
         let cache = ResultCache::new(config.cache);
         Ok(Self(Arc::new(Inner {

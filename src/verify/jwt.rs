@@ -66,6 +66,7 @@ pub struct Issuer {
     introspection: Option<Introspection>,
     introspect_jwts: bool,
     audience: Option<AudiencePolicy>,
+    insecure_http: bool,
 }
 
 /// What building an [`Issuer`] gives: the JWT rules, and the introspection verifier
@@ -93,6 +94,7 @@ impl Issuer {
             introspection: None,
             introspect_jwts: false,
             audience: None,
+            insecure_http: false,
         }
     }
 
@@ -185,6 +187,16 @@ impl Issuer {
         self
     }
 
+    /// Accepts plain `http` URLs to a host other than localhost for this issuer, its
+    /// `jwks_uri`, the endpoints its discovery names and its introspection endpoint.
+    /// Anyone on the network path can then read the introspection credentials and
+    /// replace the keys with their own, so only for a network that is trusted by
+    /// other means (a service mesh that encrypts and authenticates every hop).
+    pub fn allow_insecure_http(mut self) -> Self {
+        self.insecure_http = true;
+        self
+    }
+
     /// Cache and fetch limits for this issuer's key sets and discovery.
     pub fn jwks_options(mut self, options: JwksOptions) -> Self {
         self.jwks = options;
@@ -193,7 +205,7 @@ impl Issuer {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let name = &self.issuer;
-        uri::check_url(name, "issuer")?;
+        self.check_url(name, "issuer")?;
         if name.contains('?') {
             return Err(ConfigError::new(format!(
                 "issuer {name:?} has a query; an issuer identifier has none (RFC 8414 §2)"
@@ -230,13 +242,25 @@ impl Issuer {
             _ => {}
         }
         if let Some(jwks_uri) = &self.jwks_uri {
-            uri::check_url(jwks_uri, "jwks_uri")?;
+            self.check_url(jwks_uri, "jwks_uri")?;
         }
         let asymmetric = self
             .algorithms
             .iter()
             .any(|a| a.family() != AlgorithmFamily::Hmac);
-        let discovery = self.discovery.unwrap_or(self.jwks_uri.is_none());
+        let discovery = self.key_discovery();
+        let public_keys = self.local.is_some()
+            || !self.sources.is_empty()
+            || self.jwks_uri.is_some()
+            || discovery;
+        if hmac && public_keys {
+            return Err(ConfigError::new(format!(
+                "issuer {name:?} allows an HMAC algorithm and also takes public keys (local \
+                 keys, a key source, a jwks_uri or discovery); a token could then pick which \
+                 kind of key checks it. Give HMAC tokens an issuer of their own with only \
+                 Issuer::hmac_secret, or remove HS* from Issuer::algorithms"
+            )));
+        }
         if self.introspect_jwts && self.introspection.is_none() {
             return Err(ConfigError::new(format!(
                 "issuer {name:?} sends JWTs to introspection but has none; add Issuer::introspection"
@@ -276,22 +300,56 @@ impl Issuer {
         Ok(())
     }
 
+    /// Whether keys are discovered: as configured, else when the issuer takes public
+    /// keys and names no `jwks_uri`.
+    fn key_discovery(&self) -> bool {
+        let asymmetric = self
+            .algorithms
+            .iter()
+            .any(|a| a.family() != AlgorithmFamily::Hmac);
+        self.discovery
+            .unwrap_or(asymmetric && self.jwks_uri.is_none())
+    }
+
+    /// Checks a URL of this issuer's: https, or http to localhost, or any http with
+    /// [`Issuer::allow_insecure_http`]; the error says so.
+    fn check_url(&self, url: &str, what: &str) -> Result<(), ConfigError> {
+        uri::check_url_with(url, what, self.insecure_http).map_err(|error| {
+            if url.starts_with("http://") {
+                ConfigError::new(format!(
+                    "{}; or, only for a network trusted by other means, \
+                     Issuer::allow_insecure_http()",
+                    error.message()
+                ))
+            } else {
+                error
+            }
+        })
+    }
+
     pub(crate) fn build(self) -> Result<BuiltIssuer, ConfigError> {
         self.validate()?;
         let fetcher = Fetcher::new(&self.jwks.fetch)?;
-        let key_discovery = self.discovery.unwrap_or(self.jwks_uri.is_none());
+        let key_discovery = self.key_discovery();
         let needs_discovery = key_discovery
             || self
                 .introspection
                 .as_ref()
                 .is_some_and(|i| !i.has_endpoint());
-        let discovery = needs_discovery
-            .then(|| Discovery::new(self.issuer.clone(), fetcher.clone(), self.jwks.clone()));
+        let discovery = needs_discovery.then(|| {
+            Discovery::new(
+                self.issuer.clone(),
+                fetcher.clone(),
+                self.jwks.clone(),
+                self.insecure_http,
+            )
+        });
         let introspection = match self.introspection {
             Some(config) => Some(IntrospectionVerifier::build(
                 self.issuer.clone(),
                 config,
                 discovery.clone(),
+                self.insecure_http,
             )?),
             None => None,
         };

@@ -26,6 +26,27 @@ use tower::ServiceExt;
 
 pub use signing::SigningKey;
 
+/// `n` milliseconds.
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Key-set limits short enough for tests: 1.5 s per fetch, a 300 ms kid-miss
+/// cool-down, back-off from 300 to 600 ms.
+pub fn quick_jwks() -> mcp_gatekeeper::keys::JwksOptions {
+    mcp_gatekeeper::keys::JwksOptions {
+        kid_miss_cooldown: ms(300),
+        min_backoff: ms(300),
+        max_backoff: ms(600),
+        fetch: mcp_gatekeeper::FetchOptions {
+            timeout: ms(1500),
+            connect_timeout: ms(500),
+            ..mcp_gatekeeper::FetchOptions::default()
+        },
+        ..mcp_gatekeeper::keys::JwksOptions::default()
+    }
+}
+
 /// Seconds since the epoch.
 pub fn now() -> u64 {
     SystemTime::now()
@@ -77,6 +98,15 @@ struct IdpState {
     introspected: Mutex<std::collections::HashMap<String, Value>>,
     switches: Switches,
     counters: Counters,
+}
+
+/// Takes a [`TestIdp`] down (every answer 503) or up, from any task.
+pub struct DownSwitch(Arc<IdpState>);
+
+impl DownSwitch {
+    pub fn set(&self, down: bool) {
+        self.0.switches.down.store(down, Ordering::SeqCst);
+    }
 }
 
 /// A real HTTP identity provider on 127.0.0.1:0 serving discovery and a JWK set.
@@ -172,6 +202,11 @@ impl TestIdp {
     /// Makes `/moved` answer `302` to `location`.
     pub fn redirect_to(&self, location: &str) {
         *self.state.redirect_to.lock().expect("redirect lock") = location.to_owned();
+    }
+
+    /// A handle that takes the provider down or up from another task.
+    pub fn down_switch(&self) -> DownSwitch {
+        DownSwitch(self.state.clone())
     }
 
     pub fn switches(&self) -> &Switches {
