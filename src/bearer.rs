@@ -300,6 +300,70 @@ mod tests {
         assert!(!is_b64token(b""));
     }
 
+    /// The grammar of R-BEAR-1, written out plainly: the reference for the property
+    /// below. `Some(token)` when `value` is `Bearer`, one or more spaces, a b64token.
+    fn reference(value: &[u8]) -> Option<&[u8]> {
+        let scheme = value.get(..6)?;
+        if !scheme.eq_ignore_ascii_case(b"bearer") || value.get(6) != Some(&b' ') {
+            return None;
+        }
+        let token = value[6..].trim_ascii_start();
+        let body_len = token.iter().take_while(|b| **b != b'=').count();
+        let (body, padding) = token.split_at(body_len);
+        let body_ok = !body.is_empty()
+            && body
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(b));
+        (body_ok && padding.iter().all(|b| *b == b'=')).then_some(token)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        /// R-BEAR-1: the parser accepts exactly the grammar, never panics, and hands
+        /// on the token unchanged.
+        #[test]
+        fn the_parser_accepts_exactly_the_rfc_6750_grammar(
+            scheme in proptest::sample::select(vec!["Bearer", "bearer", "BEARER", "Basic", "Bearer2", "Bear", ""]),
+            spaces in 0usize..3,
+            token in "[A-Za-z0-9._~+/=\\-]{0,40}|[ -~]{0,20}",
+        ) {
+            let value = format!("{scheme}{}{token}", " ".repeat(spaces));
+            let Ok(header) = http::HeaderValue::from_str(&value) else {
+                return Ok(());
+            };
+            let mut request = Request::builder().uri("/mcp");
+            request = request.header(AUTHORIZATION, header);
+            let parts = request.body(()).map(|r| r.into_parts().0);
+            let parts = parts.unwrap_or_else(|_| Request::new(()).into_parts().0);
+            let parsed = extract(&parts, &layer());
+            match reference(value.as_bytes()) {
+                Some(expected) => {
+                    let token = parsed.map(|t| t.as_str().as_bytes().to_vec());
+                    proptest::prop_assert_eq!(token.ok(), Some(expected.to_vec()));
+                }
+                None => {
+                    let rule = parsed.err().map(|e| (e.rule(), e.status()));
+                    proptest::prop_assert_eq!(
+                        rule.map(|(_, status)| status),
+                        Some(http::StatusCode::BAD_REQUEST),
+                        "{:?}", value
+                    );
+                }
+            }
+        }
+
+        /// Arbitrary bytes in the header never panic the parser.
+        #[test]
+        fn arbitrary_header_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            if let Ok(header) = http::HeaderValue::from_bytes(&bytes) {
+                let mut parts = Request::new(()).into_parts().0;
+                parts.headers.insert(AUTHORIZATION, header);
+                let _ = extract(&parts, &layer());
+            }
+        }
+    }
+
     #[test]
     fn scheme_is_case_insensitive_and_spaces_are_allowed() {
         // R-BEAR-1

@@ -368,6 +368,107 @@ mod tests {
         );
     }
 
+    /// An RFC 7235 `Bearer` challenge read back: its auth-params, in order, each a
+    /// token name and a quoted-string value (with quoted-pair escapes undone).
+    fn parse_challenge(header: &str) -> Option<Vec<(String, String)>> {
+        let mut rest = header.strip_prefix("Bearer")?;
+        let mut params = Vec::new();
+        if rest.is_empty() {
+            return Some(params);
+        }
+        rest = rest.strip_prefix(' ')?;
+        loop {
+            let name_len = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)))
+                .unwrap_or(rest.len());
+            let (name, after) = rest.split_at(name_len);
+            let mut chars = after.strip_prefix("=\"")?.chars();
+            let mut value = String::new();
+            loop {
+                match chars.next()? {
+                    '"' => break,
+                    '\\' => value.push(chars.next()?),
+                    c => value.push(c),
+                }
+            }
+            params.push((name.to_owned(), value));
+            rest = chars.as_str();
+            if rest.is_empty() {
+                return (!name.is_empty()).then_some(params);
+            }
+            rest = rest.strip_prefix(", ")?;
+        }
+    }
+
+    /// What `Quote::Text` makes of `value`: RFC 6750's characters kept, `"` as `'`,
+    /// anything else as `?`.
+    fn text(value: &str) -> String {
+        value
+            .chars()
+            .map(|c| match c {
+                '"' => '\'',
+                ' '..='~' if c != '\\' => c,
+                _ => '?',
+            })
+            .collect()
+    }
+
+    /// What `Quote::Url` makes of `value`: visible ASCII and space kept, but `"` and
+    /// `\\`, and every other character percent-encoded byte by byte.
+    fn url_quoted(value: &str) -> String {
+        let mut out = String::new();
+        for c in value.chars() {
+            if (' '..='~').contains(&c) && c != '"' && c != '\\' {
+                out.push(c);
+            } else {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// R-ERR-2: whatever the description, scopes and metadata URL, the challenge
+        /// is a valid header value that parses back, and each value is what it was
+        /// (neutralised for text, percent-encoded for the URL, and nothing else).
+        #[test]
+        fn challenges_always_parse_and_keep_their_values(
+            description in ".{0,80}",
+            scopes in proptest::collection::vec(".{1,12}", 1..4),
+            url in ".{0,60}",
+            refused_for_scope in proptest::bool::ANY,
+        ) {
+            let error = if refused_for_scope {
+                AuthError::insufficient_scope(scopes.clone(), description.clone())
+            } else {
+                AuthError::invalid_token("R-JWT-2", description.clone())
+            };
+            let header = www_authenticate(&error, Some(&url), &resource());
+            proptest::prop_assert!(http::HeaderValue::from_str(&header).is_ok(), "{header}");
+            let params = parse_challenge(&header);
+            proptest::prop_assert!(params.is_some(), "unparseable: {header}");
+            let params = params.unwrap_or_default();
+            let value = |name: &str| {
+                params.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+            };
+            let code = if refused_for_scope { "insufficient_scope" } else { "invalid_token" };
+            proptest::prop_assert_eq!(value("error"), Some(code.to_owned()));
+            proptest::prop_assert_eq!(value("error_description"), Some(text(&description)));
+            proptest::prop_assert_eq!(value("resource_metadata"), Some(url_quoted(&url)));
+            let expected_scope = if refused_for_scope {
+                text(&scopes.join(" "))
+            } else {
+                "mcp:read".to_owned()
+            };
+            proptest::prop_assert_eq!(value("scope"), Some(expected_scope));
+        }
+    }
+
     #[test]
     fn unavailable_is_503_with_retry_after_and_no_challenge() {
         // R-KEY-5, R-ERR-1

@@ -247,6 +247,48 @@ pub use extract::MissingPrincipal;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        /// R-ID-1: `scope` split on any run of ASCII whitespace, `scp` as an array or
+        /// a string, give the same scopes, in order; any other JSON gives none and
+        /// never panics.
+        #[test]
+        fn scopes_parse_the_same_from_every_form(
+            scopes in proptest::collection::vec("[!#-\\[\\]-~]{1,12}", 0..6),
+            gaps in proptest::collection::vec("[ \t\n\r\x0c]{1,3}", 6),
+            lead in "[ \t]{0,2}",
+        ) {
+            let mut joined = lead;
+            for (scope, gap) in scopes.iter().zip(&gaps) {
+                joined.push_str(scope);
+                joined.push_str(gap);
+            }
+            let from = |claims: serde_json::Value| match claims {
+                Value::Object(map) => Scopes::from_claims(&map),
+                _ => Scopes::default(),
+            };
+            let by_scope = from(serde_json::json!({"scope": joined}));
+            let by_scp_array = from(serde_json::json!({"scp": scopes}));
+            let by_scp_string = from(serde_json::json!({"scp": scopes.join(" ")}));
+            proptest::prop_assert_eq!(by_scope.iter().collect::<Vec<_>>(), scopes.iter().map(String::as_str).collect::<Vec<_>>());
+            proptest::prop_assert_eq!(&by_scope, &by_scp_array);
+            proptest::prop_assert_eq!(&by_scope, &by_scp_string);
+            for scope in &scopes {
+                proptest::prop_assert!(by_scope.contains(scope));
+            }
+        }
+
+        #[test]
+        fn scope_claims_of_other_types_give_no_scopes(value in proptest::prelude::any::<i64>(), text in ".{0,20}") {
+            for odd in [serde_json::json!(value), serde_json::json!({"a": text}), serde_json::json!(null), serde_json::json!(true)] {
+                let mut claims = Map::new();
+                claims.insert("scope".into(), odd);
+                proptest::prop_assert!(Scopes::from_claims(&claims).is_empty());
+            }
+        }
+    }
     use serde_json::json;
 
     fn claims(value: Value) -> Map<String, Value> {

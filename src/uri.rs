@@ -34,7 +34,8 @@ pub(crate) fn canonical(value: &str) -> Cow<'_, str> {
         Some(i) => tail.split_at(i),
         None => (tail, ""),
     };
-    let path = path.strip_suffix('/').unwrap_or(path);
+    // Every trailing slash, so that normalising twice changes nothing.
+    let path = path.trim_end_matches('/');
 
     let already = scheme.bytes().all(|b| !b.is_ascii_uppercase())
         && host.bytes().all(|b| !b.is_ascii_uppercase())
@@ -129,6 +130,55 @@ pub(crate) fn check_url_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        /// R-AUD-2: normalising is idempotent, never panics, and makes equal what
+        /// differs only in scheme and host case, a default port, or a trailing slash.
+        #[test]
+        fn normalising_is_idempotent_and_ignores_case_ports_and_slashes(
+            secure in proptest::bool::ANY,
+            host in "[a-zA-Z0-9.-]{1,20}",
+            path in "(/[a-zA-Z0-9._~%-]{0,8}){0,3}",
+            upper in proptest::bool::ANY,
+            port in proptest::bool::ANY,
+            slash in proptest::bool::ANY,
+            junk in ".{0,40}",
+        ) {
+            let scheme = if secure { "https" } else { "http" };
+            let plain = format!("{scheme}://{host}{path}");
+            let mut variant = format!(
+                "{}://{}{}{path}",
+                if upper { scheme.to_ascii_uppercase() } else { scheme.to_owned() },
+                if upper { host.to_ascii_uppercase() } else { host.to_ascii_lowercase() },
+                if port { if secure { ":443" } else { ":80" } } else { "" },
+            );
+            if slash && !variant.ends_with('/') {
+                variant.push('/');
+            }
+            let once = canonical(&plain).into_owned();
+            proptest::prop_assert_eq!(canonical(&once).into_owned(), once.clone());
+            proptest::prop_assert_eq!(canonical(&variant).into_owned(), once);
+            let junk_once = canonical(&junk).into_owned();
+            proptest::prop_assert_eq!(canonical(&junk_once).into_owned(), junk_once);
+        }
+
+        /// A different port or path is never made equal to the resource.
+        #[test]
+        fn other_ports_and_paths_stay_different(
+            host in "[a-z0-9]{1,12}",
+            port in 1u16..,
+            path in "/[a-z]{1,8}",
+        ) {
+            let resource = format!("https://{host}/mcp");
+            proptest::prop_assume!(port != 443 && path != "/mcp");
+            let with_port = format!("https://{host}:{port}/mcp");
+            let elsewhere = format!("https://{host}{path}");
+            proptest::prop_assert_ne!(canonical(&with_port), canonical(&resource));
+            proptest::prop_assert_ne!(canonical(&elsewhere), canonical(&resource));
+        }
+    }
 
     #[test]
     fn canonical_normalises_case_default_port_and_trailing_slash() {
