@@ -42,6 +42,7 @@ bash tests/glewlwyd/selftest.sh \
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 
 step "cargo clippy (the crate and its benchmarks; all targets, all features, -D warnings)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
@@ -54,6 +55,9 @@ cargo test --no-default-features --features rust-crypto,axum --lib --tests
 
 step "cargo bench --no-run (the benchmarks compile; benches/report.sh runs them)"
 cargo bench -p mcp-gatekeeper-benches --no-run
+
+step "cargo clippy on the fuzz targets (they compile; scripts/fuzz.sh runs them)"
+cargo clippy --manifest-path fuzz/Cargo.toml --target-dir target/fuzz-check --all-targets -- -D warnings
 
 step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features

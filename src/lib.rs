@@ -93,6 +93,9 @@ mod enrich;
 mod error;
 mod fetch;
 mod future;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 mod mcp;
 mod metadata;

@@ -40,6 +40,43 @@ struct Inner {
     insecure_http: bool,
 }
 
+/// Reads a metadata document of `issuer` (RFC 8414 or OIDC): its `jwks_uri` and
+/// `introspection_endpoint`, once its `issuer` is checked to be exactly `issuer`.
+/// The error is safe to log.
+pub(crate) fn parse_document(
+    body: &[u8],
+    issuer: &str,
+    insecure_http: bool,
+) -> Result<(Option<String>, Option<String>), String> {
+    let document: Value = serde_json::from_slice(body).map_err(|_| "not JSON".to_owned())?;
+    let named = document.get("issuer").and_then(Value::as_str);
+    if named != Some(issuer) {
+        return Err(format!(
+            "names issuer {:?}, not the configured {issuer:?}",
+            named
+                .unwrap_or("<none>")
+                .chars()
+                .take(200)
+                .collect::<String>(),
+        ));
+    }
+    let endpoint = |name: &str| -> Result<Option<String>, String> {
+        match document.get(name) {
+            None => Ok(None),
+            Some(Value::String(url)) => uri::check_url_with(url, name, insecure_http)
+                .map(|()| Some(url.clone()))
+                .map_err(|e| e.message().to_owned()),
+            Some(_) => Err(format!("{name} is not a string")),
+        }
+    };
+    let jwks_uri = endpoint("jwks_uri")?;
+    let introspection_endpoint = endpoint("introspection_endpoint")?;
+    if jwks_uri.is_none() && introspection_endpoint.is_none() {
+        return Err("has neither jwks_uri nor introspection_endpoint".into());
+    }
+    Ok((jwks_uri, introspection_endpoint))
+}
+
 /// Lazy discovery of an issuer's keys. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Discovery(Arc<Inner>);
@@ -120,33 +157,7 @@ impl Discovery {
             }
             Err(error) => return Err(other(error.to_string())),
         };
-        let document: Value =
-            serde_json::from_slice(&body).map_err(|_| other("not JSON".into()))?;
-        let issuer = document.get("issuer").and_then(Value::as_str);
-        if issuer != Some(self.0.issuer.as_str()) {
-            return Err(other(format!(
-                "names issuer {:?}, not the configured {:?}",
-                issuer.unwrap_or("<none>"),
-                self.0.issuer
-            )));
-        }
-        let endpoint = |name: &str| -> Result<Option<String>, (FetchFailure, String)> {
-            match document.get(name) {
-                None => Ok(None),
-                Some(Value::String(url)) => uri::check_url_with(url, name, self.0.insecure_http)
-                    .map(|()| Some(url.clone()))
-                    .map_err(|e| other(e.message().to_owned())),
-                Some(_) => Err(other(format!("{name} is not a string"))),
-            }
-        };
-        let jwks_uri = endpoint("jwks_uri")?;
-        let introspection_endpoint = endpoint("introspection_endpoint")?;
-        if jwks_uri.is_none() && introspection_endpoint.is_none() {
-            return Err(other(
-                "has neither jwks_uri nor introspection_endpoint".into(),
-            ));
-        }
-        Ok((jwks_uri, introspection_endpoint))
+        parse_document(&body, &self.0.issuer, self.0.insecure_http).map_err(other)
     }
 
     /// The issuer's metadata, discovered on first need (single flight, back-off).

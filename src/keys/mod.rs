@@ -22,6 +22,8 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 
 pub(crate) use discovery::Discovery;
+#[cfg(feature = "fuzzing")]
+pub(crate) use discovery::parse_document;
 pub(crate) use jwks::JwksCache;
 pub use jwks::JwksOptions;
 pub use local::LocalKeys;

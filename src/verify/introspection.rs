@@ -144,6 +144,42 @@ struct Inner {
     cache: ResultCache,
 }
 
+/// Reads an RFC 7662 answer from `issuer`'s endpoint: the claims of an active access
+/// token of that issuer, and how long they may be reused (at most `max_ttl`). An
+/// answer that is not a JSON object is an `Unavailable` error (the caller says which
+/// endpoint); an inactive token, another issuer's, a refresh, ID or key-bound token,
+/// or an expired one, is `InvalidToken`.
+pub(crate) fn parse_answer(
+    body: &[u8],
+    issuer: &str,
+    max_ttl: Duration,
+) -> Result<Verified, AuthError> {
+    let claims: Map<String, Value> = serde_json::from_slice(body).map_err(|_| {
+        AuthError::unavailable(
+            Duration::ZERO,
+            "the identity provider's introspection endpoint answered nonsense",
+        )
+    })?;
+    if claims.get("active") != Some(&Value::Bool(true)) {
+        return Err(AuthError::invalid_token(
+            "R-OPQ-1",
+            "the token is not active (expired, revoked, or unknown to its issuer)",
+        ));
+    }
+    super::refuse_non_bearer_access_tokens(&claims)?;
+    if claims
+        .get("iss")
+        .is_some_and(|iss| iss.as_str() != Some(issuer))
+    {
+        return Err(AuthError::invalid_token(
+            "R-OPQ-1",
+            "the introspection answer names another issuer",
+        ));
+    }
+    let ttl = ttl_until(claims.get("exp"), max_ttl)?;
+    Ok(Verified { claims, ttl })
+}
+
 /// Verifies opaque tokens by RFC 7662 introspection at one issuer. Cheap to clone.
 #[derive(Clone)]
 pub struct IntrospectionVerifier(Arc<Inner>);
@@ -266,28 +302,18 @@ impl IntrospectionVerifier {
                     )
                 }
             })?;
-        let claims: Map<String, Value> = serde_json::from_slice(&fetched.body).map_err(|_| {
-            tracing::warn!(issuer = %self.0.issuer, "the introspection answer is not a JSON object");
-            self.unavailable("the identity provider's introspection endpoint answered nonsense")
-        })?;
-        if claims.get("active") != Some(&Value::Bool(true)) {
-            return Err(AuthError::invalid_token(
-                "R-OPQ-1",
-                "the token is not active (expired, revoked, or unknown to its issuer)",
-            ));
-        }
-        super::refuse_non_bearer_access_tokens(&claims)?;
-        if claims
-            .get("iss")
-            .is_some_and(|iss| iss.as_str() != Some(self.0.issuer.as_str()))
-        {
-            return Err(AuthError::invalid_token(
-                "R-OPQ-1",
-                "the introspection answer names another issuer",
-            ));
-        }
-        let ttl = ttl_until(claims.get("exp"), config.cache.max_ttl)?;
-        Ok(Arc::new(Verified { claims, ttl }))
+        parse_answer(&fetched.body, &self.0.issuer, config.cache.max_ttl)
+            .map(Arc::new)
+            .map_err(|error| {
+                if error.kind() == crate::AuthErrorKind::Unavailable {
+                    tracing::warn!(issuer = %self.0.issuer, "the introspection answer is not a JSON object");
+                    self.unavailable(
+                        "the identity provider's introspection endpoint answered nonsense",
+                    )
+                } else {
+                    error
+                }
+            })
     }
 
     async fn verify_owned(self, token: BearerToken) -> Result<Principal, AuthError> {

@@ -22,6 +22,8 @@ use tower::{Layer, Service};
 
 pub use cache::{TokenCacheOptions, TokenCacheUsage};
 pub use chain::VerifierChain;
+#[cfg(feature = "fuzzing")]
+pub(crate) use introspection::parse_answer;
 pub use introspection::{ClientAuth, Introspection, IntrospectionVerifier};
 pub use jwt::{Issuer, JwtVerifier};
 #[cfg(feature = "kubernetes")]

@@ -1,0 +1,24 @@
+//! Entry points for the fuzz targets under `fuzz/` (feature `fuzzing`): the parsers
+//! that read what identity providers send, which are private to the crate. Not a
+//! stable API; the token path is fuzzed through the public layers.
+
+use std::time::Duration;
+
+/// Reads `body` as a metadata document of `issuer`; whether it was accepted.
+pub fn discovery_document(issuer: &str, body: &[u8]) -> bool {
+    crate::keys::parse_document(body, issuer, false).is_ok()
+}
+
+/// Reads `body` as an introspection answer from `issuer`; whether it vouched for an
+/// access token.
+pub fn introspection_answer(issuer: &str, body: &[u8]) -> bool {
+    crate::verify::parse_answer(body, issuer, Duration::from_secs(300)).is_ok()
+}
+
+/// Reads `body` as a JWK set, keeping at most 64 keys; the number of usable keys, or
+/// `None` when it is not a JWK set.
+pub fn jwks(body: &[u8]) -> Option<usize> {
+    crate::keys::KeySet::parse(body, 64)
+        .ok()
+        .map(|parsed| parsed.keys.len())
+}
