@@ -24,6 +24,11 @@
 //! never runs at start-up and its failure never blocks another tier. An unreachable
 //! identity provider gives `503` with `Retry-After`, not `401`.
 //!
+//! A JWT that was verified is kept in a cache keyed by its SHA-256
+//! ([`TokenCacheOptions`]): the token a client repeats on every request costs a hash
+//! and a lookup, never past its `exp` nor once its key is gone, and the audience and
+//! authorization steps still run every time.
+//!
 //! [`McpScopes`] declares which scopes each MCP operation needs (`tools/call` of
 //! `write*` needs `mcp:write`, …): a call without them is answered `403
 //! insufficient_scope` naming exactly those scopes, the MCP step-up challenge, and the
@@ -69,12 +74,14 @@
 //! - `rustls` (default): HTTPS to identity providers.
 //! - `axum` (default): [`Principal`] as an axum extractor.
 //! - `kubernetes`: the Kubernetes TokenReview verifier (`TokenReview`).
+//! - `fuzzing`: entry points for the fuzz targets under `fuzz/`; not a stable API.
 //!
 //! ## Observability
 //!
 //! Each request runs in a `mcp_gatekeeper` tracing span with the fields `decision`,
 //! `rule` (the REQUIREMENTS id that refused it), `issuer`, `key_tier` (which tier gave
-//! the key) and `subject`. No token, secret or key is ever logged.
+//! the key, or `cache` for a token verified before) and `subject`. No token, secret or
+//! key is ever logged.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
