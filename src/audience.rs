@@ -14,6 +14,7 @@ use http::request::Parts;
 use http::{Request, Response};
 use tower::{Layer, Service};
 
+use crate::bearer::BearerToken;
 use crate::body::ResponseBody;
 use crate::challenge;
 use crate::error::AuthError;
@@ -215,12 +216,6 @@ pub struct Audience<S> {
     layer: AudienceLayer,
 }
 
-/// Put into a request's extensions once its token's audience was checked, so that the
-/// authorization layer can refuse to run on a principal nobody checked (R-AUD-1 for
-/// stacks composed by hand).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct AudienceChecked;
-
 fn decide(layer: &AudienceLayer, parts: &Parts) -> Result<(), AuthError> {
     let Some(principal) = parts.extensions.get::<Principal>() else {
         return Err(AuthError::misconfigured(
@@ -261,7 +256,9 @@ where
         let (mut parts, body) = req.into_parts();
         match decide(&self.layer, &parts) {
             Ok(()) => {
-                parts.extensions.insert(AudienceChecked);
+                if let Some(token) = parts.extensions.get_mut::<BearerToken>() {
+                    token.mark_audience_checked();
+                }
                 ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)))
             }
             Err(error) => ResponseFuture::rejected(Rejection::new(

@@ -14,7 +14,7 @@ use http::{Method, Request, Response};
 use pin_project::pin_project;
 use tower::{Layer, Service};
 
-use crate::audience::AudienceChecked;
+use crate::bearer::BearerToken;
 use crate::body::ResponseBody;
 use crate::challenge;
 use crate::error::AuthError;
@@ -370,7 +370,12 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let (parts, body) = req.into_parts();
         let decision = match parts.extensions.get::<Principal>() {
-            Some(_) if parts.extensions.get::<AudienceChecked>().is_none() => {
+            Some(_)
+                if !parts
+                    .extensions
+                    .get::<BearerToken>()
+                    .is_some_and(BearerToken::audience_checked) =>
+            {
                 Err(AuthError::misconfigured(
                     "AuthorizeLayer found a principal whose audience no AudienceLayer checked: \
                      put AudienceLayer between VerifyLayer and AuthorizeLayer (with \

@@ -28,9 +28,23 @@ pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 pub struct BearerToken {
     header: HeaderValue,
     start: usize,
+    /// Set by the audience layer once the token's audience fits the request, so that
+    /// the authorization layer can refuse to run without that check (R-AUD-1). Kept
+    /// here rather than as an extension of its own: one insert less per request.
+    audience_checked: bool,
 }
 
 impl BearerToken {
+    /// Notes that the audience of the principal verified from this token was checked.
+    pub(crate) fn mark_audience_checked(&mut self) {
+        self.audience_checked = true;
+    }
+
+    /// Whether [`BearerToken::mark_audience_checked`] was called.
+    pub(crate) fn audience_checked(&self) -> bool {
+        self.audience_checked
+    }
+
     /// The token text. Treat it as a secret: never log it.
     pub fn as_str(&self) -> &str {
         // The token was checked to be b64token characters (ASCII) when it was
@@ -210,6 +224,7 @@ fn extract(parts: &Parts, layer: &BearerLayer) -> Result<BearerToken, AuthError>
     Ok(BearerToken {
         header: header.clone(),
         start,
+        audience_checked: false,
     })
 }
 
