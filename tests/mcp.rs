@@ -465,18 +465,12 @@ async fn a_tool_call_cannot_hide_behind_another_content_type() {
         assert!(refused, "{types:?}: {answer:?}");
     }
     // gRPC is not MCP: its body is never read. A server that ignored the type could
-    // still run it, so without every scope the rules mention it is refused, as a
-    // gRPC status naming all of them.
+    // still run it, so when a rule needs the operation it is refused, as the gRPC
+    // status INVALID_ARGUMENT naming the cause.
     let answer = with_type(&["application/grpc"]).await.expect("send");
-    assert_eq!(answer.headers()["grpc-status"], "7", "{answer:?}");
-    let challenge = answer.headers()["www-authenticate"]
-        .to_str()
-        .expect("ascii");
-    assert!(
-        challenge.contains(r#"error="insufficient_scope""#)
-            && challenge.contains(r#"scope="mcp:read mcp:write""#),
-        "{challenge}"
-    );
+    assert_eq!(answer.headers()["grpc-status"], "3", "{answer:?}");
+    let message = answer.headers()["grpc-message"].to_str().expect("ascii");
+    assert!(message.contains("declares gRPC"), "{message}");
     assert!(served.bodies_seen().is_empty());
     // With every scope it goes through unread (and rmcp refuses the type itself).
     let status = reqwest::Client::new()
@@ -722,4 +716,39 @@ async fn challenges_can_repeat_the_granted_scopes_for_clients_that_replace_them(
     )
     .await;
     assert!(!challenge.contains("other:thing"), "{challenge}");
+}
+
+#[tokio::test]
+async fn a_grpc_labelled_call_cannot_skip_a_callback_that_needs_the_operation() {
+    // A callback that refuses `delete` by name would see no name in a body labelled
+    // gRPC; such a request is refused before the callback, and never forwarded.
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = asked.clone();
+    let served = Served::start(true, move |b| {
+        b.authorize(move |_: &Principal, op: &McpOperation, _: &Parts| {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let deleting = op.name() == Some("write");
+            async move {
+                if deleting {
+                    Decision::deny("nobody writes")
+                } else {
+                    Decision::Allow
+                }
+            }
+        })
+    })
+    .await;
+    let write = serde_json::to_vec(&call("write", json!({"text": "x"}))).expect("json");
+    let answer = reqwest::Client::new()
+        .post(&served.resource)
+        .bearer_auth(served.token("mcp:read mcp:write"))
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/grpc")
+        .body(write)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(answer.headers()["grpc-status"], "3", "{answer:?}");
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(served.bodies_seen().is_empty());
 }

@@ -293,11 +293,36 @@ mod tests {
 
     #[test]
     fn rsa_keys_under_2048_bits_never_verify() {
-        // The same bounds as jsonwebtoken's backend: 2048 to 8192 bits.
-        let small = NativeKey::new(Material::Rsa {
-            n: vec![0xC5; 128],
+        // A 1024-bit key (made with `openssl genrsa 1024`) and its genuine RS256
+        // signature over "a.b": AWS-LC's legacy 1024-bit algorithm accepts it, so only
+        // the 2048-bit minimum, which jsonwebtoken's backend has too, refuses it.
+        let n = "qREfserVILidF12o9OnaX4iL9vsacx-J3am0K5KdI8_T20gzr99fKx6A8OoNlyR5FgvobR4zZ-7lNnErfMR0UUscsm-Y2ipOeGCcG9yWXD1p-Jix6FiwNavWOSYcr1PRYwSh6Fl9yyXV2Ns_zdfW8yH6Q2EU_FjtjLCLqEU09GU";
+        let signature = "fatoYNpONZfpR98G8O6wYgb0iJLTgo6xZClnoORblBu0l5Ek-UfzIxsJGS-YS26tGUTD68e7mnJx5TqQJTDYKxXhI5V9dW3vTADUZ1I7HC6L1vEyrc6n6CU6unULtCAzbxopbUdL-_aG0HCoEM_FbwrKA-DkjrsKE7-TiRkLQAE";
+        let modulus = URL_SAFE_NO_PAD.decode(n).expect("n");
+        let raw_signature = URL_SAFE_NO_PAD.decode(signature).expect("signature");
+        let legacy = RsaPublicKeyComponents {
+            n: modulus.as_slice(),
+            e: &[1u8, 0, 1][..],
+        }
+        .verify(
+            &signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
+            b"a.b",
+            &raw_signature,
+        );
+        assert!(legacy.is_ok(), "the signature is genuine");
+        let weak = NativeKey::new(Material::Rsa {
+            n: modulus.clone(),
             e: vec![1, 0, 1],
         });
-        assert_ne!(small.verify(Algorithm::RS256, b"a.b", "AAAA"), Some(true));
+        assert_ne!(weak.verify(Algorithm::RS256, b"a.b", signature), Some(true));
+        let jwk = serde_json::json!({"kty": "RSA", "n": n, "e": "AQAB"});
+        let decoding =
+            jsonwebtoken::DecodingKey::from_jwk(&serde_json::from_value(jwk).expect("JWK"))
+                .expect("decoding key");
+        assert_ne!(
+            jsonwebtoken::crypto::verify(signature, b"a.b", &decoding, Algorithm::RS256).ok(),
+            Some(true),
+            "jsonwebtoken refuses it too"
+        );
     }
 }

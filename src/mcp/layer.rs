@@ -121,11 +121,11 @@ pub struct Operation<S> {
 }
 
 /// Whether a request is gRPC, by its `Content-Type`: the one kind of `POST` whose
-/// body is never read as JSON-RPC (its operation is [`McpOperation::unread`], which
-/// scope rules treat as needing every scope). Anything else is read when a rule needs
-/// it, whatever type it declares: MCP SDKs differ in which types they accept as JSON
-/// (some take `text/plain, application/json`), so the declared type cannot be trusted
-/// to keep a tool call from executing.
+/// body is never read as JSON-RPC (when a rule needs its operation, it is refused).
+/// Anything else is read when a rule needs it, whatever type it declares: MCP SDKs
+/// differ in which types they accept as JSON (some take `text/plain,
+/// application/json`), so the declared type cannot be trusted to keep a tool call from
+/// executing.
 fn is_grpc(parts: &Parts) -> bool {
     let mut values = parts.headers.get_all(CONTENT_TYPE).iter().peekable();
     values.peek().is_some()
@@ -173,8 +173,16 @@ where
             return OperationFuture::calling(inner, parts, McpBody::streaming(body));
         }
         if is_grpc(&parts) {
-            parts.extensions.insert(McpOperation::unread());
-            return OperationFuture::calling(inner, parts, McpBody::streaming(body));
+            // A rule needs the operation, and a gRPC body is not JSON-RPC to read. An
+            // MCP server that ignores the content type could still run what it says,
+            // so the request cannot go on undecided: 400 (INVALID_ARGUMENT to gRPC).
+            let error = AuthError::invalid_request(
+                RULE,
+                "the request declares gRPC, so its MCP operation cannot be read, and the \
+                 authorization rules need it; send MCP messages as application/json (a \
+                 gRPC service behind these layers wants mcp_operations(false))",
+            );
+            return OperationFuture::rejecting(error, &self.layer.resource, parts, Box::pin(body));
         }
         let limit = self.layer.limit;
         let declared = parts

@@ -38,10 +38,6 @@ pub enum OperationSource {
     Headers,
     /// Neither: not a POST (an SSE `GET`, a session `DELETE`), or nothing was said.
     Unknown,
-    /// A `POST` whose body a rule needed but which was not read, because it declares
-    /// gRPC: nothing is known of it, and scope rules ask it for every scope they
-    /// mention, since an MCP server that ignores the content type could still run it.
-    Unread,
 }
 
 /// The MCP operation of a request: the JSON-RPC `method` and, for the methods that
@@ -67,17 +63,6 @@ impl McpOperation {
             name: None,
             id: None,
             source: OperationSource::Unknown,
-        }
-    }
-
-    /// A `POST` whose body was not read although a rule needed it (gRPC): see
-    /// [`OperationSource::Unread`].
-    pub const fn unread() -> Self {
-        Self {
-            method: None,
-            name: None,
-            id: None,
-            source: OperationSource::Unread,
         }
     }
 

@@ -195,17 +195,13 @@ impl McpScopes {
 
     /// The scopes `operation` needs: those of the first matching rule, else the
     /// default. An operation known only from unverified headers
-    /// ([`OperationSource::Headers`]) matches no rule; a `POST` that was not read
-    /// ([`OperationSource::Unread`]: gRPC) needs every scope the rules mention.
+    /// ([`OperationSource::Headers`]) matches no rule.
     ///
     /// A resource URI with percent-escapes or dot segments is matched as sent and as
     /// a server would normalise it (`file:///public/../secret` is also
     /// `file:///secret`); when the two readings match different rules, the operation
     /// needs the scopes of both.
     pub fn scopes_for(&self, operation: &McpOperation) -> Cow<'_, [String]> {
-        if operation.source() == OperationSource::Unread {
-            return Cow::Owned(self.all_scopes());
-        }
         let Some(method) = operation.method() else {
             return Cow::Borrowed(&self.default);
         };

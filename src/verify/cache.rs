@@ -63,9 +63,12 @@ pub struct TokenCacheOptions {
     /// turns the cache off.
     pub max_bytes: u64,
     /// The longest an entry is reused; never beyond the token's `exp` either.
-    /// Default 5 min. Zero turns the cache off.
+    /// Default 5 min. Zero turns the cache off; more than a year counts as a year.
     pub max_ttl: Duration,
 }
+
+/// The longest `max_ttl` taken as it is.
+const LONGEST_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 impl Default for TokenCacheOptions {
     fn default() -> Self {
@@ -92,11 +95,25 @@ impl TokenCacheOptions {
         self.max_entries > 0 && self.max_bytes > 0 && !self.max_ttl.is_zero()
     }
 
+    /// The byte bound the cache works with: `max_bytes`, but no more than
+    /// `max_entries` entries of the largest weight an entry can have (`u32::MAX`), so
+    /// that the share of one entry always fits a weight and the count bound holds
+    /// (`max_bytes: u64::MAX` means "by count only").
+    fn byte_bound(&self) -> u64 {
+        self.max_bytes
+            .min(self.max_entries.saturating_mul(u64::from(u32::MAX)))
+    }
+
     /// The weight of an entry of about `bytes`: never below the share of one entry,
-    /// so that `max_bytes` of weight also bounds the count by `max_entries`.
+    /// so that the byte bound of weight also bounds the count by `max_entries`.
     fn weight(&self, bytes: usize) -> u32 {
-        let share = self.max_bytes.div_ceil(self.max_entries.max(1)).max(1);
+        let share = self.byte_bound().div_ceil(self.max_entries.max(1)).max(1);
         u32::try_from((bytes as u64).max(share)).unwrap_or(u32::MAX)
+    }
+
+    /// `max_ttl` within what the cache can keep.
+    fn ttl(&self) -> Duration {
+        self.max_ttl.min(LONGEST_TTL)
     }
 }
 
@@ -166,9 +183,9 @@ impl<V: Send + Sync + 'static> TokenCache<V> {
     pub(crate) fn new(options: TokenCacheOptions) -> Self {
         let cache = options.is_enabled().then(|| {
             moka::sync::Cache::builder()
-                .max_capacity(options.max_bytes)
+                .max_capacity(options.byte_bound())
                 .weigher(weigh)
-                .time_to_live(options.max_ttl)
+                .time_to_live(options.ttl())
                 .build()
         });
         Self { cache, options }
@@ -191,7 +208,7 @@ impl<V: Send + Sync + 'static> TokenCache<V> {
         let Some(cache) = &self.cache else {
             return;
         };
-        let ttl = ttl.min(self.options.max_ttl);
+        let ttl = ttl.min(self.options.ttl());
         if ttl.is_zero() {
             return;
         }
@@ -243,7 +260,7 @@ impl ResultCache {
     pub(crate) fn new(options: TokenCacheOptions) -> Self {
         let cache = options.is_enabled().then(|| {
             moka::future::Cache::builder()
-                .max_capacity(options.max_bytes)
+                .max_capacity(options.byte_bound())
                 .weigher(weigh)
                 .expire_after(Rules)
                 .build()
@@ -270,7 +287,7 @@ impl ResultCache {
             .try_get_with(key, async move {
                 let value = verify.await?;
                 let json_len = serde_json::to_string(&value.claims).map_or(0, |j| j.len());
-                let ttl = value.ttl.min(options.max_ttl);
+                let ttl = value.ttl.min(options.ttl());
                 Ok::<_, AuthError>(Arc::new(Entry {
                     ttl,
                     weight: options.weight(estimate(json_len)),
@@ -364,6 +381,33 @@ mod tests {
         // Rounding up keeps the count bound: 10 / 3 -> 4 each, at most 2 entries.
         assert_eq!(options(3, 10).weight(1), 4);
         assert_eq!(options(1, u64::MAX).weight(1), u32::MAX);
+    }
+
+    #[test]
+    fn a_count_only_bound_still_bounds_the_count() {
+        // max_bytes: u64::MAX means "by count": the count bound must still hold.
+        let cache = TokenCache::new(options(10, u64::MAX));
+        for n in 0..200u32 {
+            let key = cache.key(&format!("token-{n}")).expect("on");
+            cache.insert(key, Arc::new(n), Duration::from_secs(60), 100);
+        }
+        let usage = cache.usage();
+        assert!(usage.entries <= 10, "{usage:?}");
+    }
+
+    #[test]
+    fn a_huge_max_ttl_counts_as_a_year() {
+        let huge = TokenCacheOptions {
+            max_ttl: Duration::MAX,
+            ..TokenCacheOptions::default()
+        };
+        assert_eq!(huge.ttl(), LONGEST_TTL);
+        // Building the caches with it does not panic.
+        let cache = TokenCache::<u8>::new(huge);
+        let key = cache.key("t").expect("on");
+        cache.insert(key, Arc::new(1), Duration::from_secs(60), 10);
+        assert_eq!(cache.get(&key).as_deref(), Some(&1));
+        let _ = ResultCache::new(huge);
     }
 
     #[test]
