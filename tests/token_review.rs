@@ -104,6 +104,10 @@ async fn start_api_server() -> (String, Arc<ApiServer>) {
 }
 
 fn protect(url: &str) -> Router {
+    protect_with(url, |review| review)
+}
+
+fn protect_with(url: &str, configure: impl FnOnce(TokenReview) -> TokenReview) -> Router {
     let review = TokenReview::new(url, CLUSTER)
         .bearer_token(REVIEWER)
         .audiences([RESOURCE])
@@ -113,7 +117,7 @@ fn protect(url: &str) -> Router {
         });
     let server = ResourceServer::builder(RESOURCE)
         .authorization_server("https://idp.example.com")
-        .token_review(review)
+        .token_review(configure(review))
         .expect("valid review")
         .build()
         .expect("valid");
@@ -217,4 +221,22 @@ async fn tokens_of_other_issuers_are_never_sent_for_review() {
     .await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     assert_eq!(api.reviews.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_disabled_review_cache_reviews_every_request() {
+    // Issue 6: the review cache follows the token cache's rules, off switch included.
+    let (url, api) = start_api_server().await;
+    let token = service_account_token();
+    api.good.lock().expect("lock").push(token.clone());
+    let app = protect_with(&url, |review| {
+        review.cache(mcp_gatekeeper::TokenCacheOptions::disabled())
+    });
+    for _ in 0..3 {
+        assert_eq!(
+            call(&app, "/mcp", Some(&token)).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(api.reviews.load(Ordering::SeqCst), 3);
 }

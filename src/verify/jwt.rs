@@ -483,15 +483,34 @@ impl std::fmt::Debug for JwtVerifier {
     }
 }
 
-/// A JWT taken apart, before its signature is checked. Each part is decoded once.
-struct Parsed<'t> {
+/// A JWT taken apart, before its signature is checked. Each part is decoded once, and
+/// nothing borrows the token, so a verification that must fetch keys keeps this
+/// instead of decoding the token again.
+struct Parsed {
     header: JoseHeader,
     claims: Map<String, Value>,
-    /// `header.payload`: what the signature covers.
-    message: &'t str,
-    signature: &'t str,
+    /// The length of `header.payload`, what the signature covers; the signature
+    /// follows it and a dot.
+    message_len: usize,
     /// The length of the claims' JSON, for the cache's size estimate.
     json_len: usize,
+}
+
+impl Parsed {
+    /// The signed message and the signature, from the token this was parsed from.
+    fn split<'t>(&self, token: &'t str) -> (&'t str, &'t str) {
+        match token.split_at_checked(self.message_len) {
+            Some((message, rest)) => (message, rest.get(1..).unwrap_or_default()),
+            None => (token, ""),
+        }
+    }
+}
+
+/// What the keys at hand allow: a decision, or the parsed token and its issuer for a
+/// key fetch.
+enum Now {
+    Decided(Result<Checked, AuthError>),
+    Fetch(Box<(Parsed, Arc<IssuerRuntime>)>),
 }
 
 impl JwtVerifier {
@@ -590,12 +609,13 @@ impl JwtVerifier {
         key: Option<TokenDigest>,
     ) -> VerifyFuture {
         match self.verify_now(token.as_str()) {
-            Some(result) => VerifyFuture::ready(self.remember(key, result)),
-            None => {
+            Now::Decided(result) => VerifyFuture::ready(self.remember(key, result)),
+            Now::Fetch(pending) => {
                 let this = self.clone();
                 let token = token.clone();
                 VerifyFuture::pending(async move {
-                    let result = this.verify_later(token.as_str()).await;
+                    let (parsed, issuer) = *pending;
+                    let result = verify_later(token.as_str(), parsed, issuer).await;
                     this.remember(key, result)
                 })
             }
@@ -626,7 +646,7 @@ impl JwtVerifier {
         Ok(checked.principal)
     }
 
-    fn issuer(&self, parsed: &Parsed<'_>) -> Result<&Arc<IssuerRuntime>, AuthError> {
+    fn issuer(&self, parsed: &Parsed) -> Result<&Arc<IssuerRuntime>, AuthError> {
         let name = match parsed.claims.get("iss") {
             Some(Value::String(name)) => name,
             Some(_) => {
@@ -662,34 +682,40 @@ impl JwtVerifier {
         Ok(issuer)
     }
 
-    /// Verifies with the keys at hand; `None` when keys must be fetched first.
-    fn verify_now(&self, token: &str) -> Option<Result<Checked, AuthError>> {
+    /// Verifies with the keys at hand, or says that keys must be fetched first.
+    fn verify_now(&self, token: &str) -> Now {
         let parsed = match parse(token) {
             Ok(parsed) => parsed,
-            Err(e) => return Some(Err(e)),
+            Err(e) => return Now::Decided(Err(e)),
         };
         let issuer = match self.issuer(&parsed) {
             Ok(issuer) => issuer.clone(),
-            Err(e) => return Some(Err(e)),
+            Err(e) => return Now::Decided(Err(e)),
         };
         let alg = parsed.header.alg;
         let kid = parsed.header.kid.as_deref();
         if alg.family() == AlgorithmFamily::Hmac && issuer.hmac.is_none() {
-            return Some(Err(no_key(kid)));
+            return Now::Decided(Err(no_key(kid)));
         }
-        let found = issuer.keys_now(kid, alg)?;
-        Some(check(issuer, parsed, found))
+        match issuer.keys_now(kid, alg) {
+            Some(found) => Now::Decided(check(issuer, token, parsed, found)),
+            None => Now::Fetch(Box::new((parsed, issuer))),
+        }
     }
+}
 
-    async fn verify_later(&self, token: &str) -> Result<Checked, AuthError> {
-        let parsed = parse(token)?;
-        let issuer = self.issuer(&parsed)?.clone();
-        let kid = parsed.header.kid.as_deref();
-        match issuer.keys.resolve(kid, parsed.header.alg).await {
-            Ok(Some(found)) => check(issuer, parsed, found),
-            Ok(None) => Err(no_key(kid)),
-            Err(error) => Err(AuthError::unavailable(error.retry_after, error.reason)),
-        }
+/// Verifies `token`, already parsed, once its issuer's tiers had a chance to fetch
+/// the key.
+async fn verify_later(
+    token: &str,
+    parsed: Parsed,
+    issuer: Arc<IssuerRuntime>,
+) -> Result<Checked, AuthError> {
+    let kid = parsed.header.kid.clone();
+    match issuer.keys.resolve(kid.as_deref(), parsed.header.alg).await {
+        Ok(Some(found)) => check(issuer, token, parsed, found),
+        Ok(None) => Err(no_key(kid.as_deref())),
+        Err(error) => Err(AuthError::unavailable(error.retry_after, error.reason)),
     }
 }
 
@@ -811,10 +837,10 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
 
 /// Takes a compact JWS apart: the header and the claims decoded (once each), and the
 /// signed message and signature as sent. Nothing here is trusted yet.
-fn parse(token: &str) -> Result<Parsed<'_>, AuthError> {
+fn parse(token: &str) -> Result<Parsed, AuthError> {
     let malformed =
         || AuthError::invalid_token("R-JWT-1", "the access token is not a well-formed JWT");
-    let Some([header, payload, signature]) = segments(token) else {
+    let Some([header, payload, _]) = segments(token) else {
         return Err(malformed());
     };
     let raw_header = URL_SAFE_NO_PAD.decode(header).map_err(|_| malformed())?;
@@ -885,12 +911,10 @@ fn parse(token: &str) -> Result<Parsed<'_>, AuthError> {
         }
     };
     // segments() split on the only two dots: header '.' payload '.' signature.
-    let message = &token[..header_len + 1 + payload.len()];
     Ok(Parsed {
         header,
         claims,
-        message,
-        signature,
+        message_len: header_len + 1 + payload.len(),
         json_len: raw.len(),
     })
 }
@@ -944,16 +968,18 @@ fn no_key(kid: Option<&str>) -> AuthError {
 /// Checks the signature with each candidate key of `found`, then the claims.
 fn check(
     issuer: Arc<IssuerRuntime>,
-    parsed: Parsed<'_>,
+    token: &str,
+    parsed: Parsed,
     found: Found,
 ) -> Result<Checked, AuthError> {
+    let (message, signature) = parsed.split(token);
     let alg = parsed.header.alg;
     let kid = parsed.header.kid.as_deref();
     let mut verified = false;
     let mut refusal = None;
     // A token without kid may try several keys; bound the signature checks it costs.
     for key in found.keys.candidates(kid, alg).take(MAX_KEYS_TRIED) {
-        match key.verify(alg, parsed.message.as_bytes(), parsed.signature) {
+        match key.verify(alg, message.as_bytes(), signature) {
             Ok(true) => {
                 verified = true;
                 break;
