@@ -17,6 +17,20 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 fail() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
 
+step "disk space"
+# A fresh run builds about fifty test binaries for two crypto backends, about 4.3 GB
+# under target/ with the profile in Cargo.toml (15 GB before it). Say so up front,
+# naming the cause, rather than leave only a linker's "No space left on device".
+need_gb=6
+mkdir -p target
+free_gb=$(df -Pk target | awk 'NR == 2 { print int($4 / 1048576) }')
+echo "${free_gb} GB free where target/ lives"
+if [ "$free_gb" -lt "$need_gb" ]; then
+    printf 'warning: a fresh run of the suite needs about %s GB under target/; if a link fails with "No space left on device", free disk space\n' "$need_gb" >&2
+fi
+# A clean checkout gains nothing from incremental compilation, and its caches take space.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 step "toolchain components"
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
     rustup component add rustfmt clippy
@@ -63,4 +77,5 @@ step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
 
 echo
+echo "target/ uses $(du -sh target | cut -f1)"
 echo "all checks passed"
