@@ -32,6 +32,43 @@ async fn glewlwyd_at_jwts_verify_or_are_refused_per_the_audience_rules() {
     let no_resource = idp::client_credentials(&endpoint, client, "mcp:read", None).await;
     let no_resource = no_resource["access_token"].as_str().expect("token");
 
+    // What the cases below rest on, as glewlwyd issues it: `typ: at+jwt`, an `nbf`
+    // (already reached, as it must be for the token to verify), and `aud` naming the
+    // resource only when one was asked for.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let (header, claims) = (segment(for_us, 0), segment(for_us, 1));
+    assert_eq!(header["typ"], "at+jwt", "{header}");
+    let nbf = claims["nbf"].as_f64().expect("glewlwyd's tokens carry nbf");
+    assert!(
+        nbf <= now + 1.0 && now < claims["exp"].as_f64().expect("exp"),
+        "{claims}"
+    );
+    assert_eq!(claims["aud"], serde_json::json!(RESOURCE), "{claims}");
+    let aud = &segment(no_resource, 1)["aud"];
+    assert!(aud == "mcp:read" || aud[0] == "mcp:read", "{aud}");
+    // It serves OpenID discovery only (no RFC 8414 document, which is tried first, at
+    // the path-inserted URL), so the keys below are found through the fallback.
+    let url = reqwest::Url::parse(&issuer).expect("issuer URL");
+    let origin = url.origin().ascii_serialization();
+    let path = url.path().trim_end_matches('/');
+    let rfc8414 = format!("{origin}/.well-known/oauth-authorization-server{path}");
+    let rfc8414 = reqwest::get(rfc8414).await.expect("get");
+    assert!(!rfc8414.status().is_success(), "{rfc8414:?}");
+    let openid = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    assert!(
+        reqwest::get(openid)
+            .await
+            .expect("get")
+            .status()
+            .is_success()
+    );
+
     // The token for this resource verifies, in strict RFC 9068 mode too (typ at+jwt,
     // client_id, jti, iat), with keys found through OpenID discovery.
     let strict = app(
@@ -71,4 +108,14 @@ async fn glewlwyd_at_jwts_verify_or_are_refused_per_the_audience_rules() {
         call(&lenient, "/mcp", Some(&tampered)).await.status,
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// Segment `index` (0 header, 1 claims) of a JWT, decoded.
+fn segment(token: &str, index: usize) -> serde_json::Value {
+    use base64::Engine as _;
+    let part = token.split('.').nth(index).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON")
 }

@@ -35,8 +35,9 @@ fn issuer(key: &SigningKey) -> Issuer {
     Issuer::new(ISSUER).local_keys(keys).discovery(false)
 }
 
-/// What the MCP server behind the gatekeeper received.
-type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+/// What the MCP server behind the gatekeeper received: the operation the layers
+/// noted on each request, and its body.
+type Seen = Arc<Mutex<Vec<(Option<McpOperation>, Vec<u8>)>>>;
 
 /// The example's rmcp server behind the whole stack, on 127.0.0.1.
 struct Served {
@@ -88,8 +89,11 @@ impl Served {
                     .await
                     .map(|b| b.to_bytes())
                     .unwrap_or_default();
-                let line = format!("{} {}", parts.method, parts.uri.path());
-                record.lock().expect("lock").push((line, bytes.to_vec()));
+                let operation = parts.extensions.get::<McpOperation>().cloned();
+                record
+                    .lock()
+                    .expect("lock")
+                    .push((operation, bytes.to_vec()));
                 next.run(Request::from_parts(parts, Body::from(bytes)))
                     .await
             }
@@ -149,6 +153,18 @@ impl Served {
             .expect("lock")
             .iter()
             .map(|(_, body)| body.clone())
+            .collect()
+    }
+
+    /// The operations the server saw, as (source, method, name).
+    fn operations_seen(&self) -> Vec<(OperationSource, Option<String>, Option<String>)> {
+        let seen = self.seen.lock().expect("lock");
+        let operation = |op: &McpOperation| {
+            let owned = |s: Option<&str>| s.map(str::to_owned);
+            (op.source(), owned(op.method()), owned(op.name()))
+        };
+        seen.iter()
+            .map(|(op, _)| operation(op.as_ref().expect("the layers note an operation")))
             .collect()
     }
 
@@ -494,14 +510,42 @@ async fn a_caller_holding_every_scope_streams_past_the_cap_unread() {
     let served = Served::start(true, |b| b).await;
     let big = serde_json::to_vec(&call("write", json!({"text": "x".repeat(2 * 1024 * 1024)})))
         .expect("json");
+    // The Mcp-Method / Mcp-Name headers are all that is known of its operation: the
+    // service sees them, marked as unverified.
     let response = served
         .post("mcp:read mcp:write")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "write")
         .body(big.clone())
         .send()
         .await
         .expect("send");
     assert_eq!(response.status(), 200);
-    assert_eq!(served.bodies_seen(), vec![big]);
+    assert_eq!(served.bodies_seen(), vec![big.clone()]);
+    let from_headers = (
+        OperationSource::Headers,
+        Some("tools/call".to_owned()),
+        Some("write".to_owned()),
+    );
+    assert_eq!(served.operations_seen(), vec![from_headers]);
+    // A caller a rule could refuse has the body read: the same headers are then
+    // checked against it, and the operation comes from the body.
+    let write = serde_json::to_vec(&call("write", json!({"text": "short"}))).expect("json");
+    let response = served
+        .post("mcp:write")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "write")
+        .body(write)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    let from_body = (
+        OperationSource::Body,
+        Some("tools/call".to_owned()),
+        Some("write".to_owned()),
+    );
+    assert_eq!(served.operations_seen()[1], from_body);
 }
 
 #[tokio::test]
@@ -751,4 +795,62 @@ async fn a_grpc_labelled_call_cannot_skip_a_callback_that_needs_the_operation() 
     assert_eq!(answer.headers()["grpc-status"], "3", "{answer:?}");
     assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0);
     assert!(served.bodies_seen().is_empty());
+}
+
+#[tokio::test]
+async fn a_read_body_is_handed_on_with_its_trailers() {
+    // The layer reads the body to learn the operation; what it hands on is the same
+    // bytes and then the same trailers, as the client sent them.
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    use tower::{Layer, ServiceExt};
+
+    let message = serde_json::to_vec(&call("whoami", json!({}))).expect("json");
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-checksum", http::HeaderValue::from_static("abc123"));
+    let (first, rest) = message.split_at(10);
+    let frames: Vec<Result<Frame<bytes::Bytes>, std::convert::Infallible>> = vec![
+        Ok(Frame::data(bytes::Bytes::copy_from_slice(first))),
+        Ok(Frame::data(bytes::Bytes::copy_from_slice(rest))),
+        Ok(Frame::trailers(trailers.clone())),
+    ];
+    let request = http::Request::post("http://127.0.0.1/mcp")
+        .header("content-type", "application/json")
+        .body(StreamBody::new(tokio_stream::iter(frames)))
+        .expect("request");
+
+    let protected = ProtectedResource::new("http://127.0.0.1/mcp");
+    let seen = Arc::new(Mutex::new(None));
+    let record = seen.clone();
+    let inner = tower::service_fn(move |request: http::Request<mcp_gatekeeper::McpBody<_>>| {
+        let record = record.clone();
+        async move {
+            let operation = request.extensions().get::<McpOperation>().cloned();
+            let collected = request.into_body().collect().await?;
+            let got = (
+                operation,
+                collected.trailers().cloned(),
+                collected.to_bytes(),
+            );
+            *record.lock().expect("lock") = Some(got);
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<
+                bytes::Bytes,
+            >::new()))
+        }
+    });
+    let response = OperationLayer::new(protected)
+        .layer(inner)
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), 200);
+    let (operation, got_trailers, body) = seen.lock().expect("lock").take().expect("called");
+    let operation = operation.expect("an operation");
+    assert_eq!(operation.source(), OperationSource::Body);
+    assert_eq!(
+        (operation.method(), operation.name()),
+        (Some("tools/call"), Some("whoami"))
+    );
+    assert_eq!(body, message, "the same bytes");
+    assert_eq!(got_trailers, Some(trailers), "the same trailers");
 }

@@ -71,7 +71,9 @@ impl std::fmt::Debug for OperationLayer {
 }
 
 impl OperationLayer {
-    /// Reads the body of every JSON `POST`, up to [`DEFAULT_MCP_BODY_LIMIT`].
+    /// Reads the body of every `POST`, whatever its declared `Content-Type`, up to
+    /// [`DEFAULT_MCP_BODY_LIMIT`]; one labelled gRPC cannot be read and is refused
+    /// with 400.
     pub fn new(resource: ProtectedResource) -> Self {
         Self {
             resource,
