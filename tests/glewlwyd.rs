@@ -108,6 +108,17 @@ async fn glewlwyd_at_jwts_verify_or_are_refused_per_the_audience_rules() {
         call(&lenient, "/mcp", Some(&tampered)).await.status,
         StatusCode::UNAUTHORIZED
     );
+
+    // Dropping the handle closes start.sh's stdin: it stops glewlwyd and removes its
+    // temporary directory, so runs leave nothing behind.
+    let dir = std::path::PathBuf::from(glewlwyd.field("dir"));
+    assert!(dir.exists(), "{dir:?}");
+    drop(glewlwyd);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while dir.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!dir.exists(), "{dir:?} was left behind");
 }
 
 /// Segment `index` (0 header, 1 claims) of a JWT, decoded.

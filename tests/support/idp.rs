@@ -1,8 +1,9 @@
 //! Real identity providers for the interop tests, started on 127.0.0.1 by the test:
 //! panva's oidc-provider (`tests/oidc/provider.mjs`, Node.js) and Debian's glewlwyd
 //! (`tests/glewlwyd/start.sh`). Each prints one JSON line when ready and stops when
-//! its stdin closes, that is when the returned handle is dropped. A provider that
-//! cannot start fails the test with what to install; nothing is skipped.
+//! its stdin closes, that is when the returned handle is dropped (oidc-provider,
+//! which keeps nothing on disk, is also killed then). A provider that cannot start
+//! fails the test with what to install; nothing is skipped.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -39,13 +40,29 @@ fn fixture(dir: &str) -> PathBuf {
         .join(dir)
 }
 
+/// How a provider is stopped when its handle is dropped.
+#[derive(Clone, Copy)]
+enum Stop {
+    /// Killed at once (it keeps nothing on disk).
+    Kill,
+    /// Its stdin closes and it stops by itself, cleaning up after itself (a kill
+    /// would leave its files behind).
+    CloseStdin,
+}
+
 /// Spawns `command`, waits up to `patience` for its ready line.
-async fn start(mut command: Command, what: &str, fix: &str, patience: Duration) -> Running {
+async fn start(
+    mut command: Command,
+    what: &str,
+    fix: &str,
+    patience: Duration,
+    stop: Stop,
+) -> Running {
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .kill_on_drop(true)
+        .kill_on_drop(matches!(stop, Stop::Kill))
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {what} ({e}); {fix}"));
     let stdout = child.stdout.take().expect("stdout is piped");
@@ -77,6 +94,7 @@ pub async fn oidc_provider(args: &[&str]) -> Running {
         "tests/oidc/provider.mjs",
         "it needs Node.js 20+ and `npm ci` in tests/oidc, which scripts/test.sh does",
         Duration::from_secs(30),
+        Stop::Kill,
     )
     .await
 }
@@ -93,6 +111,9 @@ pub async fn glewlwyd(resources: &[&str]) -> Running {
         "tests/glewlwyd/start.sh",
         "it needs Debian's glewlwyd package, which scripts/test.sh installs with apt-get",
         Duration::from_secs(300),
+        // start.sh stops glewlwyd and removes its temporary directory on stdin EOF
+        // (within a second); GLEWLWYD_MAX_SECONDS stops it should that never come.
+        Stop::CloseStdin,
     )
     .await
 }
