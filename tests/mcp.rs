@@ -158,13 +158,11 @@ impl Served {
 
     /// The operations the server saw, as (source, method, name).
     fn operations_seen(&self) -> Vec<(OperationSource, Option<String>, Option<String>)> {
+        let owned = |s: Option<&str>| s.map(str::to_owned);
         let seen = self.seen.lock().expect("lock");
-        let operation = |op: &McpOperation| {
-            let owned = |s: Option<&str>| s.map(str::to_owned);
-            (op.source(), owned(op.method()), owned(op.name()))
-        };
         seen.iter()
-            .map(|(op, _)| operation(op.as_ref().expect("the layers note an operation")))
+            .map(|(op, _)| op.as_ref().expect("the layers note an operation"))
+            .map(|op| (op.source(), owned(op.method()), owned(op.name())))
             .collect()
     }
 
@@ -511,41 +509,36 @@ async fn a_caller_holding_every_scope_streams_past_the_cap_unread() {
     let big = serde_json::to_vec(&call("write", json!({"text": "x".repeat(2 * 1024 * 1024)})))
         .expect("json");
     // The Mcp-Method / Mcp-Name headers are all that is known of its operation: the
-    // service sees them, marked as unverified.
-    let response = served
-        .post("mcp:read mcp:write")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "write")
-        .body(big.clone())
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(response.status(), 200);
-    assert_eq!(served.bodies_seen(), vec![big.clone()]);
-    let from_headers = (
-        OperationSource::Headers,
-        Some("tools/call".to_owned()),
-        Some("write".to_owned()),
-    );
-    assert_eq!(served.operations_seen(), vec![from_headers]);
-    // A caller a rule could refuse has the body read: the same headers are then
-    // checked against it, and the operation comes from the body.
+    // service sees them, marked as unverified. A caller a rule could refuse has the
+    // body read: the same headers are then checked against it, and the operation
+    // comes from the body.
     let write = serde_json::to_vec(&call("write", json!({"text": "short"}))).expect("json");
-    let response = served
-        .post("mcp:write")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "write")
-        .body(write)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(response.status(), 200);
-    let from_body = (
-        OperationSource::Body,
-        Some("tools/call".to_owned()),
-        Some("write".to_owned()),
+    for (scope, body) in [("mcp:read mcp:write", &big), ("mcp:write", &write)] {
+        let response = served
+            .post(scope)
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "write")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 200, "{scope}");
+    }
+    assert_eq!(served.bodies_seen(), vec![big, write]);
+    let write_from = |source| {
+        (
+            source,
+            Some("tools/call".to_owned()),
+            Some("write".to_owned()),
+        )
+    };
+    assert_eq!(
+        served.operations_seen(),
+        vec![
+            write_from(OperationSource::Headers),
+            write_from(OperationSource::Body)
+        ]
     );
-    assert_eq!(served.operations_seen()[1], from_body);
 }
 
 #[tokio::test]
