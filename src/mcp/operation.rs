@@ -14,7 +14,6 @@ use base64::engine::general_purpose::STANDARD;
 use http::HeaderMap;
 use http::header::HeaderName;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -183,29 +182,115 @@ fn decode(value: &str) -> Result<Cow<'_, str>, String> {
     }
 }
 
-/// One JSON-RPC 2.0 message as MCP sends it. Derived structs refuse duplicate
-/// members, so a body cannot say `"name"` twice and have the gatekeeper read one and
-/// the server the other.
-#[derive(Deserialize)]
-struct Message {
-    jsonrpc: String,
-    method: Option<String>,
-    id: Option<Value>,
-    params: Option<Box<RawValue>>,
-    result: Option<IgnoredAny>,
-    error: Option<IgnoredAny>,
+/// The members of a JSON-RPC 2.0 message.
+const MESSAGE_MEMBERS: &[&str] = &["jsonrpc", "method", "id", "params", "result", "error"];
+
+/// The members of MCP request `params` that name or carry what a request does.
+const PARAMS_MEMBERS: &[&str] = &["name", "uri", "taskId", "arguments", "_meta", "cursor"];
+
+/// `name` as a case-insensitive reader compares it: ASCII and Unicode simple case
+/// folding, plus the foldings that make a non-ASCII letter equal an ASCII one in the
+/// decoders MCP servers use (Go's `encoding/json` and `strings.EqualFold` take `ſ`
+/// U+017F for `s` and the Kelvin sign U+212A for `k`; Java's `equalsIgnoreCase` and
+/// .NET's `OrdinalIgnoreCase` take the dotted and dotless I for `i`).
+fn fold(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '\u{17F}' => 's',
+            '\u{212A}' => 'k',
+            '\u{130}' | '\u{131}' => 'i',
+            c => {
+                let mut lower = c.to_lowercase();
+                match (lower.next(), lower.next()) {
+                    (Some(l), None) => l,
+                    _ => c,
+                }
+            }
+        })
+        .collect()
 }
 
-#[derive(Deserialize)]
-struct Params {
-    name: Option<String>,
-    uri: Option<String>,
-    #[serde(rename = "taskId")]
-    task_id: Option<String>,
+/// The members of one JSON object in document order, duplicates kept, values unparsed.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Members<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut members = Vec::new();
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    members.push(entry);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+    }
+}
+
+impl<'a> Members<'a> {
+    /// Refuses what lets two readers see different members (R-GW-1): a member that
+    /// equals a known one only under case folding (`Name` for `name`: Go's
+    /// `encoding/json` reads it as `name`), and two members that fold to one name
+    /// (exact duplicates included; readers differ in which one wins).
+    fn check(&self, known: &[&str], whose: &str) -> Result<(), String> {
+        let folded: Vec<String> = self.0.iter().map(|(name, _)| fold(name)).collect();
+        for (at, (name, _)) in self.0.iter().enumerate() {
+            if let Some(like) = known
+                .iter()
+                .find(|k| **k != name.as_str() && fold(k) == folded[at])
+            {
+                return Err(format!(
+                    "{whose} has a member {:?} that differs from {like:?} only in letter \
+                     case; a server that matches member names case-insensitively would \
+                     read it as {like:?}, so the request is refused",
+                    shorten(name)
+                ));
+            }
+            if folded[..at].contains(&folded[at]) {
+                return Err(format!(
+                    "{whose} has the member {:?} more than once (or twice in different \
+                     letter case); servers differ in which one they read",
+                    shorten(name)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+}
+
+/// `text` with a control character in it is refused: no MCP method, tool, prompt or
+/// URI has one, and servers differ in whether they strip it (WHATWG URL parsing drops
+/// tabs and newlines) or keep it.
+fn no_controls(text: &str, what: &str) -> Result<(), String> {
+    match text.chars().any(char::is_control) {
+        true => Err(format!(
+            "the {what} {:?} contains a control character",
+            shorten(text)
+        )),
+        false => Ok(()),
+    }
 }
 
 /// Reads the operation from a JSON-RPC body and checks the `Mcp-*` headers against
 /// it. `Err` is a description safe to show the client.
+///
+/// The body is read as the most lenient server behind the gatekeeper would read it
+/// (R-GW-1): members that only a case-insensitive reader takes for a known one,
+/// duplicates, `params` that are not an object, and names with control characters are
+/// refused rather than read one way here and another way there.
 pub(crate) fn from_body(body: &[u8], headers: &HeaderMap) -> Result<McpOperation, String> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
@@ -215,7 +300,7 @@ pub(crate) fn from_body(body: &[u8], headers: &HeaderMap) -> Result<McpOperation
                 .to_owned(),
         );
     }
-    let message: Message = serde_json::from_slice(body).map_err(|e| {
+    let message: Members<'_> = serde_json::from_slice(body).map_err(|e| {
         // Position only: serde's messages can quote the body back.
         format!(
             "the request body is not a JSON-RPC message ({} error at line {}, column {})",
@@ -228,45 +313,70 @@ pub(crate) fn from_body(body: &[u8], headers: &HeaderMap) -> Result<McpOperation
             e.column()
         )
     })?;
-    if message.jsonrpc != "2.0" {
+    message.check(MESSAGE_MEMBERS, "the JSON-RPC message")?;
+    let string = |raw: &RawValue, what: &str| {
+        serde_json::from_str::<String>(raw.get()).map_err(|_| format!("{what} must be a string"))
+    };
+    let jsonrpc = message.get("jsonrpc").map(|v| string(v, "\"jsonrpc\""));
+    if !matches!(jsonrpc, Some(Ok(ref v)) if v == "2.0") {
         return Err("the request body is not JSON-RPC 2.0 (\"jsonrpc\" must be \"2.0\")".into());
     }
-    let name = match (message.method.as_deref(), &message.params) {
-        // Only the methods that name something have their params read: other methods'
-        // params are the server's business.
-        (Some(method), Some(params)) if params.get() != "null" => match name_member(method) {
-            Some(member) => {
-                let params: Params = serde_json::from_str(params.get()).map_err(|_| {
-                    format!(
-                        "the params of {} are not an object with a string {member}",
-                        shorten(method)
-                    )
-                })?;
-                match member {
-                    "name" => params.name,
-                    "uri" => params.uri,
-                    _ => params.task_id,
-                }
+    let method = match message.get("method") {
+        Some(raw) => Some(string(raw, "the JSON-RPC \"method\"")?),
+        None => None,
+    };
+    if let Some(method) = &method {
+        no_controls(method, "method")?;
+    }
+    let id = match message.get("id") {
+        Some(raw) => Some(
+            serde_json::from_str::<Value>(raw.get())
+                .map_err(|_| "the JSON-RPC \"id\" is not valid JSON".to_owned())?,
+        ),
+        None => None,
+    };
+    let member = method.as_deref().and_then(name_member);
+    let params = match message.get("params") {
+        // JSON-RPC allows by-position params; MCP never sends them, and a reader that
+        // takes an array for an object is not something to guess at.
+        Some(raw) if raw.get() == "null" && member.is_none() => None,
+        Some(raw) => Some(serde_json::from_str::<Members<'_>>(raw.get()).map_err(|_| {
+            format!(
+                "the params of {} are not a JSON object",
+                shorten(method.as_deref().unwrap_or("the message"))
+            )
+        })?),
+        None => None,
+    };
+    if let Some(params) = &params {
+        params.check(PARAMS_MEMBERS, "params")?;
+    }
+    let name = match (member, &params) {
+        (Some(member), Some(params)) => match params.get(member) {
+            Some(raw) => {
+                let name = string(raw, &format!("params.{member}"))?;
+                no_controls(&name, member)?;
+                Some(name)
             }
             None => None,
         },
         _ => None,
     };
-    match message.method.as_deref().map(|m| (m, name_member(m))) {
-        Some((method, Some(member))) if name.is_none() => {
+    match (&method, member) {
+        (Some(method), Some(member)) if name.is_none() => {
             return Err(format!(
                 "{method} needs params.{member} to say what it is for"
             ));
         }
-        None if message.result.is_none() && message.error.is_none() => {
+        (None, _) if message.get("result").is_none() && message.get("error").is_none() => {
             return Err("the JSON-RPC message has no method, result or error".into());
         }
         _ => {}
     }
     let operation = McpOperation {
-        method: message.method,
+        method,
         name,
-        id: message.id,
+        id,
         source: OperationSource::Body,
     };
     check_headers(&operation, headers)?;
@@ -406,14 +516,74 @@ mod tests {
     }
 
     #[test]
-    fn control_characters_of_a_quoted_method_cannot_forge_a_log_line() {
-        let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call\nlevel=ERROR forged","params":{"name":"x"}}"#;
-        let h = headers(&[("mcp-method", "tools/call")]);
-        let error = from_body(body.as_bytes(), &h).unwrap_err();
-        assert!(!error.contains('\n'), "{error}");
-        assert!(error.contains("tools/call?level=ERROR forged"), "{error}");
+    fn control_characters_in_a_method_or_name_are_refused_without_forging_a_log_line() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call\nlevel=ERROR forged","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"write\u0000"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///se\tcret/k"}}"#,
+        ] {
+            let error = from_body(body.as_bytes(), &HeaderMap::new()).unwrap_err();
+            assert!(!error.contains('\n'), "{error}");
+            assert!(error.contains("control character"), "{error}");
+        }
         assert_eq!(shorten("a\u{7}b\rc"), "a?b?c");
         assert!(matches!(shorten("plain"), Cow::Borrowed("plain")));
+    }
+
+    #[test]
+    fn members_that_equal_a_known_one_only_under_case_folding_are_refused_by_name() {
+        for (body, member) in [
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","Name":"write"}}"#,
+                "Name",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","Method":"tools/call","params":{"name":"write"}}"#,
+                "Method",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"NAME":"write","name":"whoami"}}"#,
+                "NAME",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{},"paramſ":{"name":"write"}}"#,
+                "paramſ",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","tasKId":"t"}}"#,
+                "tasKId",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","\u212Aey":1,"key":2}}"#,
+                "key",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{},"ARGUMENTS":{}}}"#,
+                "ARGUMENTS",
+            ),
+            (r#"{"jsonrpc":"2.0","ıd":1,"method":"tools/list"}"#, "ıd"),
+        ] {
+            let error = from_body(body.as_bytes(), &HeaderMap::new()).unwrap_err();
+            assert!(error.contains(&format!("{member:?}")), "{body}: {error}");
+        }
+        assert_eq!(fold("paramſ"), "params");
+        assert_eq!(fold("\u{212A}ey"), "key");
+        assert_eq!(fold("İD"), "id");
+    }
+
+    #[test]
+    fn params_that_are_not_an_object_are_refused() {
+        for params in [r#"["write"]"#, r#""write""#, "5", "true"] {
+            for method in ["tools/call", "tools/list", "x/custom"] {
+                let body =
+                    format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{params}}}"#);
+                let error = from_body(body.as_bytes(), &HeaderMap::new()).unwrap_err();
+                assert!(error.contains("not a JSON object"), "{body}: {error}");
+            }
+        }
+        // Absent or null params of a method that names nothing are no params at all.
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":null}"#;
+        assert!(from_body(body, &HeaderMap::new()).is_ok());
     }
 
     #[test]
@@ -462,5 +632,122 @@ mod tests {
         assert_eq!(op.source(), OperationSource::Headers);
         assert_eq!((op.method(), op.name()), (Some("tools/call"), Some("w")));
         assert!(from_headers(&HeaderMap::new()).unwrap().is_none());
+    }
+
+    /// A reader like Go's `encoding/json`: member names match case-insensitively
+    /// (with Unicode simple folding), and the last member that matches wins.
+    mod lenient_reader {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Members in document order, values as JSON text.
+        type Object = Vec<(String, String)>;
+
+        fn render(object: &Object) -> String {
+            let members: Vec<String> = object
+                .iter()
+                .map(|(k, v)| format!("{}:{v}", Value::from(k.as_str())))
+                .collect();
+            format!("{{{}}}", members.join(","))
+        }
+
+        fn last<'a>(object: &'a Object, field: &str) -> Option<&'a str> {
+            object
+                .iter()
+                .rev()
+                .find(|(k, _)| fold(k) == fold(field))
+                .map(|(_, v)| v.as_str())
+        }
+
+        fn text(json: Option<&str>) -> Option<String> {
+            json.and_then(|v| serde_json::from_str::<String>(v).ok())
+        }
+
+        fn members(
+            keys: &'static [&'static str],
+            values: &'static [&'static str],
+        ) -> impl Strategy<Value = Object> {
+            let member = (
+                proptest::sample::select(keys).prop_map(str::to_owned),
+                proptest::sample::select(values).prop_map(|v| Value::from(v).to_string()),
+            );
+            proptest::collection::vec(member, 0..4)
+        }
+
+        /// A message with `jsonrpc` first, then members, then one or more members
+        /// named like `params` holding the same params object.
+        fn message() -> impl Strategy<Value = (Object, Object)> {
+            (
+                members(
+                    &["method", "Method", "METHOD", "id", "note"],
+                    &["tools/call", "tools/list", "resources/read"],
+                ),
+                members(
+                    &[
+                        "name",
+                        "Name",
+                        "NAME",
+                        "nAme",
+                        "uri",
+                        "URI",
+                        "arguments",
+                        "note",
+                    ],
+                    &["whoami", "write", "file:///secret/k"],
+                ),
+                proptest::collection::vec(
+                    proptest::sample::select(&["params", "Params", "paramſ", "PARAMS"][..]),
+                    0..3,
+                ),
+            )
+                .prop_map(|(mut top, params, params_keys)| {
+                    top.insert(0, ("jsonrpc".to_owned(), "\"2.0\"".to_owned()));
+                    for k in params_keys {
+                        top.push((k.to_owned(), render(&params)));
+                    }
+                    (top, params)
+                })
+        }
+
+        /// No member equals a known one only under folding, and none twice.
+        fn plain(object: &Object, known: &[&str]) -> bool {
+            object.iter().enumerate().all(|(at, (k, _))| {
+                !known.iter().any(|n| n != k && fold(n) == fold(k))
+                    && !object[..at].iter().any(|(j, _)| fold(j) == fold(k))
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2048))]
+
+            #[test]
+            fn the_operation_read_is_the_one_a_case_insensitive_last_wins_reader_takes_or_the_body_is_refused(
+                (top, params) in message()
+            ) {
+                let body = render(&top);
+                // What the lenient server runs.
+                let method = text(last(&top, "method"));
+                let has_params = last(&top, "params").is_some();
+                let member = method.as_deref().and_then(name_member);
+                let name = member
+                    .filter(|_| has_params)
+                    .and_then(|member| text(last(&params, member)));
+                match from_body(body.as_bytes(), &HeaderMap::new()) {
+                    Ok(op) => {
+                        prop_assert_eq!(op.method(), method.as_deref(), "{}", body);
+                        prop_assert_eq!(op.name(), name.as_deref(), "{}", body);
+                    }
+                    Err(error) => {
+                        // Refusing is always safe, but a plain, complete body must
+                        // not be refused, or this property says nothing.
+                        let complete = method.is_some() && (member.is_none() || name.is_some());
+                        prop_assert!(
+                            !(plain(&top, MESSAGE_MEMBERS) && plain(&params, PARAMS_MEMBERS) && complete),
+                            "a plain body was refused: {} ({})", body, error
+                        );
+                    }
+                }
+            }
+        }
     }
 }
