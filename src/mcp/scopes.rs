@@ -63,20 +63,67 @@ const URI_METHODS: &[&str] = &[
     "resources/unsubscribe",
 ];
 
-/// `uri` as a server that decodes percent-escapes once and removes dot segments
-/// (RFC 3986 §5.2.4) would read it; borrowed when that changes nothing.
-fn normalized(uri: &str) -> Cow<'_, str> {
-    if !uri.contains('%') && !uri.contains("/.") {
-        return Cow::Borrowed(uri);
+/// How a server may clean the path of a resource URI before using it.
+#[derive(Clone, Copy)]
+enum Cleaning {
+    /// The path as it is.
+    None,
+    /// RFC 3986 §5.2.4 dot-segment removal: `.` and `..` segments go, empty segments
+    /// stay (`/a//../b` is `/a/b`).
+    Rfc3986,
+    /// POSIX-style, as `path.Clean` in Go or `os.path.normpath` in Python: repeated
+    /// slashes collapse first, then `..` pops a segment (`/a//../b` is `/b`).
+    Posix,
+}
+
+/// Every reading of the resource URI `uri` a server behind the gatekeeper may take
+/// (R-GW-2), the URI as sent first. A server may decode percent-escapes (once, or
+/// again), take a backslash for a slash (WHATWG URL parsing does, for `file:` and
+/// `http(s):`), remove dot segments as RFC 3986 says or clean the path as a file
+/// system path; it ignores the scheme's letter case and, for `file:`, the host forms
+/// `file:/x`, `file:///x` and `file://localhost/x`.
+fn readings(uri: &str) -> Vec<String> {
+    let mut all = vec![uri.to_owned()];
+    let mut decoded = vec![uri.to_owned()];
+    for _ in 0..2 {
+        let Some(last) = decoded.last() else { break };
+        match percent_decode(last) {
+            Some(next) if next != *last => decoded.push(next),
+            _ => break,
+        }
     }
-    let bytes = uri.as_bytes();
+    for text in &decoded {
+        let slashed = text.replace('\\', "/");
+        let forms: &[&str] = if slashed == *text {
+            &[text]
+        } else {
+            &[text, &slashed]
+        };
+        for form in forms {
+            for cleaning in [Cleaning::None, Cleaning::Rfc3986, Cleaning::Posix] {
+                let reading = canonical_uri(form, cleaning);
+                if !all.contains(&reading) {
+                    all.push(reading);
+                }
+            }
+        }
+    }
+    all
+}
+
+/// `text` with every `%XX` escape decoded; `None` when it has none.
+fn percent_decode(text: &str) -> Option<String> {
+    if !text.contains('%') {
+        return None;
+    }
+    let bytes = text.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut at = 0;
     while at < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[at], bytes.get(at + 1), bytes.get(at + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                decoded.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+        let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
+        match (bytes[at], hex(bytes.get(at + 1)), hex(bytes.get(at + 2))) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push((high * 16 + low) as u8);
                 at += 3;
             }
             (b, _, _) => {
@@ -85,34 +132,66 @@ fn normalized(uri: &str) -> Cow<'_, str> {
             }
         }
     }
-    let decoded = String::from_utf8_lossy(&decoded).into_owned();
-    let path_start = match decoded.find("://") {
-        Some(i) => decoded[i + 3..]
-            .find('/')
-            .map_or(decoded.len(), |j| i + 3 + j),
-        None => decoded.find(':').map_or(0, |i| i + 1),
+    Some(String::from_utf8_lossy(&decoded).into_owned())
+}
+
+/// `uri` with its scheme (and an authority's host) in lower case, a `file:` URI's
+/// host form made `file:///…`, and its path cleaned by `cleaning`.
+fn canonical_uri(uri: &str, cleaning: Cleaning) -> String {
+    let scheme_end = uri
+        .find([':', '/', '?', '#'])
+        .filter(|&i| uri.as_bytes()[i] == b':' && i > 0);
+    let Some(scheme_end) = scheme_end else {
+        return clean_tail(uri, cleaning);
     };
-    let (head, rest) = decoded.split_at(path_start);
-    let path_end = rest.find(['?', '#']).unwrap_or(rest.len());
-    let (path, tail) = rest.split_at(path_end);
+    let scheme = uri[..scheme_end].to_ascii_lowercase();
+    let rest = &uri[scheme_end + 1..];
+    let (authority, tail) = match rest.strip_prefix("//") {
+        Some(after) => {
+            let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+            (Some(after[..end].to_ascii_lowercase()), &after[end..])
+        }
+        None => (None, rest),
+    };
+    let tail = clean_tail(tail, cleaning);
+    match (scheme.as_str(), authority) {
+        ("file", None) => format!(
+            "file://{}{tail}",
+            if tail.starts_with('/') { "" } else { "/" }
+        ),
+        ("file", Some(host)) if host.is_empty() || host == "localhost" => {
+            let tail = tail.trim_start_matches('/');
+            format!("file:///{tail}")
+        }
+        (_, Some(host)) => format!("{scheme}://{host}{tail}"),
+        (_, None) => format!("{scheme}:{tail}"),
+    }
+}
+
+/// The path of `tail` (up to `?` or `#`) cleaned by `cleaning`; the rest kept.
+fn clean_tail(tail: &str, cleaning: Cleaning) -> String {
+    let end = tail.find(['?', '#']).unwrap_or(tail.len());
+    let (path, rest) = tail.split_at(end);
+    let rooted = path.starts_with('/');
     let mut segments: Vec<&str> = Vec::new();
     let mut trailing = false;
-    for segment in path.split('/') {
+    let parts = path.split('/').skip(usize::from(rooted));
+    for segment in parts {
         trailing = matches!(segment, "." | "..");
-        match segment {
-            "." => {}
-            ".." => {
-                if segments.len() > 1 {
-                    segments.pop();
-                }
+        match (segment, cleaning) {
+            (_, Cleaning::None) => segments.push(segment),
+            ("" | ".", Cleaning::Posix) | (".", Cleaning::Rfc3986) => {}
+            ("..", _) => {
+                segments.pop();
             }
-            other => segments.push(other),
+            (other, _) => segments.push(other),
         }
     }
-    if trailing {
+    if trailing && !matches!(cleaning, Cleaning::None) {
         segments.push("");
     }
-    Cow::Owned(format!("{head}{}{tail}", segments.join("/")))
+    let joined = segments.join("/");
+    format!("{}{joined}{rest}", if rooted { "/" } else { "" })
 }
 
 fn collect<I, T>(scopes: I) -> Arc<[String]>
@@ -172,9 +251,10 @@ impl McpScopes {
     }
 
     /// `resources/read`, `resources/subscribe` and `resources/unsubscribe` of the
-    /// resource URIs matching `pattern` need `scopes`. URIs are matched as sent and
-    /// as normalised (see [`McpScopes::scopes_for`]), so `../` or `%2e%2e` cannot step
-    /// out of a rule.
+    /// resource URIs matching `pattern` need `scopes`. URIs are matched under every
+    /// reading a server may take (see [`McpScopes::scopes_for`]), so `../`, `%2e%2e`,
+    /// `//`, a backslash, the scheme's case or a `file:` host form cannot step out of
+    /// a rule. Write patterns in the canonical form: lower-case scheme, `file:///…`.
     pub fn resource<I, T>(self, pattern: &str, scopes: I) -> Self
     where
         I: IntoIterator<Item = T>,
@@ -197,10 +277,14 @@ impl McpScopes {
     /// default. An operation known only from unverified headers
     /// ([`OperationSource::Headers`]) matches no rule.
     ///
-    /// A resource URI with percent-escapes or dot segments is matched as sent and as
-    /// a server would normalise it (`file:///public/../secret` is also
-    /// `file:///secret`); when the two readings match different rules, the operation
-    /// needs the scopes of both.
+    /// A resource URI is matched under every reading a server behind may take, and
+    /// the operation needs the scopes of every rule any reading matches (R-GW-2): as
+    /// sent; percent-decoded once and twice; with `\` taken for `/`; with dot
+    /// segments removed as RFC 3986 §5.2.4 says and with the path cleaned as a file
+    /// system path (`//` collapses, `..` pops a segment); with the scheme in lower
+    /// case and `file:/x`, `file://localhost/x`, `file:////x` read as `file:///x`.
+    /// So under a rule `file:///secret/*`, `file:///public//../secret/k` needs the
+    /// secret rule's scopes as well as the public one's.
     pub fn scopes_for(&self, operation: &McpOperation) -> Cow<'_, [String]> {
         let Some(method) = operation.method() else {
             return Cow::Borrowed(&self.default);
@@ -215,18 +299,20 @@ impl McpScopes {
                 .map_or(&self.default, |rule| &rule.scopes)
         };
         let raw = first(operation.name());
-        if let (true, Some(Cow::Owned(other))) = (
-            URI_METHODS.contains(&method),
-            operation.name().map(normalized),
-        ) {
-            let other = first(Some(&other));
-            if other != raw {
-                let mut both = raw.to_vec();
-                both.extend(other.iter().filter(|s| !raw.contains(s)).cloned());
-                return Cow::Owned(both);
+        let (true, Some(uri)) = (URI_METHODS.contains(&method), operation.name()) else {
+            return Cow::Borrowed(raw);
+        };
+        let mut union: Option<Vec<String>> = None;
+        for reading in readings(uri).iter().skip(1) {
+            let other = first(Some(reading));
+            let have = union.as_deref().unwrap_or(raw);
+            if other.iter().any(|s| !have.contains(s)) {
+                let mut more = have.to_vec();
+                more.extend(other.iter().filter(|s| !have.contains(s)).cloned());
+                union = Some(more);
             }
         }
-        Cow::Borrowed(raw)
+        union.map_or(Cow::Borrowed(raw), Cow::Owned)
     }
 
     /// The default scopes: what an operation no rule matches needs.
@@ -381,32 +467,89 @@ mod tests {
         assert_eq!(scopes(McpOperation::unknown()), ["mcp:read"]);
     }
 
+    /// Both rule styles: an allow-list (only `public` is free) and a deny-list
+    /// (only `secret` costs a scope).
+    fn both_styles() -> [McpScopes; 2] {
+        [
+            McpScopes::new(["files:secret"]).resource("file:///public/*", Vec::<String>::new()),
+            McpScopes::new(Vec::<String>::new()).resource("file:///secret/*", ["files:secret"]),
+        ]
+    }
+
+    fn scopes(rules: &McpScopes, uri: &str) -> Vec<String> {
+        rules
+            .scopes_for(&McpOperation::new("resources/read", Some(uri.to_owned())))
+            .to_vec()
+    }
+
     #[test]
-    fn resource_uris_are_matched_as_sent_and_as_normalised() {
-        let rules =
-            McpScopes::new(["files:secret"]).resource("file:///public/*", Vec::<String>::new());
-        let scopes = |uri: &str| {
-            rules
-                .scopes_for(&McpOperation::new("resources/read", Some(uri.to_owned())))
-                .to_vec()
-        };
-        assert!(scopes("file:///public/a.txt").is_empty());
-        assert!(scopes("file:///public/my%20notes.txt").is_empty());
-        for sneaky in [
-            "file:///public/../secret/k",
-            "file:///public/./../secret/k",
-            "file:///public/%2e%2e/secret/k",
+    fn a_resource_uri_needs_the_scopes_of_every_reading_a_server_may_take() {
+        for rules in both_styles() {
+            for sneaky in [
+                "file:///public//../secret/k",
+                "FILE:///secret/k",
+                "File:///secret/k",
+                "file://localhost/secret/k",
+                "file://LOCALHOST/secret/k",
+                "file:/secret/k",
+                "file:////secret/k",
+                "file:///public/%2e%2e/secret/k",
+                "file:///public/%2E%2E/secret/k",
+                "file:///public/%252e%252e/secret/k",
+                "file:///public/../secret/k",
+                "file:///public/./../secret/k",
+                "file:///public\\..\\secret\\k",
+                "file:///public/..\\secret/k",
+                "file:///%73ecret/k",
+                "file:///public/a/../../secret/k",
+            ] {
+                assert_eq!(scopes(&rules, sneaky), ["files:secret"], "{sneaky}");
+            }
+            for public in [
+                "file:///public/a.txt",
+                "file:///public/my%20notes.txt",
+                "file:///public/sub/../b.txt",
+            ] {
+                assert!(scopes(&rules, public).is_empty(), "{public}");
+            }
+        }
+        // The allow-list style also guards the root and what is above it.
+        let [allow, _] = both_styles();
+        for above in [
             "file:///public/..",
+            "file:///public/%2e%2e",
+            "file:///public/../../etc/passwd",
         ] {
-            assert_eq!(scopes(sneaky), ["files:secret"], "{sneaky}");
+            assert_eq!(scopes(&allow, above), ["files:secret"], "{above}");
+        }
+    }
+
+    #[test]
+    fn readings_are_canonical_forms_of_the_uri() {
+        let all = readings("FILE:/public//../secret/k");
+        assert_eq!(
+            all[0], "FILE:/public//../secret/k",
+            "the URI as sent comes first"
+        );
+        for expected in [
+            "file:///public//../secret/k",
+            "file:///public/secret/k",
+            "file:///secret/k",
+        ] {
+            assert!(all.contains(&expected.to_owned()), "{expected} in {all:?}");
         }
         assert_eq!(
-            normalized("file:///a/b/../c?x=/../#f"),
+            canonical_uri("file:///a/b/../c?x=/../#f", Cleaning::Rfc3986),
             "file:///a/c?x=/../#f"
         );
-        assert_eq!(normalized("file:///a/%41"), "file:///a/A");
-        assert_eq!(normalized("urn:x/./y"), "urn:x/y");
-        assert!(matches!(normalized("file:///plain"), Cow::Borrowed(_)));
+        assert_eq!(canonical_uri("urn:x/./y", Cleaning::Rfc3986), "urn:x/y");
+        assert_eq!(
+            canonical_uri("HTTPS://Host.Example/a//b", Cleaning::Posix),
+            "https://host.example/a/b"
+        );
+        assert_eq!(canonical_uri("file:///a/..", Cleaning::Posix), "file:///");
+        assert_eq!(readings("file:///plain"), ["file:///plain"]);
+        assert_eq!(percent_decode("a%41%zz%4"), Some("aA%zz%4".to_owned()));
     }
 
     #[test]
