@@ -4,10 +4,15 @@
 //! that filters is the one that decides calls).
 //!
 //! A tool is kept when the authorization policy allows `tools/call` of it for this
-//! caller. Plain JSON answers and SSE-framed answers are both rewritten; the rest of
-//! an SSE stream passes through untouched. Filtering is presentation, not
-//! enforcement: calls are still decided one by one, and an answer too large to
-//! filter is passed on unchanged (and logged).
+//! caller. What a filter hides stays hidden (R-GW-4): a JSON answer to a `tools/list`
+//! `POST` is that request's answer whatever `id` form it echoes; in an SSE stream
+//! (the answer to a `POST`, or a `GET` that opens or resumes a stream with
+//! `Last-Event-ID`) every event that carries a `tools` result is filtered; and an
+//! answer the filter cannot read (compressed, cut off, over its limit, not JSON-RPC)
+//! is withheld, never passed on unfiltered: a JSON answer becomes `502` with a
+//! JSON-RPC error, an SSE stream ends with a JSON-RPC error event. `Accept-Encoding`
+//! is taken off the requests whose answers are filtered, so servers answer
+//! uncompressed.
 
 use std::collections::BTreeMap;
 use std::future::{Future, poll_fn};
@@ -16,9 +21,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 use serde_json::Value;
@@ -30,8 +35,12 @@ use crate::principal::Principal;
 
 use super::operation::{McpOperation, OperationSource};
 
-/// The largest `tools/list` answer filtered, by default (16 MiB).
+/// The largest `tools/list` answer filtered, by default (16 MiB); a larger one is
+/// withheld.
 pub const DEFAULT_TOOLS_LIST_LIMIT: usize = 16 * 1024 * 1024;
+
+/// The JSON-RPC error code of a withheld answer (internal error).
+const WITHHELD_CODE: i64 = -32603;
 
 /// A layer that filters `tools/list` answers by an [`Authorize`] policy; put it
 /// inside the [`AuthorizeLayer`](crate::AuthorizeLayer), behind an
@@ -68,7 +77,7 @@ impl<A> FilterToolsLayer<A> {
         }
     }
 
-    /// The largest answer filtered; a larger one passes unchanged.
+    /// The largest answer (or, in a stream, event) filtered; a larger one is withheld.
     pub fn limit(mut self, bytes: usize) -> Self {
         self.limit = bytes;
         self
@@ -102,6 +111,15 @@ impl<S: Clone, A> Clone for FilterTools<S, A> {
     }
 }
 
+/// Which answers of a request are filtered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// A `tools/list` `POST`: its JSON answer, or the events of its SSE answer.
+    Answer,
+    /// A `GET` stream (resumed or not): its events.
+    Stream,
+}
+
 /// What filtering an answer needs to know of its request.
 struct Asked<A> {
     authorize: Arc<A>,
@@ -109,6 +127,7 @@ struct Asked<A> {
     parts: Parts,
     id: Option<Value>,
     limit: usize,
+    target: Target,
 }
 
 impl<A> Asked<A> {
@@ -118,9 +137,13 @@ impl<A> Asked<A> {
     {
         let authorize = layer.authorize.as_ref()?;
         let operation = req.extensions().get::<McpOperation>()?;
-        if !operation.is("tools/list") || operation.source() != OperationSource::Body {
+        let target = if operation.is("tools/list") && operation.source() == OperationSource::Body {
+            Target::Answer
+        } else if req.method() == Method::GET {
+            Target::Stream
+        } else {
             return None;
-        }
+        };
         let principal = req.extensions().get::<Principal>()?;
         if !authorize.needs_operation(principal) {
             return None; // this caller may call anything the policy could name
@@ -137,6 +160,7 @@ impl<A> Asked<A> {
             parts: copy.into_parts().0,
             id: operation.id().cloned(),
             limit: layer.limit,
+            target,
         })
     }
 }
@@ -157,8 +181,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let asked = Asked::of(&self.layer, &req).map(Box::new);
+        if asked.is_some() {
+            // An answer the filter must read is asked for uncompressed.
+            req.headers_mut().remove(ACCEPT_ENCODING);
+        }
         FilterToolsFuture {
             state: FutureState::Calling {
                 future: self.inner.call(req),
@@ -208,7 +236,10 @@ where
                     let response = std::task::ready!(future.poll(cx))?;
                     match asked.take() {
                         Some(asked) if response.status() == StatusCode::OK => {
-                            Box::pin(filter(response, *asked))
+                            match answer(response, *asked) {
+                                Ok(response) => return Poll::Ready(Ok(response)),
+                                Err(reading) => reading,
+                            }
                         }
                         _ => return Poll::Ready(Ok(response.map(FilteredBody::inner))),
                     }
@@ -224,100 +255,133 @@ fn content_type(parts: &http::response::Parts) -> Option<&str> {
     Some(value.split(';').next().unwrap_or_default().trim())
 }
 
-/// Reads the answer until the `tools/list` result is in hand, filters it, and hands
-/// on the rest of the answer untouched.
-async fn filter<A, B>(response: Response<B>, asked: Asked<A>) -> Response<FilteredBody<B>>
+/// What to answer: at once (a stream filtered as it flows, an answer withheld or
+/// passed on), or after reading a JSON answer whole (`Err`).
+fn answer<A, B>(
+    response: Response<B>,
+    asked: Asked<A>,
+) -> Result<Response<FilteredBody<B>>, Filtering<B>>
+where
+    A: Authorize,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Send,
+{
+    let (mut parts, body) = response.into_parts();
+    if let Some(encoding) = super::encoding(&parts.headers) {
+        let reason = format!("it is encoded ({encoding}) and cannot be read");
+        return Ok(withheld(parts, asked.id.as_ref(), &reason));
+    }
+    let sse = content_type(&parts).is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream"));
+    if sse {
+        parts.headers.remove(CONTENT_LENGTH);
+        let stream = SseFilter::new(body, Arc::new(asked));
+        return Ok(Response::from_parts(parts, FilteredBody::stream(stream)));
+    }
+    match asked.target {
+        // Whatever type it declares, a client may read it as JSON.
+        Target::Answer => Err(Box::pin(filter_json(parts, body, asked))),
+        Target::Stream => Ok(Response::from_parts(parts, FilteredBody::inner(body))),
+    }
+}
+
+/// A `502` whose JSON-RPC error says why the `tools/list` answer was withheld.
+fn withheld<B: Body>(
+    mut parts: http::response::Parts,
+    id: Option<&Value>,
+    reason: &str,
+) -> Response<FilteredBody<B>> {
+    tracing::warn!(
+        reason,
+        "tools/list answer withheld: it could not be filtered"
+    );
+    parts.status = StatusCode::BAD_GATEWAY;
+    parts.headers.remove(CONTENT_LENGTH);
+    parts.headers.remove(CONTENT_ENCODING);
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let body = Bytes::from(withheld_message(id, reason));
+    Response::from_parts(parts, FilteredBody::ended(body, None))
+}
+
+fn withheld_message(id: Option<&Value>, reason: &str) -> String {
+    serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id.cloned().unwrap_or(Value::Null),
+        "error": {
+            "code": WITHHELD_CODE,
+            "message": format!(
+                "the tools/list answer was withheld: {reason}, so the tools this caller \
+                 may not call could not be left out"
+            ),
+        },
+    })
+    .to_string()
+}
+
+/// Reads a JSON answer whole (up to the limit), filters it, and answers with it.
+async fn filter_json<A, B>(
+    mut parts: http::response::Parts,
+    body: B,
+    asked: Asked<A>,
+) -> Response<FilteredBody<B>>
 where
     A: Authorize,
     B: Body + Send + 'static,
 {
-    let (mut parts, body) = response.into_parts();
-    let sse = match content_type(&parts) {
-        Some(t) if t.eq_ignore_ascii_case("text/event-stream") => true,
-        Some(t) if t.eq_ignore_ascii_case("application/json") => false,
-        _ => return Response::from_parts(parts, FilteredBody::inner(body)),
-    };
     let mut body = Box::pin(body);
     let mut buf = BytesMut::new();
-    let mut scanned = 0;
     let mut trailers = None;
-    let found = loop {
+    loop {
         match poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => buf.put(data),
                 Err(frame) => trailers = frame.into_trailers().ok(),
             },
-            Some(Err(error)) => {
-                let failed = FilteredBody::failed(buf.freeze(), error);
-                return Response::from_parts(parts, failed);
+            Some(Err(_)) => {
+                return withheld(parts, asked.id.as_ref(), "it was cut off");
             }
-            None if sse => break None,
-            None => break Some((0, buf.len(), buf.to_vec())),
-        }
-        if sse && let Some(event) = next_response_event(&buf, &mut scanned, asked.id.as_ref()) {
-            break Some(event);
+            None => break,
         }
         if buf.len() > asked.limit {
-            tracing::warn!(
-                limit = asked.limit,
-                "tools/list answer larger than the filter limit, passed on unfiltered"
-            );
-            let prefixed = FilteredBody::prefixed(buf.freeze(), body);
-            return Response::from_parts(parts, prefixed);
+            let reason = format!("it is larger than the {}-byte filter limit", asked.limit);
+            return withheld(parts, asked.id.as_ref(), &reason);
         }
-    };
-    // Past here the body may have ended (always for JSON); it is not polled again.
-    let ended = !sse || found.is_none();
-    let rest = (!ended).then_some(body);
-    let Some((start, end, data)) = found else {
-        let whole = FilteredBody::ended(buf.freeze(), trailers);
-        return Response::from_parts(parts, whole);
-    };
-    let Some(filtered) = filter_result(&data, &asked).await else {
-        let unchanged = match rest {
-            Some(rest) => FilteredBody::prefixed(buf.freeze(), rest),
-            None => FilteredBody::ended(buf.freeze(), trailers),
-        };
-        return Response::from_parts(parts, unchanged);
-    };
-    let mut out = BytesMut::with_capacity(buf.len());
-    out.extend_from_slice(&buf[..start]);
-    if sse {
-        for line in lines(&buf[start..end]) {
-            if !line.starts_with(b"data") && !line.is_empty() {
-                out.extend_from_slice(line);
-                out.extend_from_slice(b"\n");
-            }
-        }
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(&filtered);
-        out.extend_from_slice(b"\n\n");
-    } else {
-        out.extend_from_slice(&filtered);
     }
-    out.extend_from_slice(&buf[end..]);
-    parts.headers.remove(CONTENT_LENGTH);
-    let rewritten = match rest {
-        Some(rest) => FilteredBody::prefixed(out.freeze(), rest),
-        None => FilteredBody::ended(out.freeze(), trailers),
-    };
-    Response::from_parts(parts, rewritten)
+    match filter_result(&buf, &asked).await {
+        Ok(Some(filtered)) => {
+            parts.headers.remove(CONTENT_LENGTH);
+            Response::from_parts(parts, FilteredBody::ended(filtered.into(), trailers))
+        }
+        Ok(None) => Response::from_parts(parts, FilteredBody::ended(buf.freeze(), trailers)),
+        Err(reason) => withheld(parts, asked.id.as_ref(), reason),
+    }
 }
 
-/// The tools/list result in `data`, without the tools `asked.principal` may not call;
-/// `None` when `data` is not that result (it is then passed on as it was). The tools
-/// kept are copied byte for byte, so their schemas keep their member order.
-async fn filter_result<A: Authorize>(data: &[u8], asked: &Asked<A>) -> Option<Vec<u8>> {
+/// The JSON-RPC answer in `data` without the tools `asked.principal` may not call:
+/// `Ok(None)` when it lists no tools (an error answer, say: passed on as it is), `Err`
+/// when it cannot be read. The tools kept are copied byte for byte, so their schemas
+/// keep their member order.
+async fn filter_result<A: Authorize>(
+    data: &[u8],
+    asked: &Asked<A>,
+) -> Result<Option<Vec<u8>>, &'static str> {
     type Object = BTreeMap<String, Box<RawValue>>;
-    let mut message: Object = serde_json::from_slice(data).ok()?;
-    if let Some(id) = &asked.id {
-        let answered: Value = serde_json::from_str(message.get("id")?.get()).ok()?;
-        if &answered != id {
-            return None;
-        }
-    }
-    let mut result: Object = serde_json::from_str(message.get("result")?.get()).ok()?;
-    let listed: Vec<Box<RawValue>> = serde_json::from_str(result.get("tools")?.get()).ok()?;
+    const UNREADABLE: &str = "it is not a JSON-RPC answer";
+    let mut message: Object = serde_json::from_slice(data).map_err(|_| UNREADABLE)?;
+    let Some(result) = message.get("result") else {
+        return match message.contains_key("error") {
+            true => Ok(None),
+            false => Err(UNREADABLE),
+        };
+    };
+    let mut result: Object = serde_json::from_str(result.get()).map_err(|_| UNREADABLE)?;
+    let Some(tools) = result.get("tools") else {
+        return Ok(None);
+    };
+    let listed: Vec<Box<RawValue>> =
+        serde_json::from_str(tools.get()).map_err(|_| "its tools are not a list")?;
     let total = listed.len();
     let mut kept = Vec::with_capacity(total);
     for tool in listed {
@@ -349,12 +413,18 @@ async fn filter_result<A: Authorize>(data: &[u8], asked: &Asked<A>) -> Option<Ve
         kept = kept.len(),
         "tools/list filtered by policy"
     );
-    result.insert("tools".into(), serde_json::value::to_raw_value(&kept).ok()?);
+    const UNWRITABLE: &str = "it could not be written again";
+    result.insert(
+        "tools".into(),
+        serde_json::value::to_raw_value(&kept).map_err(|_| UNWRITABLE)?,
+    );
     message.insert(
         "result".into(),
-        serde_json::value::to_raw_value(&result).ok()?,
+        serde_json::value::to_raw_value(&result).map_err(|_| UNWRITABLE)?,
     );
-    serde_json::to_vec(&message).ok()
+    serde_json::to_vec(&message)
+        .map(Some)
+        .map_err(|_| UNWRITABLE)
 }
 
 /// The lines of an SSE event (any of CRLF, LF, CR ends a line).
@@ -380,37 +450,57 @@ fn lines(event: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// Scans complete SSE events in `buf` from `*scanned` on; returns the byte range and
-/// data of the first one that is the JSON-RPC answer to `id`.
-fn next_response_event(
-    buf: &[u8],
-    scanned: &mut usize,
-    id: Option<&Value>,
-) -> Option<(usize, usize, Vec<u8>)> {
-    while let Some(len) = event_len(&buf[*scanned..]) {
-        let (start, end) = (*scanned, *scanned + len);
-        *scanned = end;
-        let mut data = Vec::new();
-        for line in lines(&buf[start..end]) {
-            let value = match line.strip_prefix(b"data") {
-                Some(v) if v.is_empty() => v,
-                Some(v) if v[0] == b':' => v[1..].strip_prefix(b" ").unwrap_or(&v[1..]),
-                _ => continue,
-            };
-            if !data.is_empty() {
-                data.push(b'\n');
-            }
-            data.extend_from_slice(value);
-        }
-        let Ok(message) = serde_json::from_slice::<Value>(&data) else {
-            continue;
+/// The data of an SSE event: its `data` lines joined by newlines.
+fn event_data(event: &[u8]) -> Vec<u8> {
+    let mut data = Vec::new();
+    let mut first = true;
+    for line in lines(event) {
+        let value = match line.strip_prefix(b"data") {
+            Some(v) if v.is_empty() => v,
+            Some(v) if v[0] == b':' => v[1..].strip_prefix(b" ").unwrap_or(&v[1..]),
+            _ => continue,
         };
-        let answers = message.get("result").is_some() || message.get("error").is_some();
-        if answers && (id.is_none() || message.get("id") == id) {
-            return Some((start, end, data));
+        if !first {
+            data.push(b'\n');
+        }
+        first = false;
+        data.extend_from_slice(value);
+    }
+    data
+}
+
+/// Whether `data` is a JSON-RPC answer whose result has a `tools` member.
+fn lists_tools(data: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow)]
+        result: Option<&'a RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Listing<'a> {
+        #[serde(borrow)]
+        tools: Option<&'a RawValue>,
+    }
+    serde_json::from_slice::<Answer<'_>>(data)
+        .ok()
+        .and_then(|a| a.result)
+        .and_then(|r| serde_json::from_str::<Listing<'_>>(r.get()).ok())
+        .is_some_and(|l| l.tools.is_some())
+}
+
+/// `event` with its data replaced by `data` (its other fields kept, in order).
+fn rewrite_event(event: &[u8], data: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(event.len());
+    for line in lines(event) {
+        if !line.starts_with(b"data") && !line.is_empty() {
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\n");
         }
     }
-    None
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+    out.freeze()
 }
 
 /// The length of the first complete event in `buf` (up to and including the blank
@@ -438,8 +528,147 @@ fn event_len(buf: &[u8]) -> Option<usize> {
     None
 }
 
-/// The response body of [`FilterTools`]: the inner body untouched, or bytes already
-/// read (perhaps rewritten) followed by the rest of the inner body.
+type Filtered = Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>, &'static str>> + Send>>;
+
+/// Filters the `tools` result of one event's data; `A` erased so the body type has
+/// none.
+type EventFilter = Arc<dyn Fn(Vec<u8>) -> Filtered + Send + Sync>;
+
+/// An SSE stream filtered event by event as it flows: events pass on whole, once
+/// complete; one that lists tools is filtered first; one the filter cannot read ends
+/// the stream with a JSON-RPC error event in its place.
+struct SseFilter<B> {
+    body: Option<Pin<Box<B>>>,
+    buf: BytesMut,
+    /// Where in `buf` the next scan for the end of an event starts: the start of a
+    /// line, before which no event ends.
+    scanned: usize,
+    filtering: Option<(Bytes, Filtered)>,
+    filter: EventFilter,
+    trailers: Option<http::HeaderMap>,
+    id: Option<Value>,
+    limit: usize,
+}
+
+impl<B: Body> SseFilter<B> {
+    fn new<A: Authorize>(body: B, asked: Arc<Asked<A>>) -> Self {
+        let id = match asked.target {
+            Target::Answer => asked.id.clone(),
+            Target::Stream => None,
+        };
+        let limit = asked.limit;
+        let filter: EventFilter = Arc::new(move |data: Vec<u8>| {
+            let asked = asked.clone();
+            Box::pin(async move { filter_result(&data, &asked).await })
+        });
+        Self {
+            body: Some(Box::pin(body)),
+            buf: BytesMut::new(),
+            scanned: 0,
+            filtering: None,
+            filter,
+            trailers: None,
+            id,
+            limit,
+        }
+    }
+
+    /// Ends the stream with an error event in place of what could not be filtered.
+    fn fail(&mut self, reason: &str) -> Bytes {
+        tracing::warn!(
+            reason,
+            "tools/list event withheld: it could not be filtered"
+        );
+        self.body = None;
+        self.buf.clear();
+        self.scanned = 0;
+        let message = withheld_message(self.id.as_ref(), reason);
+        Bytes::from(format!("event: message\ndata: {message}\n\n"))
+    }
+
+    /// The next complete event of `buf`, if any, or what is left when the body ended.
+    fn next_event(&mut self) -> Option<Bytes> {
+        match event_len(&self.buf[self.scanned..]) {
+            Some(len) => {
+                let event = self.buf.split_to(self.scanned + len).freeze();
+                self.scanned = 0;
+                Some(event)
+            }
+            None if self.body.is_none() && !self.buf.is_empty() => {
+                self.scanned = 0;
+                Some(self.buf.split().freeze())
+            }
+            None => {
+                // The next scan starts at the start of a line: after the last LF (a
+                // line that ends in CR alone is scanned again, as its LF may follow).
+                self.scanned = self
+                    .buf
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |at| at + 1);
+                None
+            }
+        }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        loop {
+            if let Some((event, future)) = self.filtering.as_mut() {
+                let result = std::task::ready!(future.as_mut().poll(cx));
+                let event = std::mem::take(event);
+                self.filtering = None;
+                let bytes = match result {
+                    Ok(Some(filtered)) => rewrite_event(&event, &filtered),
+                    Ok(None) => event,
+                    Err(reason) => self.fail(reason),
+                };
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if let Some(event) = self.next_event() {
+                let data = event_data(&event);
+                if lists_tools(&data) {
+                    self.filtering = Some((event, (self.filter)(data)));
+                    continue;
+                }
+                return Poll::Ready(Some(Ok(Frame::data(event))));
+            }
+            let Some(body) = self.body.as_mut() else {
+                return Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))));
+            };
+            if self.buf.len() > self.limit {
+                let reason = format!(
+                    "an event is larger than the {}-byte filter limit",
+                    self.limit
+                );
+                return Poll::Ready(Some(Ok(Frame::data(self.fail(&reason)))));
+            }
+            match std::task::ready!(body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(mut data) => self.buf.put(data.copy_to_bytes(data.remaining())),
+                    Err(frame) => self.trailers = frame.into_trailers().ok(),
+                },
+                Some(Err(error)) => {
+                    // What was read of an unfinished event is dropped, not passed on.
+                    self.body = None;
+                    self.buf.clear();
+                    self.scanned = 0;
+                    return Poll::Ready(Some(Err(error)));
+                }
+                None => self.body = None,
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_none()
+            && self.buf.is_empty()
+            && self.filtering.is_none()
+            && self.trailers.is_none()
+    }
+}
+
+/// The response body of [`FilterTools`]: the inner body untouched, an SSE stream
+/// filtered as it flows, or the whole answer, read (and perhaps rewritten).
 #[pin_project]
 pub struct FilteredBody<B: Body> {
     #[pin]
@@ -449,17 +678,10 @@ pub struct FilteredBody<B: Body> {
 #[pin_project(project = KindProj)]
 enum Kind<B: Body> {
     Inner(#[pin] B),
-    Prefixed {
-        prefix: Option<Bytes>,
-        rest: Pin<Box<B>>,
-    },
+    Stream(Box<SseFilter<B>>),
     Ended {
         bytes: Option<Bytes>,
         trailers: Option<http::HeaderMap>,
-    },
-    Failed {
-        prefix: Option<Bytes>,
-        error: Option<B::Error>,
     },
 }
 
@@ -476,12 +698,9 @@ impl<B: Body> FilteredBody<B> {
         }
     }
 
-    fn prefixed(prefix: Bytes, rest: Pin<Box<B>>) -> Self {
+    fn stream(stream: SseFilter<B>) -> Self {
         Self {
-            kind: Kind::Prefixed {
-                prefix: (!prefix.is_empty()).then_some(prefix),
-                rest,
-            },
+            kind: Kind::Stream(Box::new(stream)),
         }
     }
 
@@ -491,15 +710,6 @@ impl<B: Body> FilteredBody<B> {
             kind: Kind::Ended {
                 bytes: (!bytes.is_empty()).then_some(bytes),
                 trailers,
-            },
-        }
-    }
-
-    fn failed(prefix: Bytes, error: B::Error) -> Self {
-        Self {
-            kind: Kind::Failed {
-                prefix: (!prefix.is_empty()).then_some(prefix),
-                error: Some(error),
             },
         }
     }
@@ -519,13 +729,7 @@ impl<B: Body> Body for FilteredBody<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project().kind.project() {
             KindProj::Inner(body) => body.poll_frame(cx).map(|f| f.map(|f| f.map(to_bytes))),
-            KindProj::Prefixed { prefix, rest } => match prefix.take() {
-                Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
-                None => rest
-                    .as_mut()
-                    .poll_frame(cx)
-                    .map(|f| f.map(|f| f.map(to_bytes))),
-            },
+            KindProj::Stream(stream) => stream.poll_frame(cx),
             KindProj::Ended { bytes, trailers } => Poll::Ready(
                 bytes
                     .take()
@@ -533,39 +737,24 @@ impl<B: Body> Body for FilteredBody<B> {
                     .or_else(|| trailers.take().map(Frame::trailers))
                     .map(Ok),
             ),
-            KindProj::Failed { prefix, error } => match prefix.take() {
-                Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
-                None => Poll::Ready(error.take().map(Err)),
-            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Inner(body) => body.is_end_stream(),
-            Kind::Prefixed { prefix, rest } => prefix.is_none() && rest.is_end_stream(),
+            Kind::Stream(stream) => stream.is_end_stream(),
             Kind::Ended { bytes, trailers } => bytes.is_none() && trailers.is_none(),
-            Kind::Failed { prefix, error } => prefix.is_none() && error.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Inner(body) => body.size_hint(),
-            Kind::Prefixed { prefix, rest } => {
-                let extra = prefix.as_ref().map_or(0, |p| p.len() as u64);
-                let inner = rest.size_hint();
-                let mut hint = SizeHint::new();
-                hint.set_lower(inner.lower() + extra);
-                if let Some(upper) = inner.upper() {
-                    hint.set_upper(upper + extra);
-                }
-                hint
-            }
+            Kind::Stream(_) => SizeHint::default(),
             Kind::Ended { bytes, .. } => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
-            Kind::Failed { .. } => SizeHint::default(),
         }
     }
 }
@@ -577,7 +766,7 @@ mod tests {
     use crate::principal::TokenKind;
     use http_body_util::{BodyExt, StreamBody};
 
-    fn asked(scope: &str) -> Asked<McpScopes> {
+    fn asked_for(scope: &str, target: Target, limit: usize) -> Asked<McpScopes> {
         let claims = serde_json::json!({"sub": "u", "scope": scope});
         let claims = claims.as_object().cloned().unwrap_or_default();
         Asked {
@@ -585,26 +774,53 @@ mod tests {
             principal: Principal::from_claims(TokenKind::Jwt, "https://idp", claims),
             parts: Request::new(()).into_parts().0,
             id: Some(Value::from(5)),
-            limit: DEFAULT_TOOLS_LIST_LIMIT,
+            limit,
+            target,
         }
     }
 
+    fn asked(scope: &str) -> Asked<McpScopes> {
+        asked_for(scope, Target::Answer, DEFAULT_TOOLS_LIST_LIMIT)
+    }
+
+    type Frames = Vec<Result<Frame<Bytes>, &'static str>>;
+
     /// A response whose body arrives `chunk` bytes at a time.
-    fn answer(
+    fn answer_of(
         content_type: &str,
         body: &str,
         chunk: usize,
-    ) -> Response<impl Body<Data = Bytes, Error = std::convert::Infallible> + Send + 'static> {
-        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = body
+    ) -> Response<impl Body<Data = Bytes, Error = &'static str> + Send + 'static> {
+        let frames: Frames = body
             .as_bytes()
             .chunks(chunk)
             .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
             .collect();
+        with_frames(content_type, frames)
+    }
+
+    fn with_frames(
+        content_type: &str,
+        frames: Frames,
+    ) -> Response<impl Body<Data = Bytes, Error = &'static str> + Send + 'static> {
         let mut response = Response::new(StreamBody::new(tokio_stream::iter(frames)));
         response
             .headers_mut()
             .insert(CONTENT_TYPE, content_type.parse().unwrap());
         response
+    }
+
+    /// What the filter answers to `response`.
+    async fn filter<B>(response: Response<B>, asked: Asked<McpScopes>) -> Response<FilteredBody<B>>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Send,
+    {
+        match answer(response, asked) {
+            Ok(response) => response,
+            Err(reading) => reading.await,
+        }
     }
 
     async fn text<B: Body>(response: Response<FilteredBody<B>>) -> String
@@ -623,9 +839,14 @@ mod tests {
             "id: 0\r\nretry: 3000\r\ndata:\r\n\r\nevent: message\r\nid: 1\r\ndata: {TOOLS}\r\n\r\n: bye\r\n\r\n"
         );
         for chunk in [1, 3, 7, 64, 4096] {
-            let out =
-                text(filter(answer("text/event-stream", &stream, chunk), asked("read")).await)
-                    .await;
+            let out = text(
+                filter(
+                    answer_of("text/event-stream", &stream, chunk),
+                    asked("read"),
+                )
+                .await,
+            )
+            .await;
             assert!(
                 out.starts_with("id: 0\r\nretry: 3000\r\ndata:\r\n\r\n"),
                 "{out}"
@@ -650,17 +871,134 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn json_answers_are_filtered_and_other_answers_pass_unchanged() {
-        let out = text(filter(answer("application/json", TOOLS, 5), asked("read")).await).await;
+    async fn json_answers_are_filtered_whatever_id_they_echo_and_error_answers_pass() {
+        let out = text(filter(answer_of("application/json", TOOLS, 5), asked("read")).await).await;
         assert!(!out.contains("write_b") && out.contains("read_a"), "{out}");
         let out =
-            text(filter(answer("application/json", TOOLS, 5), asked("read write")).await).await;
+            text(filter(answer_of("application/json", TOOLS, 5), asked("read write")).await).await;
         assert!(out.contains("write_b"), "{out}");
-        let other = r#"{"jsonrpc":"2.0","id":6,"result":{"tools":[{"name":"write_b"}]}}"#;
-        let out = text(filter(answer("application/json", other, 5), asked("read")).await).await;
-        assert_eq!(out, other, "an answer to another request is not touched");
-        let out = text(filter(answer("text/plain", TOOLS, 5), asked("read")).await).await;
+        // The answer to this POST, even when its id is written another way (1.0 for 1)
+        // or is another id altogether.
+        for id in ["5.0", "6", "\"5\""] {
+            let other = format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":[{{"name":"write_b"}}]}}}}"#
+            );
+            let out =
+                text(filter(answer_of("application/json", &other, 5), asked("read")).await).await;
+            assert!(!out.contains("write_b"), "{id}: {out}");
+        }
+        // Any declared type is read as JSON: a client may read it so.
+        let out = text(filter(answer_of("text/plain", TOOLS, 5), asked("read")).await).await;
+        assert!(!out.contains("write_b"), "{out}");
+        let error = r#"{"jsonrpc":"2.0","id":5,"error":{"code":-32601,"message":"no"}}"#;
+        let out = text(filter(answer_of("application/json", error, 5), asked("read")).await).await;
+        assert_eq!(out, error);
+    }
+
+    async fn assert_withheld<B>(response: Response<FilteredBody<B>>, why: &str)
+    where
+        B: Body,
+        B::Error: std::fmt::Debug,
+    {
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        let out = text(response).await;
+        let message: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(message["id"], 5, "{out}");
+        assert_eq!(message["error"]["code"], WITHHELD_CODE, "{out}");
+        let text = message["error"]["message"].as_str().unwrap();
+        assert!(text.contains(why), "{text}");
+        assert!(!out.contains("write_b"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn json_answers_that_cannot_be_read_are_withheld_not_passed_on() {
+        let big = asked_for("read", Target::Answer, 64);
+        assert_withheld(
+            filter(answer_of("application/json", TOOLS, 7), big).await,
+            "64-byte",
+        )
+        .await;
+        let cut = with_frames(
+            "application/json",
+            vec![Ok(Frame::data(Bytes::from(&TOOLS[..40]))), Err("reset")],
+        );
+        assert_withheld(filter(cut, asked("read")).await, "cut off").await;
+        let truncated = answer_of("application/json", &TOOLS[..TOOLS.len() - 3], 7);
+        assert_withheld(
+            filter(truncated, asked("read")).await,
+            "not a JSON-RPC answer",
+        )
+        .await;
+        let mut gzip = answer_of("application/json", TOOLS, 7);
+        gzip.headers_mut()
+            .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        assert_withheld(filter(gzip, asked("read")).await, "encoded (gzip)").await;
+        let mut sse_gzip = answer_of("text/event-stream", "data: x\n\n", 7);
+        sse_gzip
+            .headers_mut()
+            .insert(CONTENT_ENCODING, HeaderValue::from_static("br"));
+        assert_withheld(filter(sse_gzip, asked("read")).await, "encoded (br)").await;
+        let mut identity = answer_of("application/json", TOOLS, 7);
+        identity
+            .headers_mut()
+            .insert(CONTENT_ENCODING, HeaderValue::from_static("identity"));
+        let out = text(filter(identity, asked("read")).await).await;
+        assert!(out.contains("read_a") && !out.contains("write_b"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn every_event_listing_tools_is_filtered_in_a_resumed_stream() {
+        let other_id = TOOLS.replace("\"id\":5", "\"id\":1.0");
+        let stream = format!(
+            "id: 7\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}}\n\n\
+             id: 8\ndata: {other_id}\n\nid: 9\ndata: {TOOLS}\n\ndata: not json\n\n"
+        );
+        let resumed = asked_for("read", Target::Stream, DEFAULT_TOOLS_LIST_LIMIT);
+        let out = text(filter(answer_of("text/event-stream", &stream, 3), resumed).await).await;
+        assert!(!out.contains("write_b"), "{out}");
+        assert_eq!(out.matches("read_a").count(), 2, "{out}");
+        assert!(
+            out.starts_with("id: 7\ndata: {\"jsonrpc\":\"2.0\",\"method\""),
+            "{out}"
+        );
+        assert!(out.ends_with("data: not json\n\n"), "{out}");
+        // A GET whose answer is not a stream is not the filter's.
+        let plain = asked_for("read", Target::Stream, DEFAULT_TOOLS_LIST_LIMIT);
+        let out = text(filter(answer_of("application/json", TOOLS, 3), plain).await).await;
         assert_eq!(out, TOOLS);
+    }
+
+    #[tokio::test]
+    async fn an_event_the_filter_cannot_read_ends_the_stream_with_an_error_in_its_place() {
+        let stream = format!("id: 1\ndata: {{}}\n\nid: 2\ndata: {TOOLS}\n\nid: 3\ndata: {{}}\n\n");
+        let small = asked_for("read", Target::Answer, 100);
+        let out = text(filter(answer_of("text/event-stream", &stream, 9), small).await).await;
+        assert!(out.starts_with("id: 1\ndata: {}\n\n"), "{out}");
+        assert!(!out.contains("write_b") && !out.contains("read_a"), "{out}");
+        assert!(
+            out.contains("100-byte filter limit") && out.contains(r#""id":5"#),
+            "{out}"
+        );
+        assert!(!out.contains("id: 3"), "the stream ends there: {out}");
+        // A tools result that is not a list.
+        let odd = "data: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"tools\":{\"name\":\"write_b\"}}}\n\n";
+        let out = text(filter(answer_of("text/event-stream", odd, 9), asked("read")).await).await;
+        assert!(
+            out.contains("not a list") && !out.contains("write_b"),
+            "{out}"
+        );
+        // Cut off in the middle of the tools event: nothing of it is passed on.
+        let frames: Frames = vec![
+            Ok(Frame::data(Bytes::from("id: 1\ndata: {}\n\n"))),
+            Ok(Frame::data(Bytes::from(format!("data: {}", &TOOLS[..60])))),
+            Err("reset"),
+        ];
+        let response = filter(with_frames("text/event-stream", frames), asked("read")).await;
+        let mut body = response.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "id: 1\ndata: {}\n\n");
+        assert_eq!(body.frame().await.unwrap().unwrap_err(), "reset");
+        assert!(body.frame().await.is_none());
     }
 
     #[test]
@@ -674,19 +1012,16 @@ mod tests {
     }
 
     #[test]
-    fn the_answer_event_is_found_by_id_among_others() {
-        let stream = b"id: 0\nretry: 3000\ndata:\n\n\
-            data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n\
-            event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\ndata: \"result\":{\"tools\":[]}}\n\n";
-        let mut scanned = 0;
-        let (start, end, data) =
-            next_response_event(stream, &mut scanned, Some(&Value::from(2))).unwrap();
-        assert_eq!(&stream[end..], b"");
-        assert!(stream[start..].starts_with(b"event: message"));
-        let message: Value = serde_json::from_slice(&data).unwrap();
-        assert_eq!(message["id"], 2);
-        let mut scanned = 0;
-        assert!(next_response_event(stream, &mut scanned, Some(&Value::from(3))).is_none());
-        assert_eq!(scanned, stream.len());
+    fn event_data_joins_data_lines_and_tools_results_are_recognised() {
+        let event = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\ndata: \"result\":{\"tools\":[]}}\n\n";
+        let data = event_data(event);
+        assert!(lists_tools(&data), "{}", String::from_utf8_lossy(&data));
+        assert!(!lists_tools(br#"{"jsonrpc":"2.0","id":2,"result":{}}"#));
+        assert!(!lists_tools(
+            br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#
+        ));
+        assert!(lists_tools(
+            br#"{"jsonrpc":"2.0","id":2,"result":{"tools":7}}"#
+        ));
     }
 }

@@ -15,3 +15,16 @@ pub use layer::{DEFAULT_MCP_BODY_LIMIT, McpBody, Operation, OperationFuture, Ope
 pub(crate) use operation::shorten;
 pub use operation::{MCP_METHOD, MCP_NAME, McpOperation, OperationSource};
 pub use scopes::McpScopes;
+
+/// The `Content-Encoding` of a message other than `identity`, if it has one, quoted
+/// safely: a body this crate cannot read, though the other side may decode it.
+fn encoding(headers: &http::HeaderMap) -> Option<String> {
+    let encodings: Vec<&str> = headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("unreadable").split(','))
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
+        .collect();
+    (!encodings.is_empty()).then(|| shorten(&encodings.join(", ")).into_owned())
+}
