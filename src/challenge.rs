@@ -25,7 +25,7 @@ pub(crate) fn reject<B>(
     parts: &Parts,
 ) -> Response<ResponseBody<B>> {
     record(&error);
-    let grpc = is_grpc(parts);
+    let grpc = is_grpc(&parts.headers);
     let mut response = if grpc {
         grpc_status(&error)
     } else {
@@ -164,15 +164,21 @@ fn push_quoted(out: &mut String, value: &str, kind: Quote) {
     }
 }
 
-/// Whether the request is gRPC (R-ERR-3): its refusals are gRPC statuses.
-fn is_grpc(parts: &Parts) -> bool {
-    parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.get(..16)
-                .is_some_and(|p| p.eq_ignore_ascii_case("application/grpc"))
+/// Whether a request is gRPC (R-ERR-3), the one rule for the whole crate: every
+/// `Content-Type` it sends (at least one) is `application/grpc` or
+/// `application/grpc+…` (`+proto`, `+json`), as the gRPC HTTP/2 protocol defines it.
+/// Its refusals are gRPC statuses, and its body is never read as JSON-RPC.
+pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    let mut values = headers.get_all(CONTENT_TYPE).iter().peekable();
+    values.peek().is_some()
+        && values.all(|v| {
+            let value = v.to_str().unwrap_or_default();
+            let media = value.split(';').next().unwrap_or_default().trim();
+            let grpc = |t: &str| t.eq_ignore_ascii_case("application/grpc");
+            grpc(media)
+                || media
+                    .get(..17)
+                    .is_some_and(|p| grpc(&p[..16]) && p.ends_with('+'))
         })
 }
 
@@ -237,6 +243,36 @@ mod tests {
     use super::*;
     use http::StatusCode;
     use std::time::Duration;
+
+    #[test]
+    fn one_rule_says_what_is_grpc() {
+        let with = |types: &[&str]| {
+            let mut headers = http::HeaderMap::new();
+            for t in types {
+                headers.append(CONTENT_TYPE, HeaderValue::from_str(t).unwrap());
+            }
+            is_grpc(&headers)
+        };
+        for grpc in [
+            &["application/grpc"][..],
+            &["application/grpc+proto"],
+            &["application/grpc+json"],
+            &["Application/GRPC+JSON; charset=utf-8"],
+            &["application/grpc", "application/grpc+proto"],
+        ] {
+            assert!(with(grpc), "{grpc:?}");
+        }
+        for not in [
+            &[][..],
+            &["application/json"],
+            &["application/grpcx"],
+            &["application/grpc-web"],
+            &["text/plain", "application/grpc"],
+            &["application/json; x=application/grpc"],
+        ] {
+            assert!(!with(not), "{not:?}");
+        }
+    }
 
     #[test]
     fn grpc_callers_get_grpc_statuses_with_the_challenge_as_metadata() {

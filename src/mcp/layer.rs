@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::CONTENT_LENGTH;
 use http::request::Parts;
 use http::{Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
@@ -122,21 +122,6 @@ pub struct Operation<S> {
     layer: OperationLayer,
 }
 
-/// Whether a request is gRPC, by its `Content-Type`: the one kind of `POST` whose
-/// body is never read as JSON-RPC (when a rule needs its operation, it is refused).
-/// Anything else is read when a rule needs it, whatever type it declares: MCP SDKs
-/// differ in which types they accept as JSON (some take `text/plain,
-/// application/json`), so the declared type cannot be trusted to keep a tool call from
-/// executing.
-fn is_grpc(parts: &Parts) -> bool {
-    let mut values = parts.headers.get_all(CONTENT_TYPE).iter().peekable();
-    values.peek().is_some()
-        && values.all(|v| {
-            let v = v.to_str().unwrap_or_default().to_ascii_lowercase();
-            v.trim_start().starts_with("application/grpc") && !v.contains("json")
-        })
-}
-
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Operation<S>
 where
     S: Service<Request<McpBody<ReqBody>>, Response = Response<ResBody>> + Clone,
@@ -155,9 +140,13 @@ where
         // at once; only the reading path takes it into the future.
         let inner = &mut self.inner;
         let (mut parts, body) = req.into_parts();
+        // A JSON-RPC body sent with another method than POST (PUT, PATCH, a DELETE
+        // with a body) reaches a server routed with axum's `any` just the same, so
+        // it is read as well; only a body known to be empty is not.
+        let post = parts.method == Method::POST;
         let reads = match &self.layer.reads {
             Reads::Never => false,
-            _ => parts.method == Method::POST,
+            _ => post || !(body.is_end_stream() || body.size_hint().exact() == Some(0)),
         };
         if !reads {
             parts.extensions.insert(McpOperation::unknown());
@@ -174,7 +163,18 @@ where
                 .insert(claimed.unwrap_or_else(McpOperation::unknown));
             return OperationFuture::calling(inner, parts, McpBody::streaming(body));
         }
-        if is_grpc(&parts) {
+        if let Some(encoding) = super::encoding(&parts.headers) {
+            let error = AuthError::invalid_request(
+                RULE,
+                format!(
+                    "the request body is encoded ({encoding}), so its MCP operation cannot be \
+                     read, and the authorization rules need it; send it without a \
+                     Content-Encoding"
+                ),
+            );
+            return OperationFuture::rejecting(error, &self.layer.resource, parts, Box::pin(body));
+        }
+        if challenge::is_grpc(&parts.headers) {
             // A rule needs the operation, and a gRPC body is not JSON-RPC to read. An
             // MCP server that ignores the content type could still run what it says,
             // so the request cannot go on undecided: 400 (INVALID_ARGUMENT to gRPC).
@@ -207,6 +207,7 @@ where
             request: Some(Box::new((parts, inner))),
             resource: Some(self.layer.resource.clone()),
             limit,
+            empty_is_unknown: !post,
         }
     }
 }
@@ -266,6 +267,9 @@ where
     request: Option<Box<(Parts, S)>>,
     resource: Option<ProtectedResource>,
     limit: usize,
+    /// Whether an empty body is no operation (the `GET` or `DELETE` that carries
+    /// none) rather than a malformed message.
+    empty_is_unknown: bool,
 }
 
 #[pin_project(project = StateProj)]
@@ -296,6 +300,7 @@ where
             request: None,
             resource: None,
             limit: 0,
+            empty_is_unknown: false,
         }
     }
 
@@ -313,6 +318,7 @@ where
             request: None,
             resource: None,
             limit: 0,
+            empty_is_unknown: false,
         }
     }
 }
@@ -360,7 +366,11 @@ where
                         panic!("OperationFuture polled after completion");
                     };
                     let (mut parts, mut inner) = *pending;
+                    let empty_is_unknown = *this.empty_is_unknown;
                     let found = outcome.and_then(|bytes| {
+                        if empty_is_unknown && bytes.iter().all(u8::is_ascii_whitespace) {
+                            return Ok((McpOperation::unknown(), bytes));
+                        }
                         operation::from_body(&bytes, &parts.headers)
                             .map(|op| (op, bytes))
                             .map_err(|description| AuthError::invalid_request(RULE, description))
