@@ -36,8 +36,9 @@ impl Default for FetchOptions {
 pub(crate) enum FetchError {
     /// Could not connect, or timed out.
     Unreachable(String),
-    /// The server answered with a status other than 200.
-    Status(u16),
+    /// The server answered with a status other than 200 (or 201): the status, and
+    /// the OAuth `error` code of its JSON body (RFC 6749 §5.2) when it had one.
+    Status(u16, Option<String>),
     /// The body is over the cap.
     TooLarge(usize),
     /// The body is not the JSON we asked for.
@@ -48,7 +49,8 @@ impl std::fmt::Display for FetchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Unreachable(why) => write!(f, "unreachable ({why})"),
-            Self::Status(code) => write!(f, "answered HTTP {code}"),
+            Self::Status(code, None) => write!(f, "answered HTTP {code}"),
+            Self::Status(code, Some(error)) => write!(f, "answered HTTP {code} ({error})"),
             Self::TooLarge(cap) => write!(f, "answered more than {cap} bytes"),
             Self::Invalid(why) => write!(f, "answered an invalid document ({why})"),
         }
@@ -167,8 +169,13 @@ impl Fetcher {
             .send()
             .await
             .map_err(|e| FetchError::Unreachable(describe(&e)))?;
-        if !matches!(response.status().as_u16(), 200 | 201) {
-            return Err(FetchError::Status(response.status().as_u16()));
+        let status = response.status().as_u16();
+        if !matches!(status, 200 | 201) {
+            let error = match status {
+                400..=499 => oauth_error(response).await,
+                _ => None,
+            };
+            return Err(FetchError::Status(status, error));
         }
         let declared = response
             .headers()
@@ -219,6 +226,40 @@ fn add_root(
     Err(ConfigError::new(
         "a CA certificate needs HTTPS: enable the `rustls` feature",
     ))
+}
+
+/// The largest error body read for its OAuth `error` code.
+const ERROR_BODY_BYTES: usize = 4096;
+
+/// The OAuth `error` code of an error answer's JSON body (RFC 6749 §5.2), if it has
+/// one made of the characters RFC 6749 allows there (so it is safe to log and to
+/// compare); the body is read up to a few KiB, within the call's timeout.
+async fn oauth_error(mut response: reqwest::Response) -> Option<String> {
+    let mut body = BytesMut::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        if body.len() + chunk.len() > ERROR_BODY_BYTES {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    error_code(&body)
+}
+
+/// The `error` member of a JSON error body, when it is a valid RFC 6749 error code.
+fn error_code(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        error: Option<serde_json::Value>,
+    }
+    let error = serde_json::from_slice::<ErrorBody>(body).ok()?.error?;
+    let error = error.as_str()?;
+    // error = 1*( %x20-21 / %x23-5B / %x5D-7E ), kept short.
+    let valid = !error.is_empty()
+        && error.len() <= 64
+        && error
+            .bytes()
+            .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E));
+    valid.then(|| error.to_owned())
 }
 
 /// A short, safe description of a client error: its kind, never its URL or body.
@@ -278,5 +319,29 @@ mod tests {
         assert_eq!(parse_max_age("no-store"), Some(Duration::ZERO));
         assert_eq!(parse_max_age("private"), None);
         assert_eq!(parse_max_age("max-age=abc"), None);
+    }
+
+    #[test]
+    fn only_a_valid_oauth_error_code_is_taken_from_an_error_body() {
+        let code = |body: &str| error_code(body.as_bytes());
+        assert_eq!(
+            code(r#"{"error":"invalid_request","error_description":"x"}"#),
+            Some("invalid_request".to_owned())
+        );
+        assert_eq!(
+            code(r#"{"error":"invalid_client"}"#),
+            Some("invalid_client".to_owned())
+        );
+        for bad in [
+            r#"{"error":"a\"quote"}"#,
+            r#"{"error":"line\nbreak"}"#,
+            r#"{"error":""}"#,
+            r#"{"error":5}"#,
+            r#"{"message":"invalid_request"}"#,
+            "<html>400</html>",
+        ] {
+            assert_eq!(code(bad), None, "{bad}");
+        }
+        assert_eq!(code(&format!(r#"{{"error":"{}"}}"#, "e".repeat(65))), None);
     }
 }

@@ -105,9 +105,21 @@ async fn an_inactive_token_is_401() {
     let answer = call(&app, "/mcp", Some("revoked-token")).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     assert!(answer.description().contains("not active"), "{answer:?}");
-    // Inactive answers are not cached.
-    call(&app, "/mcp", Some("revoked-token")).await;
-    assert_eq!(idp.counters().introspection.load(Ordering::SeqCst), 2);
+    // The answer is remembered (by the token's SHA-256): a client repeating the
+    // token costs the provider one call, and is refused the same way.
+    let again = call(&app, "/mcp", Some("revoked-token")).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+    assert!(again.description().contains("not active"), "{again:?}");
+    assert_eq!(idp.counters().introspection.load(Ordering::SeqCst), 1);
+    // With the memory off, every request asks.
+    let asking = protect(vec![
+        Issuer::new(&idp.issuer)
+            .introspection(introspection(&idp).inactive_cache_ttl(Duration::ZERO))
+            .introspect_jwts(),
+    ]);
+    call(&asking, "/mcp", Some("revoked-token")).await;
+    call(&asking, "/mcp", Some("revoked-token")).await;
+    assert_eq!(idp.counters().introspection.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,12 +291,10 @@ async fn client_secret_basic_and_post_both_authenticate() {
             .introspect_jwts(),
     ]);
     let answer = call(&app, "/mcp", Some("tok")).await;
-    // A configuration mistake, not an outage: clients must not be told to retry.
-    assert_eq!(
-        answer.status,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "{answer:?}"
-    );
+    // Not the token's fault: the server cannot verify tokens now (503, logged as a
+    // credentials problem), never a 401 that makes the client drop a good token.
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+    assert!(answer.description().contains("credentials"), "{answer:?}");
     assert!(
         !answer.body.to_string().contains("wrong"),
         "no credentials in the answer"
@@ -488,7 +498,7 @@ async fn client_secrets_and_shared_keys_never_appear_in_logs_or_answers() {
             .iter()
             .map(|a| a.status.as_u16())
             .collect::<Vec<_>>(),
-        [500, 503, 401]
+        [503, 503, 401]
     );
     let debug = format!(
         "{:?} {:?}",

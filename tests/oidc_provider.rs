@@ -207,3 +207,37 @@ async fn a_key_rotated_at_the_provider_is_used_at_once_and_the_retired_one_dropp
     );
     assert_eq!(call(&app, "/mcp", Some(&new)).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn forged_and_malformed_tokens_are_401_never_an_outage() {
+    // Replayed JWT attack shapes against a healthy provider with introspection on:
+    // each is about one token, so each is 401 invalid_token, never a 503 that
+    // reports an outage and invites retries. Malformed JWTs never reach it.
+    let provider = idp::oidc_provider(&["--opaque-resource", RESOURCE]).await;
+    let app = app(&provider, |i| {
+        i.introspection(Introspection::new("rs-client", "rs-secret"))
+    });
+    let long = "A".repeat(8000);
+    for token in [
+        "eyJhbGciOiJub25lIn0.e30.",
+        "eyJhbGciOiJub25lIn0.e30",
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+        "a.b.c",
+        "eyJ.eyJ.eyJ",
+        "x..y",
+        "-_-",
+        "x+y/z==",
+        "opaque-but-unknown",
+        &long,
+    ] {
+        let answer = call(&app, "/mcp", Some(token)).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "{}: {:?}",
+            &token[..token.len().min(40)],
+            answer.body
+        );
+        assert_eq!(answer.body["error"], "invalid_token");
+    }
+}

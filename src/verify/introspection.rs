@@ -14,7 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
-use super::cache::{ResultCache, Verified, ttl_until};
+use super::cache::{ResultCache, TokenDigest, Verified, digest, ttl_until};
 use super::{CacheFuture, TokenCacheOptions, TokenCacheUsage, TokenVerifier, VerifyFuture};
 use crate::bearer::BearerToken;
 use crate::error::{AuthError, ConfigError};
@@ -50,7 +50,32 @@ pub struct Introspection {
     cache: TokenCacheOptions,
     retry_after: Duration,
     fetch: FetchOptions,
+    patterns: Vec<TokenPattern>,
+    shares_unmatched: bool,
+    inactive_ttl: Duration,
 }
+
+/// Which opaque tokens are an issuer's (R-GW-3).
+#[derive(Clone)]
+enum TokenPattern {
+    Prefix(String),
+    Matches(Arc<dyn Fn(&str) -> bool + Send + Sync>),
+}
+
+impl TokenPattern {
+    fn matches(&self, token: &str) -> bool {
+        match self {
+            Self::Prefix(prefix) => token.starts_with(prefix.as_str()),
+            Self::Matches(predicate) => predicate(token),
+        }
+    }
+}
+
+/// How long an `active: false` answer is remembered, by default.
+pub const DEFAULT_INACTIVE_TTL: Duration = Duration::from_secs(30);
+
+/// The most `active: false` answers remembered per issuer.
+const INACTIVE_CAPACITY: u64 = 10_000;
 
 impl Introspection {
     /// Introspection with these client credentials; the endpoint comes from the
@@ -64,7 +89,53 @@ impl Introspection {
             cache: TokenCacheOptions::default(),
             retry_after: Duration::from_secs(2),
             fetch: FetchOptions::default(),
+            patterns: Vec::new(),
+            shares_unmatched: false,
+            inactive_ttl: DEFAULT_INACTIVE_TTL,
         }
+    }
+
+    /// Opaque tokens that start with `prefix` (Google's access tokens start with
+    /// `ya29.`) are this issuer's: they are introspected here and at no other issuer,
+    /// and this issuer sees no other opaque token. May be given more than once.
+    ///
+    /// Without a pattern the issuer receives the opaque tokens that match no
+    /// issuer's pattern; at most one issuer may, unless each opts in with
+    /// [`Introspection::also_receives_other_issuers_tokens`].
+    pub fn token_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.patterns.push(TokenPattern::Prefix(prefix.into()));
+        self
+    }
+
+    /// Opaque tokens for which `predicate` is true are this issuer's (as
+    /// [`Introspection::token_prefix`], for formats a prefix cannot tell).
+    pub fn token_matches(
+        mut self,
+        predicate: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.patterns
+            .push(TokenPattern::Matches(Arc::new(predicate)));
+        self
+    }
+
+    /// Lets this issuer receive, with this server's client secret, the opaque tokens
+    /// that match no issuer's pattern *together with other issuers that do the
+    /// same*: each of them is then shown every such token, including the other
+    /// issuers' tokens. Without this, two issuers without a pattern are a build
+    /// error, because each would be shown the other's tokens. They are asked at
+    /// once, so a slow or dead one does not delay the others' tokens.
+    pub fn also_receives_other_issuers_tokens(mut self) -> Self {
+        self.shares_unmatched = true;
+        self
+    }
+
+    /// How long an answer that a token is not active (or is not an access token of
+    /// this issuer) is remembered, keyed by the token's SHA-256, so that a client
+    /// repeating a junk token costs the provider one call. Default
+    /// [`DEFAULT_INACTIVE_TTL`] (30 s); zero asks every time.
+    pub fn inactive_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.inactive_ttl = ttl;
+        self
     }
 
     /// The introspection endpoint URL.
@@ -132,6 +203,8 @@ impl std::fmt::Debug for Introspection {
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
             .field("auth", &self.auth)
+            .field("patterns", &self.patterns.len())
+            .field("shares_unmatched", &self.shares_unmatched)
             .finish_non_exhaustive()
     }
 }
@@ -142,6 +215,19 @@ struct Inner {
     fetcher: Fetcher,
     discovery: Option<Discovery>,
     cache: ResultCache,
+    /// Answers about tokens that are not (or no longer) active, by their SHA-256.
+    inactive: Option<moka::sync::Cache<TokenDigest, AuthError>>,
+}
+
+/// Whether an opaque token is an issuer's to introspect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// One of the issuer's patterns matches it.
+    Pattern,
+    /// The issuer has no pattern: it receives the tokens no pattern matches.
+    Unmatched,
+    /// The issuer has patterns and none matches.
+    No,
 }
 
 /// Reads an RFC 7662 answer from `issuer`'s endpoint: the claims of an active access
@@ -180,6 +266,58 @@ pub(crate) fn parse_answer(
     Ok(Verified { claims, ttl })
 }
 
+/// What a failed introspection call means for the request (R-ERR-1, R-KEY-5): an
+/// answer about the token is `401 invalid_token`, one about this server's client, the
+/// provider or the way there is `503` with `Retry-After`, so a forged token never
+/// makes a healthy server report an outage, and a real outage never throws a good
+/// token away.
+///
+/// An RFC 7662 endpoint answers `200` for every well-formed request, even of a token
+/// it has never seen; the request this crate sends is always well-formed but for the
+/// token itself, so a `400` that does not blame our client (some providers refuse
+/// malformed or oversized tokens so, Google's `tokeninfo` answers `invalid_token`)
+/// is about the token. `invalid_client` or `unauthorized_client` in any `4xx`, `401`
+/// and `403` (our credentials), other `4xx` (a wrong endpoint), `5xx`, timeouts and
+/// refused connections are about us or the provider.
+fn refusal(error: &FetchError, issuer: &str, retry_after: Duration) -> AuthError {
+    let about_our_client = |code: &Option<String>| {
+        matches!(
+            code.as_deref(),
+            Some("invalid_client" | "unauthorized_client")
+        )
+    };
+    match error {
+        FetchError::Status(400 | 413 | 414, code) if !about_our_client(code) => {
+            tracing::info!(issuer, "introspection refused the token: {error}");
+            AuthError::invalid_token(
+                "R-OPQ-1",
+                "the identity provider refused to introspect the token: it is malformed",
+            )
+        }
+        FetchError::Status(status, code)
+            if about_our_client(code) || matches!(status, 401 | 403) =>
+        {
+            tracing::error!(
+                issuer,
+                "the introspection endpoint refused this server's client credentials: {error}; \
+                 check the Introspection client id and secret"
+            );
+            AuthError::unavailable(
+                retry_after,
+                "the identity provider's introspection endpoint refused this server's \
+                 credentials",
+            )
+        }
+        _ => {
+            tracing::warn!(issuer, "introspection failed: {error}");
+            AuthError::unavailable(
+                retry_after,
+                "the identity provider's introspection endpoint could not be reached",
+            )
+        }
+    }
+}
+
 /// Verifies opaque tokens by RFC 7662 introspection at one issuer. Cheap to clone.
 #[derive(Clone)]
 pub struct IntrospectionVerifier(Arc<Inner>);
@@ -216,13 +354,42 @@ impl IntrospectionVerifier {
         config.validate(&issuer, insecure_http)?;
         let fetcher = Fetcher::new(&config.fetch)?;
         let cache = ResultCache::new(config.cache);
+        let inactive = (!config.inactive_ttl.is_zero()).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(INACTIVE_CAPACITY)
+                .time_to_live(config.inactive_ttl)
+                .build()
+        });
         Ok(Self(Arc::new(Inner {
             issuer,
             config,
             fetcher,
             discovery,
             cache,
+            inactive,
         })))
+    }
+
+    /// Whether `token` (not a JWT) is this issuer's to introspect.
+    pub(crate) fn claim(&self, token: &str) -> Claim {
+        let patterns = &self.0.config.patterns;
+        if !self.has_patterns() {
+            Claim::Unmatched
+        } else if patterns.iter().any(|p| p.matches(token)) {
+            Claim::Pattern
+        } else {
+            Claim::No
+        }
+    }
+
+    /// Whether this issuer's opaque tokens are told by a pattern.
+    pub(crate) fn has_patterns(&self) -> bool {
+        !self.0.config.patterns.is_empty()
+    }
+
+    /// Whether this issuer opted in to share the unmatched tokens with others.
+    pub(crate) fn shares_unmatched(&self) -> bool {
+        self.0.config.shares_unmatched
     }
 
     /// The issuer whose tokens this verifier introspects.
@@ -290,18 +457,7 @@ impl IntrospectionVerifier {
             .fetcher
             .post_form(&endpoint, form, authorization.as_deref())
             .await
-            .map_err(|error| match &error {
-                FetchError::Status(401 | 403) => AuthError::misconfigured(format!(
-                    "the introspection endpoint of {} refused this server's client credentials",
-                    self.0.issuer
-                )),
-                _ => {
-                    tracing::warn!(issuer = %self.0.issuer, "introspection failed: {error}");
-                    self.unavailable(
-                        "the identity provider's introspection endpoint could not be reached",
-                    )
-                }
-            })?;
+            .map_err(|error| refusal(&error, &self.0.issuer, config.retry_after))?;
         parse_answer(&fetched.body, &self.0.issuer, config.cache.max_ttl)
             .map(Arc::new)
             .map_err(|error| {
@@ -317,9 +473,26 @@ impl IntrospectionVerifier {
     }
 
     async fn verify_owned(self, token: BearerToken) -> Result<Principal, AuthError> {
+        let key = self.0.inactive.as_ref().map(|_| digest(token.as_str()));
+        if let (Some(inactive), Some(key)) = (&self.0.inactive, &key)
+            && let Some(known) = inactive.get(key)
+        {
+            return Err(known);
+        }
         let this = self.clone();
         let call = async { this.introspect(token.as_str()).await };
-        let verified = self.0.cache.get_or_verify(token.as_str(), call).await?;
+        let verified = match self.0.cache.get_or_verify(token.as_str(), call).await {
+            Ok(verified) => verified,
+            Err(error) => {
+                // The provider's word on this token; a failure to ask is not kept.
+                if let (Some(inactive), Some(key)) = (&self.0.inactive, key)
+                    && error.kind() == crate::AuthErrorKind::InvalidToken
+                {
+                    inactive.insert(key, error.clone());
+                }
+                return Err(error);
+            }
+        };
         let span = tracing::Span::current();
         span.record("issuer", self.0.issuer.as_str());
         span.record("key_tier", "introspection");
@@ -337,10 +510,69 @@ impl TokenVerifier for IntrospectionVerifier {
     }
 
     fn forget(&self, token: &str) -> CacheFuture<()> {
+        if let Some(inactive) = &self.0.inactive {
+            inactive.invalidate(&digest(token));
+        }
         self.0.cache.forget(token)
     }
 
     fn cache_usage(&self) -> CacheFuture<TokenCacheUsage> {
         self.0.cache.usage()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AuthErrorKind;
+
+    #[test]
+    fn an_answer_about_the_token_is_401_and_one_about_us_or_the_provider_is_503() {
+        let kind =
+            |error: FetchError| refusal(&error, "https://idp", Duration::from_secs(2)).kind();
+        let code = |c: &str| Some(c.to_owned());
+        for about_the_token in [
+            FetchError::Status(400, code("invalid_request")),
+            FetchError::Status(400, code("invalid_token")),
+            FetchError::Status(400, None),
+            FetchError::Status(413, None),
+        ] {
+            assert_eq!(
+                kind(about_the_token.clone()),
+                AuthErrorKind::InvalidToken,
+                "{about_the_token}"
+            );
+        }
+        for about_us_or_them in [
+            FetchError::Status(400, code("invalid_client")),
+            FetchError::Status(400, code("unauthorized_client")),
+            FetchError::Status(401, code("invalid_client")),
+            FetchError::Status(401, None),
+            FetchError::Status(403, None),
+            FetchError::Status(404, None),
+            FetchError::Status(429, None),
+            FetchError::Status(500, None),
+            FetchError::Status(502, code("invalid_request")),
+            FetchError::Unreachable("timed out".into()),
+            FetchError::TooLarge(10),
+            FetchError::Invalid("x".into()),
+        ] {
+            assert_eq!(
+                kind(about_us_or_them.clone()),
+                AuthErrorKind::Unavailable,
+                "{about_us_or_them}"
+            );
+        }
+        let error = refusal(
+            &FetchError::Status(401, None),
+            "https://idp",
+            Duration::from_secs(2),
+        );
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(2)));
+        assert!(
+            error.description().contains("credentials"),
+            "{}",
+            error.description()
+        );
     }
 }

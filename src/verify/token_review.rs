@@ -268,11 +268,13 @@ impl TokenReviewVerifier {
             .post_json(&url, body.to_string().into_bytes(), Some(&authorization))
             .await
             .map_err(|error| match &error {
-                crate::fetch::FetchError::Status(401 | 403) => AuthError::misconfigured(format!(
-                    "the Kubernetes API server at {} refused this server's TokenReview \
+                crate::fetch::FetchError::Status(401 | 403, _) => {
+                    AuthError::misconfigured(format!(
+                        "the Kubernetes API server at {} refused this server's TokenReview \
                      (check its token and the system:auth-delegator role)",
-                    config.api_server
-                )),
+                        config.api_server
+                    ))
+                }
                 _ => {
                     tracing::warn!(api_server = %config.api_server, "TokenReview failed: {error}");
                     self.unavailable("the Kubernetes API server could not review the token")

@@ -96,6 +96,10 @@ struct IdpState {
     redirect_to: Mutex<String>,
     /// Introspection answers by token; unknown tokens are inactive.
     introspected: Mutex<std::collections::HashMap<String, Value>>,
+    /// Introspection error answers (status, JSON body) by token.
+    refused: Mutex<std::collections::HashMap<String, (u16, Value)>>,
+    /// Members that replace those of the discovery documents.
+    metadata_extra: Mutex<serde_json::Map<String, Value>>,
     switches: Switches,
     counters: Counters,
 }
@@ -133,6 +137,8 @@ impl TestIdp {
             extra_jwks_bytes: AtomicUsize::new(0),
             redirect_to: Mutex::new(String::new()),
             introspected: Mutex::new(std::collections::HashMap::new()),
+            refused: Mutex::new(std::collections::HashMap::new()),
+            metadata_extra: Mutex::new(serde_json::Map::new()),
             switches: Switches::default(),
             counters: Counters::default(),
         });
@@ -199,6 +205,26 @@ impl TestIdp {
             .insert(token.to_owned(), answer);
     }
 
+    /// Makes introspection of `token` answer HTTP `status` with the JSON `body`, as
+    /// providers answer what they refuse.
+    pub fn refuse_introspection(&self, token: &str, status: u16, body: Value) {
+        self.state
+            .refused
+            .lock()
+            .expect("refusal lock")
+            .insert(token.to_owned(), (status, body));
+    }
+
+    /// Makes the discovery documents say `value` for `member` (e.g. a `jwks_uri`
+    /// pointing elsewhere).
+    pub fn set_metadata(&self, member: &str, value: Value) {
+        self.state
+            .metadata_extra
+            .lock()
+            .expect("metadata lock")
+            .insert(member.to_owned(), value);
+    }
+
     /// Makes `/moved` answer `302` to `location`.
     pub fn redirect_to(&self, location: &str) {
         *self.state.redirect_to.lock().expect("redirect lock") = location.to_owned();
@@ -252,12 +278,16 @@ fn metadata(state: &IdpState) -> Value {
         .take(3)
         .collect::<Vec<_>>()
         .join("/");
-    json!({
+    let mut document = json!({
         "issuer": issuer,
         "jwks_uri": format!("{origin}/jwks"),
         "token_endpoint": format!("{origin}/token"),
         "introspection_endpoint": format!("{origin}/introspect"),
-    })
+    });
+    for (member, value) in state.metadata_extra.lock().expect("metadata lock").iter() {
+        document[member] = value.clone();
+    }
+    document
 }
 
 async fn oidc(State(state): State<Arc<IdpState>>) -> Response {
@@ -346,6 +376,16 @@ async fn introspect(
             .into_response();
     }
     let token = form.get("token").cloned().unwrap_or_default();
+    let refusal = state
+        .refused
+        .lock()
+        .expect("refusal lock")
+        .get(&token)
+        .cloned();
+    if let Some((status, body)) = refusal {
+        let status = StatusCode::from_u16(status).expect("a status");
+        return (status, axum::Json(body)).into_response();
+    }
     let answer = state
         .introspected
         .lock()
