@@ -143,9 +143,9 @@ pub use server::{
     ServerAuthorizeFuture,
 };
 pub use verify::{
-    CacheFuture, ClientAuth, Introspection, IntrospectionVerifier, Issuer, JwtVerifier,
-    TokenCacheOptions, TokenCacheUsage, TokenVerifier, VerifierChain, Verify, VerifyFuture,
-    VerifyLayer,
+    CacheFuture, ClientAuth, DEFAULT_INACTIVE_TTL, Introspection, IntrospectionVerifier, Issuer,
+    JwtVerifier, TokenCacheOptions, TokenCacheUsage, TokenVerifier, VerifierChain, Verify,
+    VerifyFuture, VerifyLayer,
 };
 #[cfg(feature = "kubernetes")]
 pub use verify::{TokenReview, TokenReviewVerifier};

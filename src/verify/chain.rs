@@ -9,6 +9,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use super::introspection::Claim;
 use super::{
     CacheFuture, IntrospectionVerifier, Issuer, JwtVerifier, TokenCacheOptions, TokenCacheUsage,
     TokenVerifier, VerifyFuture,
@@ -53,6 +54,25 @@ fn is_jwt_shaped(token: &str) -> bool {
         .is_ok_and(|raw| raw.first() == Some(&b'{'))
 }
 
+/// Refuses a configuration that would show one issuer's opaque tokens to another
+/// (R-GW-3): two or more issuers without a token pattern would each receive every
+/// unmatched token, with this server's client secret, unless each opted in.
+fn check_opaque_routing(opaque: &[IntrospectionVerifier]) -> Result<(), ConfigError> {
+    let unmatched: Vec<&IntrospectionVerifier> =
+        opaque.iter().filter(|v| !v.has_patterns()).collect();
+    if unmatched.len() < 2 || unmatched.iter().all(|v| v.shares_unmatched()) {
+        return Ok(());
+    }
+    let names: Vec<&str> = unmatched.iter().map(|v| v.issuer()).collect();
+    Err(ConfigError::new(format!(
+        "issuers {names:?} all introspect opaque tokens without a token pattern, so every \
+         opaque token would be shown to each of them, with this server's client secret: \
+         one issuer's tokens to the others. Give each issuer's Introspection a \
+         token_prefix (Google's tokens start with \"ya29.\") or token_matches, or, if \
+         that disclosure is acceptable, call also_receives_other_issuers_tokens() on each"
+    )))
+}
+
 impl VerifierChain {
     /// A chain for `issuers`. Checks the configuration; does no I/O.
     pub fn new(issuers: impl IntoIterator<Item = Issuer>) -> Result<Self, ConfigError> {
@@ -72,6 +92,7 @@ impl VerifierChain {
             }
             runtimes.push(built.runtime);
         }
+        check_opaque_routing(&opaque)?;
         let jwt = if runtimes.is_empty() {
             None
         } else {
@@ -125,26 +146,85 @@ impl VerifierChain {
         self.0.jwt.is_none() && self.0.opaque.is_empty() && self.0.remote.is_empty()
     }
 
-    async fn verify_opaque(self, token: BearerToken) -> Result<Principal, AuthError> {
-        let mut errors = Vec::new();
-        for verifier in &self.0.opaque {
-            match verifier.verify(&token).await {
-                Ok(principal) => return Ok(principal),
-                Err(error) => errors.push(error),
+    /// Where an opaque token goes (R-GW-3): to the issuers whose pattern it matches,
+    /// else to those without a pattern; a token shaped like a JWT whose header is
+    /// not JSON goes nowhere (a malformed JWT, not an opaque token).
+    fn verify_opaque(&self, token: &BearerToken) -> VerifyFuture {
+        let claims: Vec<Claim> = self
+            .0
+            .opaque
+            .iter()
+            .map(|v| v.claim(token.as_str()))
+            .collect();
+        let wanted = if claims.contains(&Claim::Pattern) {
+            Claim::Pattern
+        } else if super::jwt::segments(token.as_str()).is_some() {
+            return VerifyFuture::ready(Err(AuthError::invalid_token(
+                "R-JWT-2",
+                "the token has the three parts of a JWT, but its header is not a JSON object: \
+                 it is a malformed JWT",
+            )));
+        } else {
+            Claim::Unmatched
+        };
+        let mut asked: Vec<IntrospectionVerifier> = self
+            .0
+            .opaque
+            .iter()
+            .zip(&claims)
+            .filter(|(_, claim)| **claim == wanted)
+            .map(|(verifier, _)| verifier.clone())
+            .collect();
+        match asked.len() {
+            0 => VerifyFuture::ready(Err(AuthError::invalid_token(
+                "R-OPQ-2",
+                "the token is not a JWT and matches no trusted issuer's opaque tokens",
+            ))),
+            1 => asked.remove(0).verify(token),
+            _ => VerifyFuture::pending(first_active(
+                asked.iter().map(|v| v.verify(token)).collect(),
+            )),
+        }
+    }
+}
+
+/// The first of `pending` that verifies the token, without waiting for the others:
+/// a slow or dead issuer never delays another's tokens. When none does, an issuer
+/// that could not be asked may have known the token: 503 before 401, and a
+/// misconfigured issuer never hides the others' answers.
+async fn first_active(mut pending: Vec<VerifyFuture>) -> Result<Principal, AuthError> {
+    use std::task::Poll;
+    let mut errors = Vec::new();
+    let found = std::future::poll_fn(|cx| {
+        let mut at = 0;
+        while at < pending.len() {
+            match std::pin::Pin::new(&mut pending[at]).poll(cx) {
+                Poll::Ready(Ok(principal)) => return Poll::Ready(Some(principal)),
+                Poll::Ready(Err(error)) => {
+                    errors.push(error);
+                    pending.swap_remove(at);
+                }
+                Poll::Pending => at += 1,
             }
         }
-        // One issuer that could not be asked may have known the token: 503 before
-        // 401. A misconfigured issuer never hides the others' answers.
-        let rank = |e: &AuthError| match e.kind() {
-            crate::AuthErrorKind::Unavailable => 0,
-            crate::AuthErrorKind::InvalidToken => 1,
-            _ => 2,
-        };
-        errors.sort_by_key(rank);
-        Err(errors.into_iter().next().unwrap_or_else(|| {
-            AuthError::invalid_token("R-OPQ-2", "the token is not active at any trusted issuer")
-        }))
+        match pending.is_empty() {
+            true => Poll::Ready(None),
+            false => Poll::Pending,
+        }
+    })
+    .await;
+    if let Some(principal) = found {
+        return Ok(principal);
     }
+    let rank = |e: &AuthError| match e.kind() {
+        crate::AuthErrorKind::Unavailable => 0,
+        crate::AuthErrorKind::InvalidToken => 1,
+        _ => 2,
+    };
+    errors.sort_by_key(rank);
+    Err(errors.into_iter().next().unwrap_or_else(|| {
+        AuthError::invalid_token("R-OPQ-2", "the token is not active at any trusted issuer")
+    }))
 }
 
 use crate::principal::Principal;
@@ -184,10 +264,7 @@ impl TokenVerifier for VerifierChain {
                 "the access token is not a well-formed JWT, and no trusted issuer is configured for opaque tokens",
             )));
         }
-        if let [only] = self.0.opaque.as_slice() {
-            return only.verify(token);
-        }
-        VerifyFuture::pending(self.clone().verify_opaque(token.clone()))
+        self.verify_opaque(token)
     }
 
     fn forget(&self, token: &str) -> CacheFuture<()> {

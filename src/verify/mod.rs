@@ -24,7 +24,7 @@ pub use cache::{TokenCacheOptions, TokenCacheUsage};
 pub use chain::VerifierChain;
 #[cfg(feature = "fuzzing")]
 pub(crate) use introspection::parse_answer;
-pub use introspection::{ClientAuth, Introspection, IntrospectionVerifier};
+pub use introspection::{ClientAuth, DEFAULT_INACTIVE_TTL, Introspection, IntrospectionVerifier};
 pub use jwt::{Issuer, JwtVerifier};
 #[cfg(feature = "kubernetes")]
 pub use token_review::{TokenReview, TokenReviewVerifier};
