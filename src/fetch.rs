@@ -2,6 +2,8 @@
 //! every call, a cap on the response size, no redirect to another origin, no proxy
 //! taken from the environment. Discovery and JWKS fetches go through it.
 
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -19,6 +21,11 @@ pub struct FetchOptions {
     pub connect_timeout: Duration,
     /// Largest response body accepted. Default 256 KiB.
     pub max_body_bytes: usize,
+    /// Host names resolved to fixed addresses instead of by DNS, as curl's
+    /// `--resolve` does (split-horizon DNS, tests). A pinned host is configuration:
+    /// the rules on where a discovery document may point do not apply to it.
+    /// Default none.
+    pub pinned_hosts: Vec<(String, SocketAddr)>,
 }
 
 impl Default for FetchOptions {
@@ -27,6 +34,7 @@ impl Default for FetchOptions {
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             max_body_bytes: 256 * 1024,
+            pinned_hosts: Vec::new(),
         }
     }
 }
@@ -43,6 +51,9 @@ pub(crate) enum FetchError {
     TooLarge(usize),
     /// The body is not the JSON we asked for.
     Invalid(String),
+    /// Not fetched: the URL came from a discovery document and points where such a
+    /// document may not send us (R-GW-3).
+    Forbidden(String),
 }
 
 impl std::fmt::Display for FetchError {
@@ -53,6 +64,7 @@ impl std::fmt::Display for FetchError {
             Self::Status(code, Some(error)) => write!(f, "answered HTTP {code} ({error})"),
             Self::TooLarge(cap) => write!(f, "answered more than {cap} bytes"),
             Self::Invalid(why) => write!(f, "answered an invalid document ({why})"),
+            Self::Forbidden(why) => write!(f, "not fetched: {why}"),
         }
     }
 }
@@ -68,6 +80,127 @@ pub(crate) struct Fetched {
 pub(crate) struct Fetcher {
     client: reqwest::Client,
     max_body_bytes: usize,
+    options: FetchOptions,
+    /// For URLs a discovery document named: where they may not point.
+    guard: Option<Arc<Guard>>,
+}
+
+/// Whether `ip` is an address a remote issuer's discovery document may not send us
+/// to (R-GW-3): loopback, private, link-local (cloud metadata services live at
+/// 169.254.169.254), unspecified, shared (CGNAT), broadcast, multicast or reserved;
+/// IPv4-mapped and NAT64 IPv6 forms are judged by the IPv4 address they carry.
+pub(crate) fn is_internal(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || a >= 240
+        }
+        IpAddr::V6(v6) => {
+            let segments = v6.segments();
+            let nat64 = segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+            if nat64 {
+                let [.., hi, lo] = segments;
+                let embedded = std::net::Ipv4Addr::from(((hi as u32) << 16) | lo as u32);
+                return is_internal(IpAddr::V4(embedded));
+            }
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || v6.is_unique_local()
+                || v6.is_unicast_link_local()
+        }
+    }
+}
+
+/// The host of an absolute URL, without brackets or port.
+pub(crate) fn host_of(url: &str) -> &str {
+    let (origin, _) = crate::uri::split_origin(url);
+    let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    authority.split(':').next().unwrap_or_default()
+}
+
+/// Whether the host of `url` is internal by its very name: an IP literal of an
+/// internal address, or `localhost` (and `*.localhost`, RFC 6761).
+pub(crate) fn is_internal_host(url: &str) -> bool {
+    let host = host_of(url).trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<IpAddr>().is_ok_and(is_internal)
+}
+
+/// Where the URLs of a remote issuer's discovery document may point: anywhere
+/// public, and the issuer's own host; not an internal address, whether by IP
+/// literal (checked before sending) or by a name that resolves there (checked in
+/// the resolver, so the check and the connection use the same addresses).
+#[derive(Debug)]
+struct Guard {
+    issuer_host: String,
+}
+
+/// The error a guarded resolver refuses a name with; found again in the error chain.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl Guard {
+    /// Refuses `url` when its host is an internal IP literal other than the issuer's.
+    fn check_literal(&self, url: &str) -> Result<(), FetchError> {
+        let host = host_of(url);
+        match host.parse::<IpAddr>() {
+            Ok(ip) if is_internal(ip) && !host.eq_ignore_ascii_case(&self.issuer_host) => {
+                Err(FetchError::Forbidden(format!(
+                    "{host} is an internal address (loopback, private or link-local), where a \
+                     remote issuer's discovery document may not send this server; configure \
+                     the URL explicitly if it is right"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl reqwest::dns::Resolve for Guard {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        let own = host.eq_ignore_ascii_case(&self.issuer_host);
+        Box::pin(async move {
+            let lookup = host.clone();
+            let addrs: Vec<SocketAddr> =
+                tokio::task::spawn_blocking(move || (lookup.as_str(), 0).to_socket_addrs())
+                    .await
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)??
+                    .collect();
+            if !own && let Some(internal) = addrs.iter().find(|a| is_internal(a.ip())) {
+                let why = format!(
+                    "{host} resolves to {}, an internal address (loopback, private or \
+                     link-local), where a remote issuer's discovery document may not send \
+                     this server; configure the URL explicitly if it is right",
+                    internal.ip()
+                );
+                return Err(Box::new(Refused(why)) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 impl Fetcher {
@@ -81,6 +214,27 @@ impl Fetcher {
     pub(crate) fn with_root_certificate(
         options: &FetchOptions,
         root_pem: Option<&[u8]>,
+    ) -> Result<Self, ConfigError> {
+        Self::build(options, root_pem, None)
+    }
+
+    /// The same limits, for the URLs a discovery document of `issuer` names: unless
+    /// the issuer is itself internal (an internal IP literal or `localhost`), they
+    /// may not point at internal addresses, except on the issuer's own host.
+    pub(crate) fn for_discovered(&self, issuer: &str) -> Result<Self, ConfigError> {
+        if is_internal_host(issuer) {
+            return Ok(self.clone());
+        }
+        let guard = Guard {
+            issuer_host: host_of(issuer).to_ascii_lowercase(),
+        };
+        Self::build(&self.options, None, Some(Arc::new(guard)))
+    }
+
+    fn build(
+        options: &FetchOptions,
+        root_pem: Option<&[u8]>,
+        guard: Option<Arc<Guard>>,
     ) -> Result<Self, ConfigError> {
         let policy = redirect::Policy::custom(|attempt| {
             let same_origin = attempt
@@ -96,6 +250,12 @@ impl Fetcher {
         let mut builder = reqwest::Client::builder();
         if let Some(pem) = root_pem {
             builder = add_root(builder, pem)?;
+        }
+        for (host, addr) in &options.pinned_hosts {
+            builder = builder.resolve(host, *addr);
+        }
+        if let Some(guard) = &guard {
+            builder = builder.dns_resolver(guard.clone());
         }
         let client = builder
             .timeout(options.timeout)
@@ -113,11 +273,16 @@ impl Fetcher {
         Ok(Self {
             client,
             max_body_bytes: options.max_body_bytes,
+            options: options.clone(),
+            guard,
         })
     }
 
     /// GETs `url` as JSON, within the limits.
     pub(crate) async fn get_json(&self, url: &str) -> Result<Fetched, FetchError> {
+        if let Some(guard) = &self.guard {
+            guard.check_literal(url)?;
+        }
         self.send(self.client.get(url)).await
     }
 
@@ -168,7 +333,10 @@ impl Fetcher {
             .header(http::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| FetchError::Unreachable(describe(&e)))?;
+            .map_err(|e| match refused(&e) {
+                Some(why) => FetchError::Forbidden(why),
+                None => FetchError::Unreachable(describe(&e)),
+            })?;
         let status = response.status().as_u16();
         if !matches!(status, 200 | 201) {
             let error = match status {
@@ -262,6 +430,18 @@ fn error_code(body: &[u8]) -> Option<String> {
     valid.then(|| error.to_owned())
 }
 
+/// The guard's reason, when it is what stopped the request.
+fn refused(error: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = source {
+        if let Some(refused) = error.downcast_ref::<Refused>() {
+            return Some(refused.0.clone());
+        }
+        source = error.source();
+    }
+    None
+}
+
 /// A short, safe description of a client error: its kind, never its URL or body.
 fn describe(error: &reqwest::Error) -> String {
     if error.is_timeout() {
@@ -319,6 +499,66 @@ mod tests {
         assert_eq!(parse_max_age("no-store"), Some(Duration::ZERO));
         assert_eq!(parse_max_age("private"), None);
         assert_eq!(parse_max_age("max-age=abc"), None);
+    }
+
+    #[test]
+    fn internal_addresses_are_told_in_every_form() {
+        for internal in [
+            "127.0.0.1",
+            "127.9.9.9",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "0.1.2.3",
+            "100.64.0.1",
+            "255.255.255.255",
+            "224.0.0.1",
+            "240.0.0.1",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+        ] {
+            let ip: IpAddr = internal.parse().unwrap();
+            assert!(is_internal(ip), "{internal}");
+        }
+        for public in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2001:4860::8888",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+        ] {
+            let ip: IpAddr = public.parse().unwrap();
+            assert!(!is_internal(ip), "{public}");
+        }
+        for url in [
+            "http://127.0.0.1:8080/x",
+            "https://[::1]/jwks",
+            "https://LOCALHOST./x",
+            "https://a.localhost/x",
+            "https://user@169.254.169.254/latest",
+        ] {
+            assert!(is_internal_host(url), "{url}");
+        }
+        for url in [
+            "https://accounts.google.com",
+            "https://www.googleapis.com/oauth2/v3/certs",
+            "https://localhost.example.com/",
+        ] {
+            assert!(!is_internal_host(url), "{url}");
+        }
+        assert_eq!(host_of("https://[fe80::1]:8443/p"), "fe80::1");
+        assert_eq!(host_of("https://idp.example.com:8443"), "idp.example.com");
     }
 
     #[test]

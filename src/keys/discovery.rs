@@ -33,6 +33,8 @@ pub(crate) struct Discovered {
 struct Inner {
     issuer: String,
     fetcher: Fetcher,
+    /// For the URLs the document names (R-GW-3): see [`Fetcher::for_discovered`].
+    discovered_fetcher: Fetcher,
     options: JwksOptions,
     discovered: ArcSwapOption<Discovered>,
     flight: Flight,
@@ -85,6 +87,7 @@ impl Discovery {
     pub(crate) fn new(
         issuer: String,
         fetcher: Fetcher,
+        discovered_fetcher: Fetcher,
         options: JwksOptions,
         insecure_http: bool,
     ) -> Self {
@@ -92,6 +95,7 @@ impl Discovery {
         Self(Arc::new(Inner {
             issuer,
             fetcher,
+            discovered_fetcher,
             options,
             discovered: ArcSwapOption::empty(),
             flight,
@@ -118,7 +122,7 @@ impl Discovery {
                         JwksCache::new(
                             uri,
                             "discovery",
-                            self.0.fetcher.clone(),
+                            self.0.discovered_fetcher.clone(),
                             self.0.options.clone(),
                         )
                     });

@@ -53,6 +53,7 @@ pub struct Introspection {
     patterns: Vec<TokenPattern>,
     shares_unmatched: bool,
     inactive_ttl: Duration,
+    allowed_hosts: Vec<String>,
 }
 
 /// Which opaque tokens are an issuer's (R-GW-3).
@@ -92,7 +93,18 @@ impl Introspection {
             patterns: Vec::new(),
             shares_unmatched: false,
             inactive_ttl: DEFAULT_INACTIVE_TTL,
+            allowed_hosts: Vec::new(),
         }
+    }
+
+    /// Lets a discovered `introspection_endpoint` on `host` (another host than the
+    /// issuer's) receive this server's client secret. Without it, the secret goes
+    /// only to an endpoint on the issuer's own origin or to
+    /// [`Introspection::endpoint`]: a discovery document cannot send it elsewhere
+    /// (R-GW-3). May be given more than once.
+    pub fn allow_discovered_endpoint_host(mut self, host: impl Into<String>) -> Self {
+        self.allowed_hosts.push(host.into());
+        self
     }
 
     /// Opaque tokens that start with `prefix` (Google's access tokens start with
@@ -416,12 +428,46 @@ impl IntrospectionVerifier {
             .map_err(|e| AuthError::unavailable(e.retry_after, e.reason))?;
         // A configuration mistake, not an outage: 500 (logged), never a 503 that
         // would make clients keep retrying.
-        discovered.introspection_endpoint.clone().ok_or_else(|| {
+        let endpoint = discovered.introspection_endpoint.clone().ok_or_else(|| {
             AuthError::misconfigured(format!(
                 "issuer {} has introspection configured but its metadata names no introspection_endpoint",
                 self.0.issuer
             ))
-        })
+        })?;
+        self.may_receive_secret(&endpoint)?;
+        Ok(endpoint)
+    }
+
+    /// Whether a discovered endpoint may receive this server's client secret: on the
+    /// issuer's own origin, or on a host allowed by name (R-GW-3). A refusal is a 503
+    /// with the cause in the log; nothing is sent.
+    fn may_receive_secret(&self, endpoint: &str) -> Result<(), AuthError> {
+        let (ours, theirs) = (
+            uri::split_origin(&self.0.issuer).0,
+            uri::split_origin(endpoint).0,
+        );
+        let host = crate::fetch::host_of(endpoint);
+        let allowed = uri::canonical(ours) == uri::canonical(theirs)
+            || self
+                .0
+                .config
+                .allowed_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(host));
+        if allowed {
+            return Ok(());
+        }
+        tracing::error!(
+            issuer = %self.0.issuer,
+            endpoint,
+            "the issuer's discovery document names an introspection_endpoint on another \
+             origin; this server's client secret is not sent there. If it is right, set \
+             Introspection::endpoint or allow the host with \
+             Introspection::allow_discovered_endpoint_host"
+        );
+        Err(self.unavailable(
+            "the identity provider's introspection endpoint is not one this server may use",
+        ))
     }
 
     /// One introspection call. `Ok` only for an active token of this issuer.

@@ -336,14 +336,16 @@ impl Issuer {
                 .introspection
                 .as_ref()
                 .is_some_and(|i| !i.has_endpoint());
-        let discovery = needs_discovery.then(|| {
-            Discovery::new(
+        let discovery = match needs_discovery {
+            true => Some(Discovery::new(
                 self.issuer.clone(),
                 fetcher.clone(),
+                fetcher.for_discovered(&self.issuer)?,
                 self.jwks.clone(),
                 self.insecure_http,
-            )
-        });
+            )),
+            false => None,
+        };
         let introspection = match self.introspection {
             Some(config) => Some(IntrospectionVerifier::build(
                 self.issuer.clone(),
