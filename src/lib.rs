@@ -127,9 +127,10 @@ pub use fetch::FetchOptions;
 pub use future::ResponseFuture;
 pub use jsonwebtoken::Algorithm;
 pub use mcp::{
-    DEFAULT_MCP_BODY_LIMIT, DEFAULT_TOOLS_LIST_LIMIT, FilterTools, FilterToolsFuture,
-    FilterToolsLayer, FilteredBody, MCP_METHOD, MCP_NAME, McpBody, McpOperation, McpScopes,
-    Operation, OperationFuture, OperationLayer, OperationSource,
+    BindSessions, BindSessionsFuture, BindSessionsLayer, DEFAULT_MCP_BODY_LIMIT,
+    DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE, DEFAULT_TOOLS_LIST_LIMIT, FilterTools,
+    FilterToolsFuture, FilterToolsLayer, FilteredBody, MCP_METHOD, MCP_NAME, MCP_SESSION_ID,
+    McpBody, McpOperation, McpScopes, Operation, OperationFuture, OperationLayer, OperationSource,
 };
 pub use metadata::{
     Metadata, MetadataLayer, MetadataService, document as metadata_document, metadata_path,

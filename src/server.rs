@@ -1,7 +1,7 @@
 //! [`ResourceServer`]: the front door. From one description of the resource — its
 //! canonical URI, the trusted issuers, the scopes — it builds the layers in the only
-//! correct order (metadata, bearer, verify, audience, enrich, operation, authorize,
-//! tool filter) and the metadata endpoint. Building checks the configuration
+//! correct order (metadata, bearer, verify, audience, enrich, session binding,
+//! operation, authorize, tool filter) and the metadata endpoint. Building checks the configuration
 //! (R-OPS-2) and does no I/O (R-KEY-2).
 
 use std::future::Future;
@@ -20,8 +20,8 @@ use crate::bearer::{Bearer, BearerLayer, DEFAULT_MAX_TOKEN_LEN};
 use crate::enrich::{Enrich, EnrichLayer, EnrichService, ServerEnrich};
 use crate::error::ConfigError;
 use crate::mcp::{
-    DEFAULT_MCP_BODY_LIMIT, FilterTools, FilterToolsLayer, McpOperation, McpScopes, Operation,
-    OperationLayer,
+    BindSessions, BindSessionsLayer, DEFAULT_MCP_BODY_LIMIT, FilterTools, FilterToolsLayer,
+    McpOperation, McpScopes, Operation, OperationLayer,
 };
 use crate::metadata::{Metadata, MetadataLayer, MetadataService};
 use crate::principal::Principal;
@@ -50,6 +50,7 @@ pub struct ResourceServerBuilder {
     filter_tools: bool,
     challenge_granted_scopes: bool,
     token_cache: Option<TokenCacheOptions>,
+    bind_sessions: bool,
 }
 
 impl ResourceServerBuilder {
@@ -98,6 +99,16 @@ impl ResourceServerBuilder {
     /// [`mcp_scopes`](Self::mcp_scopes), not to decisions of a callback.
     pub fn challenge_granted_scopes(mut self, on: bool) -> Self {
         self.challenge_granted_scopes = on;
+        self
+    }
+
+    /// Whether MCP sessions are bound to the principal they were issued to (default
+    /// `true`): a request carrying an `Mcp-Session-Id` issued to another issuer,
+    /// subject or client id is answered `404`, as for an unknown session, so a
+    /// leaked session id is useless to anyone else (R-GW-5; see
+    /// [`BindSessionsLayer`]).
+    pub fn bind_sessions(mut self, on: bool) -> Self {
+        self.bind_sessions = on;
         self
     }
 
@@ -361,6 +372,10 @@ impl ResourceServerBuilder {
                 |layer, (issuer, policy)| layer.issuer_policy(issuer, policy),
             ),
             enrich: EnrichLayer::new(self.enrich).timeout(self.enrich_timeout),
+            sessions: match self.bind_sessions {
+                true => BindSessionsLayer::new(resource.clone()),
+                false => BindSessionsLayer::off(resource.clone()),
+            },
             operation,
             authorize: AuthorizeLayer::new(resource.clone(), policy),
             filter,
@@ -430,11 +445,12 @@ impl ResourceServer {
             filter_tools: false,
             challenge_granted_scopes: false,
             token_cache: None,
+            bind_sessions: true,
         }
     }
 
     /// The whole stack as one layer: metadata, bearer, verify, audience, enrich,
-    /// operation, authorize, tool filter.
+    /// session binding, operation, authorize, tool filter.
     pub fn layer(&self) -> GatekeeperLayer {
         self.layer.clone()
     }
@@ -472,6 +488,7 @@ pub struct GatekeeperLayer {
     verify: VerifyLayer,
     audience: AudienceLayer,
     enrich: EnrichLayer<ServerEnrich>,
+    sessions: BindSessionsLayer,
     operation: OperationLayer,
     authorize: AuthorizeLayer<ServerAuthorize>,
     filter: FilterToolsLayer<ServerAuthorize>,
@@ -483,7 +500,11 @@ pub type Gatekeeper<S> = Metadata<
         Verify<
             Audience<
                 EnrichService<
-                    Operation<AuthorizeService<FilterTools<S, ServerAuthorize>, ServerAuthorize>>,
+                    BindSessions<
+                        Operation<
+                            AuthorizeService<FilterTools<S, ServerAuthorize>, ServerAuthorize>,
+                        >,
+                    >,
                     ServerEnrich,
                 >,
             >,
@@ -498,6 +519,7 @@ impl<S> Layer<S> for GatekeeperLayer {
         let inner = self.filter.layer(inner);
         let inner = self.authorize.layer(inner);
         let inner = self.operation.layer(inner);
+        let inner = self.sessions.layer(inner);
         let inner = self.enrich.layer(inner);
         let inner = self.audience.layer(inner);
         let inner = self.verify.layer(inner);

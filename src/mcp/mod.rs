@@ -1,12 +1,14 @@
 //! MCP awareness for authorization: what a request asks the MCP server to do
 //! ([`McpOperation`], found by the [`OperationLayer`]), which scopes each operation
 //! needs ([`McpScopes`]), and `tools/list` answers without the tools a caller could
-//! not call ([`FilterToolsLayer`]).
+//! not call ([`FilterToolsLayer`]), and sessions that stay with the principal they
+//! were issued to ([`BindSessionsLayer`]).
 
 mod filter;
 mod layer;
 mod operation;
 mod scopes;
+mod session;
 
 pub use filter::{
     DEFAULT_TOOLS_LIST_LIMIT, FilterTools, FilterToolsFuture, FilterToolsLayer, FilteredBody,
@@ -15,6 +17,10 @@ pub use layer::{DEFAULT_MCP_BODY_LIMIT, McpBody, Operation, OperationFuture, Ope
 pub(crate) use operation::shorten;
 pub use operation::{MCP_METHOD, MCP_NAME, McpOperation, OperationSource};
 pub use scopes::McpScopes;
+pub use session::{
+    BindSessions, BindSessionsFuture, BindSessionsLayer, DEFAULT_SESSION_CAPACITY,
+    DEFAULT_SESSION_IDLE, MCP_SESSION_ID,
+};
 
 /// The `Content-Encoding` of a message other than `identity`, if it has one, quoted
 /// safely: a body this crate cannot read, though the other side may decode it.

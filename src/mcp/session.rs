@@ -1,0 +1,292 @@
+//! [`BindSessionsLayer`]: an MCP session belongs to the principal it was issued to
+//! (R-GW-5, MCP 2025-11-25 Streamable HTTP `Mcp-Session-Id`).
+//!
+//! A server behind a gateway often trusts a session id alone: whoever sends it
+//! continues the session, its subscriptions and its resumable streams. This layer
+//! remembers, for each session id a server issued (or, for one it did not see
+//! issued, the first principal that used it), which principal (issuer, subject,
+//! client id) it belongs to, and answers any other principal's request carrying it
+//! (`POST`, `GET` or `DELETE`) with `404`, as for an unknown session. Ids and
+//! principals are kept as SHA-256 digests, bounded in number, forgotten after a
+//! time unused.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use pin_project::pin_project;
+use sha2::{Digest, Sha256};
+use tower::{Layer, Service};
+
+use crate::body::ResponseBody;
+use crate::challenge;
+use crate::error::AuthError;
+use crate::future::Rejection;
+use crate::principal::Principal;
+use crate::resource::ProtectedResource;
+
+/// The `Mcp-Session-Id` header, request and response.
+pub const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+
+/// How long a session binding is kept after its last use, by default (1 h).
+pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(3600);
+
+/// How many session bindings are kept at most, by default.
+pub const DEFAULT_SESSION_CAPACITY: u64 = 100_000;
+
+/// The rule id of this layer's refusals.
+const RULE: &str = "R-GW-5";
+
+type Digest32 = [u8; 32];
+
+/// The answer to a session that is not the caller's: what an MCP server answers for
+/// an unknown session (the TypeScript SDK's code and words), so that it tells
+/// nothing of whose it is.
+const NOT_FOUND: &str =
+    r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}"#;
+
+/// A layer that binds MCP sessions to principals; see the module docs. Put it behind
+/// the verification layers (it reads the [`Principal`]).
+#[derive(Clone)]
+pub struct BindSessionsLayer {
+    resource: ProtectedResource,
+    sessions: Option<Arc<moka::sync::Cache<Digest32, Digest32>>>,
+}
+
+impl std::fmt::Debug for BindSessionsLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BindSessionsLayer")
+            .field("resource", &self.resource)
+            .field("on", &self.sessions.is_some())
+            .finish()
+    }
+}
+
+impl BindSessionsLayer {
+    /// Binds sessions, keeping at most [`DEFAULT_SESSION_CAPACITY`] bindings, each
+    /// for [`DEFAULT_SESSION_IDLE`] after its last use.
+    pub fn new(resource: ProtectedResource) -> Self {
+        Self::with_bounds(resource, DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE)
+    }
+
+    /// Binds sessions, keeping at most `capacity` bindings, each for `idle` after its
+    /// last use. A binding forgotten (evicted or idle too long) is bound again to
+    /// the next principal that uses the session id.
+    pub fn with_bounds(resource: ProtectedResource, capacity: u64, idle: Duration) -> Self {
+        let sessions = moka::sync::Cache::builder()
+            .max_capacity(capacity)
+            .time_to_idle(idle)
+            .build();
+        Self {
+            resource,
+            sessions: Some(Arc::new(sessions)),
+        }
+    }
+
+    /// Binds nothing: every request goes through. For servers without sessions, or
+    /// whose sessions check their principal themselves.
+    pub fn off(resource: ProtectedResource) -> Self {
+        Self {
+            resource,
+            sessions: None,
+        }
+    }
+
+    /// How many bindings are kept now (after pending evictions).
+    pub fn bindings(&self) -> u64 {
+        self.sessions.as_ref().map_or(0, |s| {
+            s.run_pending_tasks();
+            s.entry_count()
+        })
+    }
+}
+
+impl<S> Layer<S> for BindSessionsLayer {
+    type Service = BindSessions<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BindSessions {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`BindSessionsLayer`].
+#[derive(Clone, Debug)]
+pub struct BindSessions<S> {
+    inner: S,
+    layer: BindSessionsLayer,
+}
+
+fn digest(parts: &[&[u8]]) -> Digest32 {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    hash.finalize().into()
+}
+
+/// Who a principal is, for sessions: its issuer, subject and client id.
+fn whom(principal: &Principal) -> Digest32 {
+    fn field(v: Option<&str>) -> &[u8] {
+        v.map_or(b"\xff", str::as_bytes)
+    }
+    digest(&[
+        principal.issuer().as_bytes(),
+        field(principal.subject()),
+        field(principal.client_id()),
+    ])
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for BindSessions<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: Body,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = BindSessionsFuture<S::Future, ResBody, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let Some(sessions) = &self.layer.sessions else {
+            return BindSessionsFuture::inner(self.inner.call(req), None);
+        };
+        let (parts, body) = req.into_parts();
+        let Some(principal) = parts.extensions.get::<Principal>() else {
+            let error = AuthError::misconfigured(
+                "BindSessionsLayer found no Principal: put it behind the verification layers",
+            );
+            let response = challenge::reject(error, &self.layer.resource, &parts);
+            return BindSessionsFuture::rejected(Rejection::new(response, body));
+        };
+        let who = whom(principal);
+        let mut ids = parts.headers.get_all(MCP_SESSION_ID).iter();
+        match (ids.next(), ids.next()) {
+            (None, _) => {
+                // Perhaps an initialize: the id the server issues is bound to `who`.
+                let record = Some((sessions.clone(), who));
+                BindSessionsFuture::inner(self.inner.call(Request::from_parts(parts, body)), record)
+            }
+            (Some(id), None) => {
+                let owner = sessions.get_with(digest(&[id.as_bytes()]), || who);
+                if owner != who {
+                    tracing::info!(rule = RULE, "a session id of another principal was refused");
+                    return BindSessionsFuture::rejected(Rejection::new(not_found(), body));
+                }
+                BindSessionsFuture::inner(self.inner.call(Request::from_parts(parts, body)), None)
+            }
+            (Some(_), Some(_)) => {
+                let error = AuthError::invalid_request(
+                    RULE,
+                    "the Mcp-Session-Id header is sent more than once",
+                );
+                let response = challenge::reject(error, &self.layer.resource, &parts);
+                BindSessionsFuture::rejected(Rejection::new(response, body))
+            }
+        }
+    }
+}
+
+fn not_found<B>() -> Response<ResponseBody<B>> {
+    let mut response = Response::new(ResponseBody::full(Bytes::from_static(NOT_FOUND.as_bytes())));
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+type Record = Option<(Arc<moka::sync::Cache<Digest32, Digest32>>, Digest32)>;
+
+/// The response future of [`BindSessions`].
+#[pin_project]
+pub struct BindSessionsFuture<F, B, ReqBody> {
+    #[pin]
+    state: State<F, B, ReqBody>,
+    /// Where to bind a session id the answer issues, and to whom.
+    record: Record,
+}
+
+#[pin_project(project = StateProj)]
+enum State<F, B, ReqBody> {
+    Inner {
+        #[pin]
+        future: F,
+    },
+    Rejected {
+        rejection: Rejection<ReqBody, B>,
+    },
+}
+
+impl<F, B, ReqBody> BindSessionsFuture<F, B, ReqBody> {
+    fn inner(future: F, record: Record) -> Self {
+        Self {
+            state: State::Inner { future },
+            record,
+        }
+    }
+
+    fn rejected(rejection: Rejection<ReqBody, B>) -> Self {
+        Self {
+            state: State::Rejected { rejection },
+            record: None,
+        }
+    }
+}
+
+impl<F, B, ReqBody, E> Future for BindSessionsFuture<F, B, ReqBody>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    ReqBody: Body,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.state.project() {
+            StateProj::Inner { future } => {
+                let response = std::task::ready!(future.poll(cx))?;
+                if let (Some((sessions, who)), Some(id)) =
+                    (this.record.take(), response.headers().get(MCP_SESSION_ID))
+                {
+                    sessions.insert(digest(&[id.as_bytes()]), who);
+                }
+                Poll::Ready(Ok(response.map(ResponseBody::inner)))
+            }
+            StateProj::Rejected { rejection } => rejection.poll_response(cx).map(Ok),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::principal::TokenKind;
+
+    fn principal(sub: &str, client: &str) -> Principal {
+        let claims = serde_json::json!({"sub": sub, "client_id": client});
+        let claims = claims.as_object().cloned().unwrap_or_default();
+        Principal::from_claims(TokenKind::Jwt, "https://idp", claims)
+    }
+
+    #[test]
+    fn a_principal_is_its_issuer_subject_and_client() {
+        assert_eq!(whom(&principal("a", "c")), whom(&principal("a", "c")));
+        assert_ne!(whom(&principal("a", "c")), whom(&principal("b", "c")));
+        assert_ne!(whom(&principal("a", "c")), whom(&principal("a", "d")));
+        // Fields cannot run into each other.
+        assert_ne!(whom(&principal("ab", "c")), whom(&principal("a", "bc")));
+    }
+}
