@@ -445,3 +445,35 @@ async fn an_empty_crit_is_refused() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn keycloak_id_refresh_offline_and_logout_tokens_are_not_access_tokens() {
+    // Keycloak marks its token kinds with a `typ` claim. Its ID tokens carry the
+    // client id in `aud`, so with accept_client_ids and no nonce (an implicit or
+    // refreshed ID token) one used to pass as an access token.
+    let key = SigningKey::rsa("kc-1");
+    let server = ResourceServer::builder(RESOURCE)
+        .issuer(
+            Issuer::new(ISSUER)
+                .local_keys(local(&[&key]))
+                .discovery(false),
+        )
+        .audience(mcp_gatekeeper::AudiencePolicy::resource().accept_client_ids(["mcp-client"]))
+        .build()
+        .expect("valid");
+    let app = support::app(server.layer());
+    let token = |typ: &str| {
+        let mut claims = claims(ISSUER, "mcp-client");
+        claims["typ"] = json!(typ);
+        claims["azp"] = json!("mcp-client");
+        key.sign(&claims)
+    };
+    for typ in ["ID", "Refresh", "Offline", "Logout", "id"] {
+        let answer = refused(&app, &token(typ), "not an access token").await;
+        assert!(answer.description().contains(typ), "{typ}: {answer:?}");
+    }
+    assert_eq!(
+        call(&app, "/mcp", Some(&token("Bearer"))).await.status,
+        StatusCode::OK
+    );
+}

@@ -49,19 +49,29 @@ pub(crate) fn refuse_non_bearer_access_tokens(
             "this is an OpenID Connect ID token (it has nonce or at_hash), not an access token",
         ));
     }
-    let names_other_kind = ["token_use", "token_type"].iter().any(|name| {
+    // Cognito says `token_use`, some providers `token_type`, Keycloak a `typ` claim
+    // (`Bearer` for access tokens; `ID`, `Refresh`, `Offline`, `Logout` otherwise).
+    let other_kind = ["token_use", "token_type", "typ"].iter().find_map(|name| {
         claims
             .get(*name)
             .and_then(serde_json::Value::as_str)
-            .is_some_and(|kind| {
+            .filter(|kind| {
                 let kind = kind.to_ascii_lowercase();
-                kind.contains("refresh") || kind == "id" || kind == "id_token"
+                kind.contains("refresh")
+                    || matches!(
+                        kind.as_str(),
+                        "id" | "id_token" | "serialized-id" | "offline" | "logout"
+                    )
             })
     });
-    if names_other_kind {
+    if let Some(kind) = other_kind {
         return Err(AuthError::invalid_token(
             "R-JWT-4",
-            "this is a refresh or ID token, not an access token",
+            format!(
+                "this is a {} token (a refresh, ID, offline or logout token), not an access \
+                 token",
+                crate::mcp::shorten(kind)
+            ),
         ));
     }
     if claims.contains_key("cnf") {
