@@ -6,14 +6,15 @@
 //! cargo run --example gateway                          # two embedded issuers, prints tokens
 //! cargo run --example gateway -- --public-url https://mcp.example.com \
 //!     --issuer https://login.example.com/tenant-a --issuer https://idp.example.com \
-//!     --accept-client-id my-authentik-client --server alpha --server beta
+//!     --accept-client-id alpha=my-authentik-client --server alpha --server beta
 //! ```
 //!
 //! Flags: `--listen ADDR` (default `127.0.0.1:3001`), `--public-url URL` (the origin
 //! clients use; default `http://ADDR`), `--server ID` (repeatable; default `alpha` and
 //! `beta`), `--issuer URL` (repeatable; default two embedded issuers),
-//! `--accept-client-id ID` (repeatable; accept `aud` = this client id, for IdPs without
-//! RFC 8707), `--help`.
+//! `--accept-client-id SERVER=ID` (repeatable; on `/servers/SERVER/mcp`, accept `aud` =
+//! this client id, for IdPs without RFC 8707; a bare `ID` is accepted when there is
+//! one server), `--help`.
 
 mod common;
 #[path = "common/embedded.rs"]
@@ -34,7 +35,7 @@ use serde_json::json;
 
 const USAGE: &str = "\
 usage: gateway [--listen ADDR] [--public-url URL] [--server ID]... [--issuer URL]...
-               [--accept-client-id ID]...
+               [--accept-client-id SERVER=ID]...
 
   --listen ADDR           address to listen on (default 127.0.0.1:3001)
   --public-url URL        origin clients connect to (default http://ADDR)
@@ -42,8 +43,11 @@ usage: gateway [--listen ADDR] [--public-url URL] [--server ID]... [--issuer URL
                           (repeatable; default alpha and beta)
   --issuer URL            trust this issuer, keys by lazy discovery (repeatable);
                           default: two embedded issuers whose tokens are printed
-  --accept-client-id ID   also accept tokens whose aud is this OAuth client id
-                          (IdPs without RFC 8707 resource indicators)
+  --accept-client-id SERVER=ID
+                          on /servers/SERVER/mcp, also accept tokens whose aud is
+                          this OAuth client id (IdPs without RFC 8707 resource
+                          indicators); a bare ID when there is one server
+                          (repeatable)
 ";
 
 struct Args {
@@ -51,7 +55,8 @@ struct Args {
     public_url: Option<String>,
     servers: Vec<String>,
     issuers: Vec<String>,
-    client_ids: Vec<String>,
+    /// (server, client id): accepted as `aud` on that server's route only.
+    client_ids: Vec<(String, String)>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -70,7 +75,11 @@ fn parse_args() -> Result<Args, String> {
             "--public-url" => args.public_url = Some(value("--public-url")?),
             "--server" => args.servers.push(value("--server")?),
             "--issuer" => args.issuers.push(value("--issuer")?),
-            "--accept-client-id" => args.client_ids.push(value("--accept-client-id")?),
+            "--accept-client-id" => {
+                let given = value("--accept-client-id")?;
+                let (server, id) = given.split_once('=').unwrap_or(("", &given));
+                args.client_ids.push((server.to_owned(), id.to_owned()));
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -87,6 +96,26 @@ fn parse_args() -> Result<Args, String> {
         return Err(format!(
             "--server {bad:?}: use letters, digits, '-' and '_'"
         ));
+    }
+    // A client id is one server's: accepted on every route, a token for one server's
+    // OAuth client would open all of them.
+    for (server, id) in &mut args.client_ids {
+        if server.is_empty() {
+            match args.servers.as_slice() {
+                [only] => *server = only.clone(),
+                _ => {
+                    return Err(format!(
+                        "--accept-client-id {id:?}: with several servers, say which one \
+                         accepts it: --accept-client-id SERVER={id}"
+                    ));
+                }
+            }
+        }
+        if id.is_empty() || !args.servers.contains(server) {
+            return Err(format!(
+                "--accept-client-id {server}={id}: {server:?} is not a --server of this gateway"
+            ));
+        }
     }
     Ok(args)
 }
@@ -156,7 +185,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .any(|s| s == id)
             .then(|| format!("{route_public}/servers/{id}/mcp"))
     })
-    .audience(AudiencePolicy::resource().accept_client_ids(args.client_ids.clone()))
+    .audience(
+        args.client_ids
+            .iter()
+            .fold(AudiencePolicy::resource(), |policy, (server, id)| {
+                policy.accept_client_ids_on(format!("{public}/servers/{server}/mcp"), [id.as_str()])
+            }),
+    )
     .scopes_supported(["mcp:read"])
     .resource_name("mcp-gatekeeper gateway");
 

@@ -39,6 +39,8 @@ pub struct AudiencePolicy {
     /// Canonical forms of the extra accepted audiences.
     extra: Vec<String>,
     client_ids: Vec<String>,
+    /// Client ids accepted for one resource only: (canonical resource, client id).
+    client_ids_on: Vec<(String, String)>,
     allow_missing: bool,
     any: bool,
 }
@@ -81,6 +83,24 @@ impl AudiencePolicy {
     {
         self.client_ids
             .extend(client_ids.into_iter().map(Into::into));
+        self
+    }
+
+    /// Accept tokens whose `aud` is one of these OAuth client ids, but only on
+    /// `resource` (compared canonically): for a gateway with one resource per route
+    /// (`/servers/{id}/mcp`), where each server has its own OAuth client, a token
+    /// for one server's client must not open the others (R-AUD-3, R-AUD-4).
+    pub fn accept_client_ids_on<I, T>(mut self, resource: impl AsRef<str>, client_ids: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        let resource = canonical(resource.as_ref()).into_owned();
+        self.client_ids_on.extend(
+            client_ids
+                .into_iter()
+                .map(|id| (resource.clone(), id.into())),
+        );
         self
     }
 
@@ -141,6 +161,14 @@ impl AudiencePolicy {
             }
         }
         if audiences.iter().any(|aud| self.client_ids.contains(aud)) {
+            return Ok(AudienceMatch::ClientId);
+        }
+        if let Some(resource) = resource.as_deref()
+            && self
+                .client_ids_on
+                .iter()
+                .any(|(on, id)| on == resource && audiences.contains(id))
+        {
             return Ok(AudienceMatch::ClientId);
         }
         Err(AuthError::invalid_token(
@@ -277,6 +305,26 @@ mod tests {
 
     fn auds(values: &[&str]) -> Vec<String> {
         values.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_client_id_accepted_on_one_resource_opens_no_other() {
+        // R-AUD-4 per route
+        let a = "https://gw.example.com/servers/a/mcp";
+        let b = "https://gw.example.com/servers/b/mcp";
+        let policy = AudiencePolicy::resource().accept_client_ids_on(a, ["client-a"]);
+        assert_eq!(
+            policy
+                .check(
+                    &auds(&["client-a"]),
+                    Some("https://GW.example.com:443/servers/a/mcp/")
+                )
+                .ok(),
+            Some(AudienceMatch::ClientId)
+        );
+        assert!(policy.check(&auds(&["client-a"]), Some(b)).is_err());
+        assert!(policy.check(&auds(&["client-a"]), None).is_err());
+        assert!(policy.check(&auds(&["client-b"]), Some(a)).is_err());
     }
 
     #[test]

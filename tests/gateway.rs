@@ -96,3 +96,56 @@ async fn a_public_url_and_listed_client_ids_are_honoured() {
         401
     );
 }
+
+#[tokio::test]
+async fn a_client_id_audience_opens_only_the_server_it_was_given_for() {
+    // A token whose aud is server s1's OAuth client id is not a token for s2.
+    let key = support::SigningKey::ec("k");
+    let idp = support::TestIdp::start(&[&key]).await;
+    let running = start(
+        "gateway",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--issuer",
+            &idp.issuer,
+            "--accept-client-id",
+            "s1=client-one",
+            "--server",
+            "s1",
+            "--server",
+            "s2",
+        ],
+        "ready",
+    )
+    .await;
+    let token = key.sign(&support::claims(&idp.issuer, "client-one"));
+    let at = |server: &str| format!("http://{}/servers/{server}/mcp", running.field("listening"));
+    assert_eq!(
+        mcp_call(&at("s1"), Some(&token), whoami()).await.status(),
+        200
+    );
+    assert_eq!(
+        mcp_call(&at("s2"), Some(&token), whoami()).await.status(),
+        401
+    );
+    // A bare client id with several servers would open them all: refused at start.
+    let output = tokio::process::Command::new(support::process::example_binary("gateway"))
+        .args([
+            "--accept-client-id",
+            "client-one",
+            "--server",
+            "s1",
+            "--server",
+            "s2",
+        ])
+        .output()
+        .await
+        .expect("run the example");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--accept-client-id SERVER=client-one"),
+        "{stderr}"
+    );
+}
