@@ -58,9 +58,9 @@ pub(crate) fn digest(token: &str) -> TokenDigest {
 pub struct TokenCacheOptions {
     /// The most entries kept. Default 10,000. Zero turns the cache off.
     pub max_entries: u64,
-    /// The most memory the entries take, by an estimate of their size (about three
-    /// times the JSON of their claims, plus a fixed overhead). Default 16 MiB. Zero
-    /// turns the cache off.
+    /// The most memory the entries take, by an estimate of their size (the parsed
+    /// claims walked value by value, plus a fixed share per entry). Default 16 MiB.
+    /// Zero turns the cache off.
     pub max_bytes: u64,
     /// The longest an entry is reused; never beyond the token's `exp` either.
     /// Default 5 min. Zero turns the cache off; more than a year counts as a year.
@@ -137,19 +137,56 @@ impl std::ops::Add for TokenCacheUsage {
     }
 }
 
-/// The estimated memory of claims whose JSON text is `json_len` bytes long: parsed
-/// into maps and strings they take about three times that, plus the principal.
-pub(crate) fn estimate(json_len: usize) -> usize {
-    256 + 3 * json_len
+/// What the allocator takes for `bytes`: rounded up to 16, plus a 16-byte header.
+fn allocation(bytes: usize) -> usize {
+    match bytes {
+        0 => 0,
+        n => n.div_ceil(16) * 16 + 16,
+    }
+}
+
+/// The heap a parsed JSON value holds (its own slot is its container's).
+fn heap(value: &Value) -> usize {
+    match value {
+        Value::String(text) => allocation(text.capacity()),
+        Value::Array(items) => {
+            allocation(items.capacity() * std::mem::size_of::<Value>())
+                + items.iter().map(heap).sum::<usize>()
+        }
+        Value::Object(map) => object(map),
+        _ => 0,
+    }
+}
+
+/// The heap of a JSON object: B-tree nodes of 11 key and value slots, taken as no
+/// more than half full (an insertion-order map takes less), and each key and value.
+fn object(map: &Map<String, Value>) -> usize {
+    let slots = 11 * (std::mem::size_of::<String>() + std::mem::size_of::<Value>()) + 16;
+    map.len().div_ceil(6) * allocation(slots)
+        + map
+            .iter()
+            .map(|(key, value)| allocation(key.capacity()) + heap(value))
+            .sum::<usize>()
+}
+
+/// The memory a cached principal with these claims holds: the claims as parsed
+/// (walked, not guessed from their JSON length: `[[],[],…]` takes ten times its
+/// text), the copies the principal keeps of `aud` and the scopes, and a fixed share
+/// for the principal, the entry and the cache's own bookkeeping.
+pub(crate) fn estimate(claims: &Map<String, Value>) -> usize {
+    const FIXED: usize = 512;
+    let copied: usize = ["aud", "scope", "scp"]
+        .iter()
+        .filter_map(|name| claims.get(*name))
+        .map(heap)
+        .sum();
+    FIXED + object(claims) + 2 * copied
 }
 
 /// A cached value with what the cache needs to know of it.
 struct Entry<V> {
     value: Arc<V>,
-    /// How long the entry may live: until the token's `exp`, at most `max_ttl`. The
-    /// result cache expires each entry by it; the JWT cache lets moka apply only
-    /// `max_ttl`, to every entry alike (cheaper per insert), and its reader checks
-    /// `exp` on every hit.
+    /// How long the entry may live: until the token's `exp`, at most `max_ttl`.
     ttl: Duration,
     weight: u32,
 }
@@ -172,10 +209,19 @@ fn weigh<V>(_key: &TokenDigest, entry: &Arc<Entry<V>>) -> u32 {
     entry.weight
 }
 
+/// An entry of the JWT cache. Its value is let go as soon as the cache evicts the
+/// entry: the cache's concurrent table frees what it removes only when its epoch
+/// collector next runs, up to some dozens of entries later per thread, and with fat
+/// claims those would hold many times the byte bound.
+struct Held<V> {
+    value: arc_swap::ArcSwapOption<V>,
+    weight: u32,
+}
+
 /// The synchronous cache of verified JWTs: read on the hot path, without a lock and
 /// without waiting.
 pub(crate) struct TokenCache<V> {
-    cache: Option<moka::sync::Cache<TokenDigest, Arc<Entry<V>>>>,
+    cache: Option<moka::sync::Cache<TokenDigest, Arc<Held<V>>>>,
     options: TokenCacheOptions,
 }
 
@@ -184,8 +230,9 @@ impl<V: Send + Sync + 'static> TokenCache<V> {
         let cache = options.is_enabled().then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(options.byte_bound())
-                .weigher(weigh)
+                .weigher(|_key, held: &Arc<Held<V>>| held.weight)
                 .time_to_live(options.ttl())
+                .eviction_listener(|_key, held: Arc<Held<V>>, _cause| held.value.store(None))
                 .build()
         });
         Self { cache, options }
@@ -199,8 +246,7 @@ impl<V: Send + Sync + 'static> TokenCache<V> {
     /// The value stored for `key`. Its own deadline (the token's `exp`) is the
     /// caller's to check, with the clock it reads anyway; moka ends it at `max_ttl`.
     pub(crate) fn get(&self, key: &TokenDigest) -> Option<Arc<V>> {
-        let entry = self.cache.as_ref()?.get(key)?;
-        Some(entry.value.clone())
+        self.cache.as_ref()?.get(key)?.value.load_full()
     }
 
     /// Keeps `value` for at most `ttl` (and `max_ttl`); `bytes` is its estimated size.
@@ -213,7 +259,8 @@ impl<V: Send + Sync + 'static> TokenCache<V> {
             return;
         }
         let weight = self.options.weight(bytes);
-        cache.insert(key, Arc::new(Entry { value, ttl, weight }));
+        let value = arc_swap::ArcSwapOption::new(Some(value));
+        cache.insert(key, Arc::new(Held { value, weight }));
     }
 
     pub(crate) fn remove(&self, key: &TokenDigest) {
@@ -286,11 +333,10 @@ impl ResultCache {
         let entry = cache
             .try_get_with(key, async move {
                 let value = verify.await?;
-                let json_len = serde_json::to_string(&value.claims).map_or(0, |j| j.len());
                 let ttl = value.ttl.min(options.ttl());
                 Ok::<_, AuthError>(Arc::new(Entry {
                     ttl,
-                    weight: options.weight(estimate(json_len)),
+                    weight: options.weight(estimate(&value.claims)),
                     value,
                 }))
             })
@@ -476,5 +522,34 @@ mod tests {
             "SHA-256(\"abc\") starts ba7816bf"
         );
         assert_ne!(cache.key("abd"), Some(key));
+    }
+
+    #[test]
+    fn the_estimate_walks_the_claims_instead_of_guessing_from_their_length() {
+        let fat: Vec<Value> = (0..10_000).map(|_| Value::Array(Vec::new())).collect();
+        let text = serde_json::json!({"sub": "u", "fat": fat}).to_string();
+        let claims: Map<String, Value> = serde_json::from_str(&text).unwrap();
+        // 10,000 empty arrays parse into at least 10,000 slots of a Value each.
+        let parsed = 10_000 * std::mem::size_of::<Value>();
+        assert!(
+            estimate(&claims) >= parsed,
+            "{} < {parsed}",
+            estimate(&claims)
+        );
+        assert!(
+            3 * text.len() < parsed,
+            "the old guess was {}x too low",
+            parsed / (3 * text.len())
+        );
+        // Ordinary claims weigh a few kilobytes at most.
+        let plain: Map<String, Value> = serde_json::from_str(
+            r#"{"iss":"https://idp","sub":"user-1","aud":"https://mcp","scope":"mcp:read","exp":1}"#,
+        )
+        .unwrap();
+        assert!(
+            (512..4096).contains(&estimate(&plain)),
+            "{}",
+            estimate(&plain)
+        );
     }
 }

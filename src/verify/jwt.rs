@@ -463,7 +463,6 @@ struct Checked {
     kid: Option<String>,
     alg: Algorithm,
     keys: Arc<KeySet>,
-    json_len: usize,
 }
 
 struct Inner {
@@ -494,8 +493,6 @@ struct Parsed {
     /// The length of `header.payload`, what the signature covers; the signature
     /// follows it and a dot.
     message_len: usize,
-    /// The length of the claims' JSON, for the cache's size estimate.
-    json_len: usize,
 }
 
 impl Parsed {
@@ -641,9 +638,12 @@ impl JwtVerifier {
                 alg: checked.alg,
                 keys: Arc::downgrade(&checked.keys),
             };
-            self.0
-                .cache
-                .insert(key, Arc::new(entry), ttl, cache::estimate(checked.json_len));
+            self.0.cache.insert(
+                key,
+                Arc::new(entry),
+                ttl,
+                cache::estimate(checked.principal.claims()),
+            );
         }
         Ok(checked.principal)
     }
@@ -917,7 +917,6 @@ fn parse(token: &str) -> Result<Parsed, AuthError> {
         header,
         claims,
         message_len: header_len + 1 + payload.len(),
-        json_len: raw.len(),
     })
 }
 
@@ -1019,7 +1018,6 @@ fn check(
         kid: parsed.header.kid,
         alg,
         keys: found.keys,
-        json_len: parsed.json_len,
     })
 }
 
