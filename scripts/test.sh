@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
-# Installs what it needs (Rust components; Node.js 20+ when missing or too old; the
-# npm packages of the interop tests under tests/oidc and tests/node; Debian's
-# glewlwyd with apt-get), then: format check, clippy with warnings as errors, every
+# Installs what it needs (Rust components; Node.js 20+ when missing or too old; Python 3
+# when missing; the npm packages of the interop tests under tests/oidc and tests/node;
+# Debian's glewlwyd with apt-get), then: format check, clippy with warnings as errors, every
 # test (unit, whole-stack, the examples as processes, the real identity providers and
 # MCP clients, doc tests) with the default AWS-LC backend and again with the
 # RustCrypto backend, the benchmarks compiled (not run), and the docs with warnings
 # as errors. Tests talk only to servers they start on 127.0.0.1.
 #
-# Needs root or passwordless sudo for apt-get when Node.js or glewlwyd is missing.
+# Needs root or passwordless sudo for apt-get when Node.js, Python 3 or glewlwyd is
+# missing.
 # A part that cannot be installed stops the run with a message saying which;
 # nothing is skipped.
 set -euo pipefail
@@ -72,6 +73,16 @@ for dir in tests/oidc tests/node; do
 done
 (cd tests/oidc && node --test provider.test.mjs) \
     || fail "the oidc-provider fixture fails its own test (tests/oidc/provider.test.mjs)"
+
+step "Python 3 for the lenient upstream server (tests/lenient/upstream.py)"
+# A server that reads JSON-RPC as Go does, put behind the stack; standard library only.
+if ! command -v python3 >/dev/null 2>&1; then
+    echo "python3 not found: installing Debian's python3"
+    { as_root apt-get install -y --no-install-recommends python3 \
+        || { as_root apt-get update && as_root apt-get install -y --no-install-recommends python3; }; } \
+        || fail "python3 could not be installed: run 'apt-get install -y python3' as root (tests/lenient.rs needs it), then run again"
+fi
+python3 --version
 
 step "glewlwyd (Debian package) for the interop tests"
 bash tests/glewlwyd/start.sh --install-only \

@@ -6,10 +6,11 @@
 //! how to get a better one.
 //!
 //! ```text
-//! request ─► Metadata ─► Bearer ─► Verify ──────────► Audience ─► Operation ─► Authorize ─► your service
-//!            RFC 9728    token?    signature, iss,    aud fits    MCP method  policy says
-//!            document    (R-BEAR)  exp via KeyChain   this route? and tool    yes / 403
-//!                                  (R-JWT, R-KEY)     (R-AUD)     (MCP-1)     (R-AZ, MCP-2)
+//! request ─► Metadata ─► Bearer ─► Verify ──────────► Audience ─► Sessions ─► Operation ─► Authorize ─► your service
+//!            RFC 9728    token?    signature, iss,    aud fits    a session   MCP method  policy says
+//!            document    (R-BEAR)  exp via KeyChain   this route? is its      and tool    yes / 403
+//!                                  (R-JWT, R-KEY,     (R-AUD)     user's      (MCP-1,     (R-AZ, MCP-2)
+//!                                  R-GW-3)                        (R-GW-5)    R-GW-1/2)
 //!   each step on failure ─► AuthError ─► one renderer: 400 / 401 / 403 / 503 + challenge
 //! ```
 //!
@@ -37,6 +38,14 @@
 //! `Mcp-Method` / `Mcp-Name` headers) only when a rule needs it, and hands the same
 //! bytes on; [`FilterToolsLayer`] can leave out of `tools/list` what a caller cannot
 //! call.
+//!
+//! In front of servers it did not write (a gateway), the stack reads each request as
+//! the most lenient server behind it would: a body whose members a case-insensitive
+//! reader would take differently is refused, a resource URI needs the scopes of every
+//! way a server may resolve it, a filtered answer that cannot be read is withheld, and
+//! a session id works only for the principal it was issued to ([`BindSessionsLayer`]).
+//! Opaque tokens are shown only to the issuer whose pattern they match, and a discovery
+//! document cannot point the server at internal addresses.
 //!
 //! ## Example
 //!
