@@ -284,6 +284,9 @@ async fn a_secret_resource_needs_its_scope_under_every_reading_the_server_takes(
         "file:////secret/k",
         "file:///public/%2e%2e/secret/k",
         "file:///public\\..\\secret\\k",
+        " file:///secret/k",
+        "file:///public/x?/../../secret/k",
+        "file://evil.example/secret/k",
     ] {
         let body =
             json!({"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": uri}});
@@ -305,7 +308,7 @@ async fn a_secret_resource_needs_its_scope_under_every_reading_the_server_takes(
     let (_, read) = gateway.upstream.ran().await;
     assert_eq!(
         read,
-        vec!["/secret/k"; 7],
+        vec!["/secret/k"; 10],
         "only callers with files:secret read it"
     );
 }
@@ -375,4 +378,57 @@ async fn a_compressed_tools_list_answer_is_withheld_not_passed_on_unfiltered() {
     assert_eq!(answer.body["error"]["code"], -32603);
     let message = answer.body["error"]["message"].as_str().expect("message");
     assert!(message.contains("encoded (gzip)"), "{message}");
+}
+
+#[tokio::test]
+async fn a_body_in_another_charset_is_refused_where_the_server_would_decode_it_differently() {
+    // In UTF-7, `n+AGE-me` is `name`: read as UTF-8 this is a call of whoami with an
+    // odd member, decoded by its charset it is a call of write.
+    let gateway = Gateway::start().await;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","n+AGE-me":"write"}}"#;
+    let direct = reqwest::Client::new()
+        .post(format!("{}/mcp", gateway.upstream.url))
+        .header("content-type", "application/json; charset=utf-7")
+        .body(body)
+        .send()
+        .await
+        .expect("upstream");
+    assert_eq!(direct.status(), 200);
+    assert_eq!(
+        gateway.upstream.ran().await.0,
+        ["write"],
+        "the server runs write"
+    );
+    for content_type in [
+        "application/json; charset=utf-7",
+        "application/json;charset=\"UTF-7\"",
+        "application/json; charset=shift_jis",
+    ] {
+        let request = gateway
+            .request("POST", "mcp:read")
+            .header("content-type", content_type);
+        let answer = support::send(
+            &gateway.app,
+            request.body(Body::from(body)).expect("request"),
+        )
+        .await;
+        assert_eq!(answer.status, 400, "{content_type}: {answer:?}");
+        assert!(
+            answer.description().contains("charset"),
+            "{}",
+            answer.description()
+        );
+    }
+    // UTF-8, said or not, is read as usual.
+    let request = gateway
+        .request("POST", "mcp:read")
+        .header("content-type", "application/json; charset=UTF-8");
+    let whoami = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami"}}"#;
+    let answer = support::send(
+        &gateway.app,
+        request.body(Body::from(whoami)).expect("request"),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(gateway.upstream.ran().await.0, ["write", "whoami"]);
 }

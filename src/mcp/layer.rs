@@ -174,6 +174,17 @@ where
             );
             return OperationFuture::rejecting(error, &self.layer.resource, parts, Box::pin(body));
         }
+        if let Some(charset) = super::foreign_charset(&parts.headers) {
+            let error = AuthError::invalid_request(
+                RULE,
+                format!(
+                    "the request body declares charset {charset:?}; only UTF-8 bodies are \
+                     read the same way by every server, and the authorization rules need \
+                     this one; send it as UTF-8"
+                ),
+            );
+            return OperationFuture::rejecting(error, &self.layer.resource, parts, Box::pin(body));
+        }
         if challenge::is_grpc(&parts.headers) {
             // A rule needs the operation, and a gRPC body is not JSON-RPC to read. An
             // MCP server that ignores the content type could still run what it says,

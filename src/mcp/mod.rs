@@ -34,3 +34,27 @@ fn encoding(headers: &http::HeaderMap) -> Option<String> {
         .collect();
     (!encodings.is_empty()).then(|| shorten(&encodings.join(", ")).into_owned())
 }
+
+/// A `charset` other than UTF-8 that a message's `Content-Type` declares, if any,
+/// quoted safely: servers that decode by it (the TypeScript SDK's Node transport,
+/// Express, aiohttp) would read another message than the UTF-8 bytes this crate
+/// reads (UTF-7 turns `n+AGE-me` into `name`).
+fn foreign_charset(headers: &http::HeaderMap) -> Option<String> {
+    for value in headers.get_all(http::header::CONTENT_TYPE) {
+        let Ok(value) = value.to_str() else {
+            return Some("unreadable".to_owned());
+        };
+        for param in value.split([';', ',']).skip(1) {
+            let Some((name, charset)) = param.split_once('=') else {
+                continue;
+            };
+            let charset = charset.trim().trim_matches('"').to_ascii_lowercase();
+            if name.trim().eq_ignore_ascii_case("charset")
+                && !matches!(charset.as_str(), "utf-8" | "utf8")
+            {
+                return Some(shorten(&charset).into_owned());
+            }
+        }
+    }
+    None
+}

@@ -182,6 +182,10 @@ fn decode(value: &str) -> Result<Cow<'_, str>, String> {
     }
 }
 
+/// The longest tool, prompt or task name or resource URI read: each resource URI is
+/// matched under a few dozen readings, so its length is bounded.
+const MAX_NAME_BYTES: usize = 8 * 1024;
+
 /// The members of a JSON-RPC 2.0 message.
 const MESSAGE_MEMBERS: &[&str] = &["jsonrpc", "method", "id", "params", "result", "error"];
 
@@ -192,9 +196,11 @@ const PARAMS_MEMBERS: &[&str] = &["name", "uri", "taskId", "arguments", "_meta",
 /// folding, plus the foldings that make a non-ASCII letter equal an ASCII one in the
 /// decoders MCP servers use (Go's `encoding/json` and `strings.EqualFold` take `ſ`
 /// U+017F for `s` and the Kelvin sign U+212A for `k`; Java's `equalsIgnoreCase` and
-/// .NET's `OrdinalIgnoreCase` take the dotted and dotless I for `i`).
+/// .NET's `OrdinalIgnoreCase` take the dotted and dotless I for `i`). `_` and `-` are
+/// left out, as Go's `encoding/json/v2` does when it matches names case-insensitively.
 fn fold(name: &str) -> String {
     name.chars()
+        .filter(|c| !matches!(c, '_' | '-'))
         .map(|c| match c {
             '\u{17F}' => 's',
             '\u{212A}' => 'k',
@@ -242,20 +248,20 @@ impl<'a> Members<'a> {
     /// `encoding/json` reads it as `name`), and two members that fold to one name
     /// (exact duplicates included; readers differ in which one wins).
     fn check(&self, known: &[&str], whose: &str) -> Result<(), String> {
-        let folded: Vec<String> = self.0.iter().map(|(name, _)| fold(name)).collect();
-        for (at, (name, _)) in self.0.iter().enumerate() {
-            if let Some(like) = known
-                .iter()
-                .find(|k| **k != name.as_str() && fold(k) == folded[at])
-            {
+        let known: Vec<(&str, String)> = known.iter().map(|k| (*k, fold(k))).collect();
+        // A set, not a scan: a body may have a hundred thousand members.
+        let mut seen = std::collections::HashSet::with_capacity(self.0.len());
+        for (name, _) in &self.0 {
+            let folded = fold(name);
+            if let Some((like, _)) = known.iter().find(|(k, f)| k != name && *f == folded) {
                 return Err(format!(
                     "{whose} has a member {:?} that differs from {like:?} only in letter \
-                     case; a server that matches member names case-insensitively would \
-                     read it as {like:?}, so the request is refused",
+                     case (or in '_' and '-'); a server that matches member names \
+                     case-insensitively would read it as {like:?}, so the request is refused",
                     shorten(name)
                 ));
             }
-            if folded[..at].contains(&folded[at]) {
+            if !seen.insert(folded) {
                 return Err(format!(
                     "{whose} has the member {:?} more than once (or twice in different \
                      letter case); servers differ in which one they read",
@@ -356,6 +362,11 @@ pub(crate) fn from_body(body: &[u8], headers: &HeaderMap) -> Result<McpOperation
             Some(raw) => {
                 let name = string(raw, &format!("params.{member}"))?;
                 no_controls(&name, member)?;
+                if name.len() > MAX_NAME_BYTES {
+                    return Err(format!(
+                        "params.{member} is longer than {MAX_NAME_BYTES} bytes"
+                    ));
+                }
                 Some(name)
             }
             None => None,
@@ -562,6 +573,14 @@ mod tests {
                 "ARGUMENTS",
             ),
             (r#"{"jsonrpc":"2.0","ıd":1,"method":"tools/list"}"#, "ıd"),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","na_me":"write"}}"#,
+                "na_me",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","me-thod":"tools/call"}"#,
+                "me-thod",
+            ),
         ] {
             let error = from_body(body.as_bytes(), &HeaderMap::new()).unwrap_err();
             assert!(error.contains(&format!("{member:?}")), "{body}: {error}");
@@ -569,6 +588,20 @@ mod tests {
         assert_eq!(fold("paramſ"), "params");
         assert_eq!(fold("\u{212A}ey"), "key");
         assert_eq!(fold("İD"), "id");
+    }
+
+    #[test]
+    fn a_body_with_a_hundred_thousand_members_is_read_and_its_duplicates_found() {
+        // Duplicates are found with a set: a pairwise scan would spend minutes of CPU
+        // on this body (benches, not this test, measure how long it takes).
+        let members: Vec<String> = (0..100_000).map(|n| format!(r#""m{n}":0"#)).collect();
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"w",{}}}}}"#,
+            members.join(",")
+        );
+        assert!(from_body(body.as_bytes(), &HeaderMap::new()).is_ok());
+        let duplicate = body.replace(r#""m99999":0"#, r#""M5":0"#);
+        assert!(from_body(duplicate.as_bytes(), &HeaderMap::new()).is_err());
     }
 
     #[test]
@@ -581,6 +614,12 @@ mod tests {
                 assert!(error.contains("not a JSON object"), "{body}: {error}");
             }
         }
+        let long = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{{"uri":"file:///{}"}}}}"#,
+            "a".repeat(MAX_NAME_BYTES)
+        );
+        let error = from_body(long.as_bytes(), &HeaderMap::new()).unwrap_err();
+        assert!(error.contains("longer than 8192 bytes"), "{error}");
         // Absent or null params of a method that names nothing are no params at all.
         let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":null}"#;
         assert!(from_body(body, &HeaderMap::new()).is_ok());

@@ -2,8 +2,9 @@
 """A small MCP-like JSON-RPC server that reads messages the way Go's encoding/json
 does (CVE-2026-27896 in the Go MCP SDK): member names match case-insensitively with
 Unicode simple folding (so "Name", "NAME" and "nAme" are "name", "paramſ" is "params",
-"\u212aey" is "key"), and the last member that matches wins. It resolves resource
-URIs as a lenient file server would (percent-decoding, backslashes, path cleaning).
+"\u212aey" is "key"), and the last member that matches wins; it decodes bodies by
+the charset their Content-Type declares. It resolves resource URIs as a lenient
+file server would (percent-decoding, backslashes, path cleaning).
 
 It stands behind mcp-gatekeeper in tests/lenient.rs, which checks that this server
 never runs a tool, nor reads a resource, the caller lacks the scope for.
@@ -67,7 +68,7 @@ def parse(body):
 
 def file_path(uri):
     """Where a lenient file server goes for a file: URI."""
-    uri = urllib.parse.unquote(uri.replace("\\", "/"))
+    uri = urllib.parse.unquote(uri.replace("\\", "/")).strip()
     if uri.lower().startswith("file:"):
         rest = uri[5:]
         if rest.startswith("//"):
@@ -126,9 +127,16 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length)
         if self.headers.get("Content-Encoding") == "gzip":
             raw = gzip.decompress(raw)
+        # Decoded by the declared charset, as the TypeScript SDK's Node transport
+        # (raw-body with the Content-Type charset) and aiohttp do.
+        charset = "utf-8"
+        for param in (self.headers.get("Content-Type") or "").split(";")[1:]:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "charset":
+                charset = value.strip().strip('"')
         try:
-            message = parse(raw)
-        except ValueError:
+            message = parse(raw.decode(charset))
+        except (ValueError, LookupError):
             self.send(400, json.dumps({"jsonrpc": "2.0", "id": None,
                                        "error": {"code": -32700, "message": "parse error"}}))
             return
