@@ -76,39 +76,93 @@ enum Cleaning {
     Posix,
 }
 
+/// How a server may treat `?` and `#` in a resource URI.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    /// As the query and fragment delimiters of a URI.
+    Delimiters,
+    /// As path characters: a server that strips `file://` and opens the rest as a
+    /// path cleans `/public/x?/../../secret` to `/secret`.
+    Path,
+}
+
 /// Every reading of the resource URI `uri` a server behind the gatekeeper may take
-/// (R-GW-2), the URI as sent first. A server may decode percent-escapes (once, or
-/// again), take a backslash for a slash (WHATWG URL parsing does, for `file:` and
-/// `http(s):`), remove dot segments as RFC 3986 says or clean the path as a file
-/// system path; it ignores the scheme's letter case and, for `file:`, the host forms
-/// `file:/x`, `file:///x` and `file://localhost/x`.
+/// (R-GW-2), the URI as sent first. A server may trim surrounding spaces and
+/// controls and parse it as a WHATWG URL (Node's `new URL`, Python's pydantic
+/// `AnyUrl`); decode percent-escapes (once, or again); take a backslash for a slash;
+/// strip every `file://` it finds; remove dot segments as RFC 3986 says or clean the
+/// path as a file system path, with `?` and `#` as delimiters or as path characters;
+/// ignore the scheme's letter case and, for `file:`, the host (`file:/x`,
+/// `file:///x`, `file://localhost/x` and `file://any-host/x` are one local path);
+/// and, on a case-insensitive file system (macOS, Windows), ignore the path's letter
+/// case and the dots and spaces that end a segment.
 fn readings(uri: &str) -> Vec<String> {
     let mut all = vec![uri.to_owned()];
-    let mut decoded = vec![uri.to_owned()];
-    for _ in 0..2 {
-        let Some(last) = decoded.last() else { break };
-        match percent_decode(last) {
-            Some(next) if next != *last => decoded.push(next),
-            _ => break,
+    let mut seen: std::collections::HashSet<String> = all.iter().cloned().collect();
+    let mut add = |reading: String| {
+        if seen.insert(reading.clone()) {
+            all.push(reading);
         }
+    };
+    let trimmed = uri.trim_matches(|c: char| c <= ' ').to_owned();
+    let mut bases = vec![uri.to_owned(), trimmed.clone()];
+    if let Ok(url) = reqwest::Url::parse(&trimmed) {
+        bases.push(url.as_str().to_owned());
     }
-    for text in &decoded {
-        let slashed = text.replace('\\', "/");
-        let forms: &[&str] = if slashed == *text {
-            &[text]
-        } else {
-            &[text, &slashed]
-        };
-        for form in forms {
-            for cleaning in [Cleaning::None, Cleaning::Rfc3986, Cleaning::Posix] {
-                let reading = canonical_uri(form, cleaning);
-                if !all.contains(&reading) {
-                    all.push(reading);
+    bases.dedup();
+    for base in bases {
+        let mut decoded = vec![base];
+        for _ in 0..2 {
+            let Some(last) = decoded.last() else { break };
+            match percent_decode(last) {
+                Some(next) if next != *last => decoded.push(next),
+                _ => break,
+            }
+        }
+        for text in decoded {
+            let mut forms = vec![text.clone(), text.replace('\\', "/")];
+            if text.matches("file://").count() > 1 {
+                forms.push(format!("file://{}", text.replace("file://", "")));
+            }
+            forms.dedup();
+            for form in &forms {
+                for tail in [Tail::Delimiters, Tail::Path] {
+                    for cleaning in [Cleaning::None, Cleaning::Rfc3986, Cleaning::Posix] {
+                        add(canonical_uri(form, cleaning, tail));
+                    }
                 }
+                add(case_insensitive(&canonical_uri(
+                    form,
+                    Cleaning::Posix,
+                    Tail::Path,
+                )));
             }
         }
     }
     all
+}
+
+/// `uri` as a case-insensitive file system reads its path: in lower case, without
+/// the dots and spaces that end a segment (Windows drops them).
+fn case_insensitive(uri: &str) -> String {
+    let (head, path) = match uri.find("://") {
+        Some(at) => {
+            let start = uri[at + 3..].find('/').map_or(uri.len(), |i| at + 3 + i);
+            uri.split_at(start)
+        }
+        None => ("", uri),
+    };
+    let path: Vec<String> = path
+        .split('/')
+        .map(|segment| {
+            let trimmed = segment.trim_end_matches(['.', ' ']);
+            match trimmed.is_empty() {
+                true => segment.to_lowercase(),
+                false => trimmed.to_lowercase(),
+            }
+        })
+        .collect();
+    format!("{head}{}", path.join("/"))
 }
 
 /// `text` with every `%XX` escape decoded; `None` when it has none.
@@ -136,42 +190,56 @@ fn percent_decode(text: &str) -> Option<String> {
 }
 
 /// `uri` with its scheme (and an authority's host) in lower case, a `file:` URI's
-/// host form made `file:///…`, and its path cleaned by `cleaning`.
-fn canonical_uri(uri: &str, cleaning: Cleaning) -> String {
+/// host dropped (`file:///…`), user info and default ports dropped, and its path
+/// cleaned by `cleaning`, up to the first `?` or `#` or through them (`tail`).
+fn canonical_uri(uri: &str, cleaning: Cleaning, tail: Tail) -> String {
     let scheme_end = uri
         .find([':', '/', '?', '#'])
         .filter(|&i| uri.as_bytes()[i] == b':' && i > 0);
     let Some(scheme_end) = scheme_end else {
-        return clean_tail(uri, cleaning);
+        return clean_tail(uri, cleaning, tail);
     };
     let scheme = uri[..scheme_end].to_ascii_lowercase();
     let rest = &uri[scheme_end + 1..];
-    let (authority, tail) = match rest.strip_prefix("//") {
+    let (authority, path) = match rest.strip_prefix("//") {
         Some(after) => {
             let end = after.find(['/', '?', '#']).unwrap_or(after.len());
             (Some(after[..end].to_ascii_lowercase()), &after[end..])
         }
         None => (None, rest),
     };
-    let tail = clean_tail(tail, cleaning);
+    let path = clean_tail(path, cleaning, tail);
     match (scheme.as_str(), authority) {
-        ("file", None) => format!(
-            "file://{}{tail}",
-            if tail.starts_with('/') { "" } else { "/" }
-        ),
-        ("file", Some(host)) if host.is_empty() || host == "localhost" => {
-            let tail = tail.trim_start_matches('/');
-            format!("file:///{tail}")
+        // A file server reads the path and ignores the host (`localhost`, a name, an
+        // address), so every host form is the local path.
+        ("file", _) => format!("file:///{}", path.trim_start_matches('/')),
+        (_, Some(authority)) => {
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority.as_str(), |(_, h)| h);
+            let default_port = match scheme.as_str() {
+                "https" | "wss" => ":443",
+                "http" | "ws" => ":80",
+                _ => "",
+            };
+            let host = match default_port {
+                "" => host,
+                port => host.strip_suffix(port).unwrap_or(host),
+            };
+            format!("{scheme}://{host}{path}")
         }
-        (_, Some(host)) => format!("{scheme}://{host}{tail}"),
-        (_, None) => format!("{scheme}:{tail}"),
+        (_, None) => format!("{scheme}:{path}"),
     }
 }
 
-/// The path of `tail` (up to `?` or `#`) cleaned by `cleaning`; the rest kept.
-fn clean_tail(tail: &str, cleaning: Cleaning) -> String {
-    let end = tail.find(['?', '#']).unwrap_or(tail.len());
-    let (path, rest) = tail.split_at(end);
+/// The path of `text` cleaned by `cleaning`: up to its first `?` or `#`, the rest
+/// kept as it is, or the whole of it when `tail` says they are path characters.
+fn clean_tail(text: &str, cleaning: Cleaning, tail: Tail) -> String {
+    let end = match tail {
+        Tail::Delimiters => text.find(['?', '#']).unwrap_or(text.len()),
+        Tail::Path => text.len(),
+    };
+    let (path, rest) = text.split_at(end);
     let rooted = path.starts_with('/');
     let mut segments: Vec<&str> = Vec::new();
     let mut trailing = false;
@@ -282,7 +350,8 @@ impl McpScopes {
     /// sent; percent-decoded once and twice; with `\` taken for `/`; with dot
     /// segments removed as RFC 3986 §5.2.4 says and with the path cleaned as a file
     /// system path (`//` collapses, `..` pops a segment); with the scheme in lower
-    /// case and `file:/x`, `file://localhost/x`, `file:////x` read as `file:///x`.
+    /// case and `file:/x`, `file://localhost/x`, `file://any-host/x`, `file:////x`
+    /// read as `file:///x`; user info and default ports dropped.
     /// So under a rule `file:///secret/*`, `file:///public//../secret/k` needs the
     /// secret rule's scopes as well as the public one's.
     pub fn scopes_for(&self, operation: &McpOperation) -> Cow<'_, [String]> {
@@ -502,6 +571,21 @@ mod tests {
                 "file:///public/..\\secret/k",
                 "file:///%73ecret/k",
                 "file:///public/a/../../secret/k",
+                "file://evil.example/secret/k",
+                "file://127.0.0.1/secret/k",
+                "file://localhost:80/secret/k",
+                "file:secret/k",
+                "file:///public/..%2fsecret/k",
+                "file:///./secret/k",
+                " file:///secret/k",
+                "file:///secret/k ",
+                "\tfile:///secret/k",
+                "file:///public/x?/../../secret/k",
+                "file:///public/x#/../../secret/k",
+                "file:///public/file://../secret/k",
+                "file:///Secret/k",
+                "file:///SECRET./k",
+                "file:///secret /k",
             ] {
                 assert_eq!(scopes(&rules, sneaky), ["files:secret"], "{sneaky}");
             }
@@ -539,15 +623,41 @@ mod tests {
             assert!(all.contains(&expected.to_owned()), "{expected} in {all:?}");
         }
         assert_eq!(
-            canonical_uri("file:///a/b/../c?x=/../#f", Cleaning::Rfc3986),
+            canonical_uri(
+                "file:///a/b/../c?x=/../#f",
+                Cleaning::Rfc3986,
+                Tail::Delimiters
+            ),
             "file:///a/c?x=/../#f"
         );
-        assert_eq!(canonical_uri("urn:x/./y", Cleaning::Rfc3986), "urn:x/y");
         assert_eq!(
-            canonical_uri("HTTPS://Host.Example/a//b", Cleaning::Posix),
+            canonical_uri("urn:x/./y", Cleaning::Rfc3986, Tail::Delimiters),
+            "urn:x/y"
+        );
+        assert_eq!(
+            canonical_uri(
+                "HTTPS://Host.Example/a//b",
+                Cleaning::Posix,
+                Tail::Delimiters
+            ),
             "https://host.example/a/b"
         );
-        assert_eq!(canonical_uri("file:///a/..", Cleaning::Posix), "file:///");
+        assert_eq!(
+            canonical_uri("file:///a/..", Cleaning::Posix, Tail::Delimiters),
+            "file:///"
+        );
+        assert_eq!(
+            canonical_uri(
+                "https://u:p@h.example:443/a",
+                Cleaning::None,
+                Tail::Delimiters
+            ),
+            "https://h.example/a"
+        );
+        assert_eq!(
+            canonical_uri("http://h.example:8080/a", Cleaning::None, Tail::Delimiters),
+            "http://h.example:8080/a"
+        );
         assert_eq!(readings("file:///plain"), ["file:///plain"]);
         assert_eq!(percent_decode("a%41%zz%4"), Some("aA%zz%4".to_owned()));
     }
