@@ -235,7 +235,7 @@ where
                 FutureStateProj::Calling { future, asked } => {
                     let response = std::task::ready!(future.poll(cx))?;
                     match asked.take() {
-                        Some(asked) if response.status() == StatusCode::OK => {
+                        Some(asked) if response.status().is_success() => {
                             match answer(response, *asked) {
                                 Ok(response) => return Poll::Ready(Ok(response)),
                                 Err(reading) => reading,
@@ -349,6 +349,10 @@ where
             return withheld(parts, asked.id.as_ref(), &reason);
         }
     }
+    if buf.iter().all(u8::is_ascii_whitespace) {
+        // Nothing to hide (a 202 to a notification, say).
+        return Response::from_parts(parts, FilteredBody::ended(buf.freeze(), trailers));
+    }
     match filter_result(&buf, &asked).await {
         Ok(Some(filtered)) => {
             parts.headers.remove(CONTENT_LENGTH);
@@ -402,7 +406,9 @@ async fn filter_result<A: Authorize>(
                     .await
                     == Decision::Allow
             }
-            None => true, // not a callable tool; not this filter's to judge
+            // A tool whose name cannot be read (missing, not a string, given twice)
+            // might still be called by a client that reads it: left out.
+            None => false,
         };
         if allowed {
             kept.push(tool);
@@ -469,8 +475,20 @@ fn event_data(event: &[u8]) -> Vec<u8> {
     data
 }
 
-/// Whether `data` is a JSON-RPC answer whose result has a `tools` member.
-fn lists_tools(data: &[u8]) -> bool {
+/// What an event's data is, to the filter.
+#[derive(Debug, PartialEq, Eq)]
+enum EventData {
+    /// A JSON-RPC answer whose result has a `tools` member: filtered.
+    Tools,
+    /// Anything else readable, or no JSON at all (a comment, a priming event): passed.
+    Other,
+    /// A JSON object the filter cannot read (invalid UTF-8, a member twice): it might
+    /// list tools to a client that reads it, so it is withheld.
+    Unreadable,
+}
+
+/// Reads an event's data far enough to know whether it lists tools.
+fn classify(data: &[u8]) -> EventData {
     #[derive(serde::Deserialize)]
     struct Answer<'a> {
         #[serde(borrow)]
@@ -481,11 +499,24 @@ fn lists_tools(data: &[u8]) -> bool {
         #[serde(borrow)]
         tools: Option<&'a RawValue>,
     }
-    serde_json::from_slice::<Answer<'_>>(data)
-        .ok()
-        .and_then(|a| a.result)
-        .and_then(|r| serde_json::from_str::<Listing<'_>>(r.get()).ok())
-        .is_some_and(|l| l.tools.is_some())
+    let object = data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let Ok(answer) = serde_json::from_slice::<Answer<'_>>(data) else {
+        return match object {
+            true => EventData::Unreadable,
+            false => EventData::Other,
+        };
+    };
+    let Some(result) = answer.result else {
+        return EventData::Other;
+    };
+    match serde_json::from_str::<Listing<'_>>(result.get()) {
+        Ok(Listing { tools: Some(_) }) => EventData::Tools,
+        Ok(Listing { tools: None }) => EventData::Other,
+        // A result that is not an object cannot list tools; one that is but does not
+        // read (a member twice) might.
+        Err(_) if result.get().starts_with('{') => EventData::Unreadable,
+        Err(_) => EventData::Other,
+    }
 }
 
 /// `event` with its data replaced by `data` (its other fields kept, in order).
@@ -497,9 +528,13 @@ fn rewrite_event(event: &[u8], data: &[u8]) -> Bytes {
             out.extend_from_slice(b"\n");
         }
     }
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\n\n");
+    // One data line per line: kept tools are copied as they were, newlines and all.
+    for line in lines(data) {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\n");
+    }
+    out.extend_from_slice(b"\n");
     out.freeze()
 }
 
@@ -548,7 +583,13 @@ struct SseFilter<B> {
     trailers: Option<http::HeaderMap>,
     id: Option<Value>,
     limit: usize,
+    /// Whether the start of the stream was checked for a byte order mark, which SSE
+    /// clients drop (and which would hide the first line's field name from a scan).
+    started: bool,
 }
+
+/// The UTF-8 byte order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl<B: Body> SseFilter<B> {
     fn new<A: Authorize>(body: B, asked: Arc<Asked<A>>) -> Self {
@@ -570,6 +611,7 @@ impl<B: Body> SseFilter<B> {
             trailers: None,
             id,
             limit,
+            started: false,
         }
     }
 
@@ -588,6 +630,16 @@ impl<B: Body> SseFilter<B> {
 
     /// The next complete event of `buf`, if any, or what is left when the body ended.
     fn next_event(&mut self) -> Option<Bytes> {
+        if !self.started {
+            let known = self.buf.len().min(BOM.len());
+            if self.body.is_some() && self.buf[..known] == BOM[..known] && known < BOM.len() {
+                return None; // perhaps the start of a byte order mark: wait
+            }
+            if self.buf.starts_with(BOM) {
+                self.buf.advance(BOM.len());
+            }
+            self.started = true;
+        }
         match event_len(&self.buf[self.scanned..]) {
             Some(len) => {
                 let event = self.buf.split_to(self.scanned + len).freeze();
@@ -626,11 +678,15 @@ impl<B: Body> SseFilter<B> {
             }
             if let Some(event) = self.next_event() {
                 let data = event_data(&event);
-                if lists_tools(&data) {
-                    self.filtering = Some((event, (self.filter)(data)));
-                    continue;
-                }
-                return Poll::Ready(Some(Ok(Frame::data(event))));
+                let bytes = match classify(&data) {
+                    EventData::Tools => {
+                        self.filtering = Some((event, (self.filter)(data)));
+                        continue;
+                    }
+                    EventData::Other => event,
+                    EventData::Unreadable => self.fail("an event in it is not readable JSON"),
+                };
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
             }
             let Some(body) = self.body.as_mut() else {
                 return Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))));
@@ -823,6 +879,11 @@ mod tests {
         }
     }
 
+    /// `stream`, arriving `chunk` bytes at a time, as filtered for a `read` caller.
+    async fn sse_for_read(stream: &str, chunk: usize) -> String {
+        text(filter(answer_of("text/event-stream", stream, chunk), asked("read")).await).await
+    }
+
     async fn text<B: Body>(response: Response<FilteredBody<B>>) -> String
     where
         B::Error: std::fmt::Debug,
@@ -839,14 +900,7 @@ mod tests {
             "id: 0\r\nretry: 3000\r\ndata:\r\n\r\nevent: message\r\nid: 1\r\ndata: {TOOLS}\r\n\r\n: bye\r\n\r\n"
         );
         for chunk in [1, 3, 7, 64, 4096] {
-            let out = text(
-                filter(
-                    answer_of("text/event-stream", &stream, chunk),
-                    asked("read"),
-                )
-                .await,
-            )
-            .await;
+            let out = sse_for_read(&stream, chunk).await;
             assert!(
                 out.starts_with("id: 0\r\nretry: 3000\r\ndata:\r\n\r\n"),
                 "{out}"
@@ -863,11 +917,33 @@ mod tests {
                 event.contains(r#"{"properties":{"z":{},"a":{}}}"#),
                 "{event}"
             );
+            // A tool whose name cannot be read is left out; the rest of the result stays.
             assert!(
-                event.contains("no name") && event.contains("nextCursor"),
+                !event.contains("no name") && event.contains("nextCursor"),
                 "{event}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn kept_tools_with_newlines_stay_inside_their_event() {
+        // A pretty-printed answer: its newlines become one data line each.
+        let pretty = "{\n  \"jsonrpc\": \"2.0\", \"id\": 5,\n  \"result\": {\"tools\": [\n    {\"name\": \"read_a\",\n\n \"x\": 1},\n    {\"name\": \"write_b\"}\n  ]}\n}";
+        let data: String = pretty.lines().map(|l| format!("data: {l}\n")).collect();
+        let stream = format!("{data}\nid: 9\ndata: {{}}\n\n");
+        let out =
+            text(filter(answer_of("text/event-stream", &stream, 4), asked("read")).await).await;
+        let events: Vec<&str> = out.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 2, "{out}");
+        let kept = event_data(events[0].as_bytes());
+        let kept: Value = serde_json::from_slice(&kept).unwrap();
+        assert_eq!(
+            kept["result"]["tools"].as_array().unwrap().len(),
+            1,
+            "{out}"
+        );
+        assert_eq!(kept["result"]["tools"][0]["x"], 1);
+        assert_eq!(events[1], "id: 9\ndata: {}");
     }
 
     #[tokio::test]
@@ -1001,6 +1077,18 @@ mod tests {
         assert!(body.frame().await.is_none());
     }
 
+    #[tokio::test]
+    async fn a_byte_order_mark_cannot_hide_the_first_event_from_the_filter() {
+        let stream = format!("\u{FEFF}data: {TOOLS}\n\n");
+        for chunk in [1, 2, 3, 4, 4096] {
+            let out = sse_for_read(&stream, chunk).await;
+            assert!(
+                out.contains("read_a") && !out.contains("write_b"),
+                "{chunk}: {out}"
+            );
+        }
+    }
+
     #[test]
     fn events_end_at_a_blank_line_with_any_line_ending() {
         assert_eq!(event_len(b"data: x\n\nrest"), Some(9));
@@ -1015,13 +1103,29 @@ mod tests {
     fn event_data_joins_data_lines_and_tools_results_are_recognised() {
         let event = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\ndata: \"result\":{\"tools\":[]}}\n\n";
         let data = event_data(event);
-        assert!(lists_tools(&data), "{}", String::from_utf8_lossy(&data));
-        assert!(!lists_tools(br#"{"jsonrpc":"2.0","id":2,"result":{}}"#));
-        assert!(!lists_tools(
-            br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#
-        ));
-        assert!(lists_tools(
-            br#"{"jsonrpc":"2.0","id":2,"result":{"tools":7}}"#
-        ));
+        assert_eq!(
+            classify(&data),
+            EventData::Tools,
+            "{}",
+            String::from_utf8_lossy(&data)
+        );
+        assert_eq!(
+            classify(br#"{"jsonrpc":"2.0","id":2,"result":{}}"#),
+            EventData::Other
+        );
+        let changed = br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
+        assert_eq!(classify(changed), EventData::Other);
+        let odd = br#"{"jsonrpc":"2.0","id":2,"result":{"tools":7}}"#;
+        assert_eq!(classify(odd), EventData::Tools);
+        assert_eq!(classify(b"ping"), EventData::Other);
+        assert_eq!(classify(b""), EventData::Other);
+        for unreadable in [
+            &br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[]},"result":{"tools":[]}}"#[..],
+            br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[],"tools":[]}}"#,
+            b"{\"jsonrpc\":\"2.0\",\"result\":{\"tools\":[\"\xff\"]}}",
+        ] {
+            let shown = String::from_utf8_lossy(unreadable);
+            assert_eq!(classify(unreadable), EventData::Unreadable, "{shown}");
+        }
     }
 }
