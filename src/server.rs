@@ -51,6 +51,7 @@ pub struct ResourceServerBuilder {
     challenge_granted_scopes: bool,
     token_cache: Option<TokenCacheOptions>,
     bind_sessions: bool,
+    refuse_unknown_sessions: bool,
 }
 
 impl ResourceServerBuilder {
@@ -109,6 +110,15 @@ impl ResourceServerBuilder {
     /// [`BindSessionsLayer`]).
     pub fn bind_sessions(mut self, on: bool) -> Self {
         self.bind_sessions = on;
+        self
+    }
+
+    /// With session binding on, also answers `404` to a session id the server was
+    /// not seen issuing (default `false`: such an id is bound to the first principal
+    /// that uses it, which keeps working after a restart and across replicas). Turn
+    /// it on for a single replica; see [`BindSessionsLayer::refuse_unknown`].
+    pub fn refuse_unknown_sessions(mut self, on: bool) -> Self {
+        self.refuse_unknown_sessions = on;
         self
     }
 
@@ -372,9 +382,10 @@ impl ResourceServerBuilder {
                 |layer, (issuer, policy)| layer.issuer_policy(issuer, policy),
             ),
             enrich: EnrichLayer::new(self.enrich).timeout(self.enrich_timeout),
-            sessions: match self.bind_sessions {
-                true => BindSessionsLayer::new(resource.clone()),
-                false => BindSessionsLayer::off(resource.clone()),
+            sessions: match (self.bind_sessions, self.refuse_unknown_sessions) {
+                (true, true) => BindSessionsLayer::new(resource.clone()).refuse_unknown(),
+                (true, false) => BindSessionsLayer::new(resource.clone()),
+                (false, _) => BindSessionsLayer::off(resource.clone()),
             },
             operation,
             authorize: AuthorizeLayer::new(resource.clone(), policy),
@@ -446,6 +457,7 @@ impl ResourceServer {
             challenge_granted_scopes: false,
             token_cache: None,
             bind_sessions: true,
+            refuse_unknown_sessions: false,
         }
     }
 

@@ -233,6 +233,36 @@ async fn a_session_id_not_seen_issued_belongs_to_its_first_user_and_memory_is_bo
         assert_eq!(send("bob", None).await, 200);
     }
     assert!(layer.bindings() <= 100, "{} bindings", layer.bindings());
+    // An id that is not visible ASCII is refused: an HTTP/2 client can keep
+    // whitespace around it that HTTP/1 servers behind would trim.
+    for odd in [
+        "restored-after-restart\t",
+        " restored-after-restart",
+        "caf\u{e9}",
+    ] {
+        let mut request = http::Request::new(String::new());
+        request.extensions_mut().insert(principal("eve"));
+        request.headers_mut().insert(
+            "mcp-session-id",
+            http::HeaderValue::from_bytes(odd.as_bytes()).expect("value"),
+        );
+        let ready = service.ready().await.expect("ready");
+        let status = ready.call(request).await.expect("infallible").status();
+        assert_eq!(status, 400, "{odd:?}");
+    }
+    // Strict: an id not seen issued is nobody's.
+    let strict = BindSessionsLayer::new(ProtectedResource::new("https://mcp.example.com/mcp"))
+        .refuse_unknown();
+    let mut strict = strict.layer(tower::service_fn(|_: http::Request<String>| async {
+        Ok::<_, Infallible>(http::Response::new(String::new()))
+    }));
+    let mut request = http::Request::new(String::new());
+    request.extensions_mut().insert(principal("bob"));
+    request
+        .headers_mut()
+        .insert("mcp-session-id", "never-issued".parse().expect("value"));
+    let status = strict.ready().await.expect("ready").call(request).await;
+    assert_eq!(status.expect("infallible").status(), 404);
     // Without a principal in front, it fails closed.
     let mut bare = layer.layer(tower::service_fn(|_: http::Request<String>| async {
         Ok::<_, Infallible>(http::Response::new(String::new()))

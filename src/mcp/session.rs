@@ -57,6 +57,7 @@ const NOT_FOUND: &str =
 pub struct BindSessionsLayer {
     resource: ProtectedResource,
     sessions: Option<Arc<moka::sync::Cache<Digest32, Digest32>>>,
+    refuse_unknown: bool,
 }
 
 impl std::fmt::Debug for BindSessionsLayer {
@@ -64,6 +65,7 @@ impl std::fmt::Debug for BindSessionsLayer {
         f.debug_struct("BindSessionsLayer")
             .field("resource", &self.resource)
             .field("on", &self.sessions.is_some())
+            .field("refuse_unknown", &self.refuse_unknown)
             .finish()
     }
 }
@@ -86,7 +88,18 @@ impl BindSessionsLayer {
         Self {
             resource,
             sessions: Some(Arc::new(sessions)),
+            refuse_unknown: false,
         }
+    }
+
+    /// Answers `404` to a session id this layer did not see issued (or has
+    /// forgotten), instead of binding it to the first principal that uses it. Safer,
+    /// and right for one replica: a leaked id can never be claimed first. Behind a
+    /// load balancer without session affinity, each replica sees only the sessions
+    /// it issued, and clients would be sent to start new ones.
+    pub fn refuse_unknown(mut self) -> Self {
+        self.refuse_unknown = true;
+        self
     }
 
     /// Binds nothing: every request goes through. For servers without sessions, or
@@ -95,6 +108,7 @@ impl BindSessionsLayer {
         Self {
             resource,
             sessions: None,
+            refuse_unknown: false,
         }
     }
 
@@ -180,8 +194,25 @@ where
                 BindSessionsFuture::inner(self.inner.call(Request::from_parts(parts, body)), record)
             }
             (Some(id), None) => {
-                let owner = sessions.get_with(digest(&[id.as_bytes()]), || who);
-                if owner != who {
+                // MCP: a session id is visible ASCII. Anything else may be read
+                // differently here and there (HTTP/2 keeps surrounding whitespace that
+                // HTTP/1 servers trim), so it is refused.
+                let visible =
+                    !id.is_empty() && id.as_bytes().iter().all(|b| (0x21..=0x7E).contains(b));
+                if !visible {
+                    let error = AuthError::invalid_request(
+                        RULE,
+                        "the Mcp-Session-Id header must be visible ASCII (0x21 to 0x7E)",
+                    );
+                    let response = challenge::reject(error, &self.layer.resource, &parts);
+                    return BindSessionsFuture::rejected(Rejection::new(response, body));
+                }
+                let key = digest(&[id.as_bytes()]);
+                let owner = match self.layer.refuse_unknown {
+                    true => sessions.get(&key),
+                    false => Some(sessions.get_with(key, || who)),
+                };
+                if owner != Some(who) {
                     tracing::info!(rule = RULE, "a session id of another principal was refused");
                     return BindSessionsFuture::rejected(Rejection::new(not_found(), body));
                 }
@@ -261,7 +292,16 @@ where
                 if let (Some((sessions, who)), Some(id)) =
                     (this.record.take(), response.headers().get(MCP_SESSION_ID))
                 {
-                    sessions.insert(digest(&[id.as_bytes()]), who);
+                    // The server's word on whose session it is wins over a first use.
+                    let key = digest(&[id.as_bytes()]);
+                    if sessions.get(&key).is_some_and(|owner| owner != who) {
+                        tracing::warn!(
+                            rule = RULE,
+                            "a session id the server issued was bound to another principal; \
+                             bound to the one it was issued to"
+                        );
+                    }
+                    sessions.insert(key, who);
                 }
                 Poll::Ready(Ok(response.map(ResponseBody::inner)))
             }
