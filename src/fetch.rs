@@ -101,14 +101,20 @@ pub(crate) fn is_internal(ip: IpAddr) -> bool {
                 || v4.is_multicast()
                 || a == 0
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
+                || (a == 198 && (18..20).contains(&b))
                 || a >= 240
         }
         IpAddr::V6(v6) => {
             let segments = v6.segments();
-            let nat64 = segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
-            if nat64 {
-                let [.., hi, lo] = segments;
-                let embedded = std::net::Ipv4Addr::from(((hi as u32) << 16) | lo as u32);
+            let [.., hi, lo] = segments;
+            let embedded = std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+            // NAT64 (64:ff9b::/96), IPv4-compatible (::a.b.c.d, deprecated) and
+            // IPv4-translated (::ffff:0:a.b.c.d) forms carry an IPv4 address.
+            let carries_v4 = segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+                || (segments[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified())
+                || segments[..6] == [0, 0, 0, 0, 0xffff, 0];
+            if carries_v4 {
                 return is_internal(IpAddr::V4(embedded));
             }
             v6.is_loopback()
@@ -116,25 +122,37 @@ pub(crate) fn is_internal(ip: IpAddr) -> bool {
                 || v6.is_multicast()
                 || v6.is_unique_local()
                 || v6.is_unicast_link_local()
+                || (segments[0] & 0xffc0) == 0xfec0 // site-local, deprecated
         }
     }
 }
 
-/// The host of an absolute URL, without brackets or port.
-pub(crate) fn host_of(url: &str) -> &str {
-    let (origin, _) = crate::uri::split_origin(url);
-    let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or_default();
-    }
-    authority.split(':').next().unwrap_or_default()
+/// The host of an absolute URL as the HTTP client reads it (WHATWG URL parsing:
+/// `127.1`, `0x7f.0.0.1` and `2130706433` are all `127.0.0.1`), in lower case,
+/// without brackets or port; empty when there is none.
+pub(crate) fn host_of(url: &str) -> String {
+    let host = match reqwest::Url::parse(url) {
+        Ok(parsed) => parsed.host_str().unwrap_or_default().to_owned(),
+        Err(_) => {
+            let (origin, _) = crate::uri::split_origin(url);
+            let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
+            let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            match authority.strip_prefix('[') {
+                Some(rest) => rest.split(']').next().unwrap_or_default().to_owned(),
+                None => authority.split(':').next().unwrap_or_default().to_owned(),
+            }
+        }
+    };
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase()
 }
 
 /// Whether the host of `url` is internal by its very name: an IP literal of an
 /// internal address, or `localhost` (and `*.localhost`, RFC 6761).
 pub(crate) fn is_internal_host(url: &str) -> bool {
-    let host = host_of(url).trim_end_matches('.').to_ascii_lowercase();
+    let host = host_of(url);
+    let host = host.trim_end_matches('.');
     host == "localhost"
         || host.ends_with(".localhost")
         || host.parse::<IpAddr>().is_ok_and(is_internal)
@@ -166,7 +184,7 @@ impl Guard {
     fn check_literal(&self, url: &str) -> Result<(), FetchError> {
         let host = host_of(url);
         match host.parse::<IpAddr>() {
-            Ok(ip) if is_internal(ip) && !host.eq_ignore_ascii_case(&self.issuer_host) => {
+            Ok(ip) if is_internal(ip) && host != self.issuer_host => {
                 Err(FetchError::Forbidden(format!(
                     "{host} is an internal address (loopback, private or link-local), where a \
                      remote issuer's discovery document may not send this server; configure \
@@ -181,7 +199,8 @@ impl Guard {
 impl reqwest::dns::Resolve for Guard {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
-        let own = host.eq_ignore_ascii_case(&self.issuer_host);
+        let own = host.eq_ignore_ascii_case(self.issuer_host.trim_end_matches('.'))
+            || host.eq_ignore_ascii_case(&self.issuer_host);
         Box::pin(async move {
             let lookup = host.clone();
             let addrs: Vec<SocketAddr> =
@@ -226,7 +245,7 @@ impl Fetcher {
             return Ok(self.clone());
         }
         let guard = Guard {
-            issuer_host: host_of(issuer).to_ascii_lowercase(),
+            issuer_host: host_of(issuer),
         };
         Self::build(&self.options, None, Some(Arc::new(guard)))
     }
@@ -526,6 +545,11 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
+            "::127.0.0.1",
+            "::ffff:0:10.0.0.1",
+            "fec0::1",
+            "192.0.0.8",
+            "198.18.0.1",
         ] {
             let ip: IpAddr = internal.parse().unwrap();
             assert!(is_internal(ip), "{internal}");
@@ -558,7 +582,20 @@ mod tests {
             assert!(!is_internal_host(url), "{url}");
         }
         assert_eq!(host_of("https://[fe80::1]:8443/p"), "fe80::1");
-        assert_eq!(host_of("https://idp.example.com:8443"), "idp.example.com");
+        assert_eq!(host_of("https://IDP.example.com:8443"), "idp.example.com");
+        // The forms the HTTP client reads as loopback are loopback here too.
+        for url in [
+            "http://127.1/jwks",
+            "http://0x7f.0.0.1/jwks",
+            "http://2130706433/jwks",
+            "http://0177.0.0.1/jwks",
+            "http://[::ffff:7f00:1]/jwks",
+            "http://[0:0:0:0:0:ffff:127.0.0.1]/jwks",
+            "http://%31%32%37.0.0.1/jwks",
+            "http://127.0.0.1./jwks",
+        ] {
+            assert!(is_internal_host(url), "{url} ({})", host_of(url));
+        }
     }
 
     #[test]

@@ -91,6 +91,8 @@ async fn a_remote_issuers_document_cannot_send_us_to_internal_addresses() {
         "http://127.0.0.1:{port}/jwks".to_owned(),
         "http://[::1]:{port}/jwks".to_owned(),
         "http://[::ffff:127.0.0.1]:{port}/jwks".to_owned(),
+        "http://127.1:{port}/jwks".to_owned(),
+        "http://2130706433:{port}/jwks".to_owned(),
         // A name that resolves to loopback: refused in the resolver.
         "http://localhost:{port}/jwks".to_owned(),
     ] {

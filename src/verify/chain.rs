@@ -54,10 +54,32 @@ fn is_jwt_shaped(token: &str) -> bool {
         .is_ok_and(|raw| raw.first() == Some(&b'{'))
 }
 
+/// Whether a token that is not a well-formed JWS presents itself as one: three
+/// parts, the first starting `eyJ` (how the base64url of every JSON header, `{"`,
+/// begins). Such a token is a malformed JWT, not an opaque token to show an issuer;
+/// other three-part tokens (Google's `ya29.c.…`) are opaque.
+fn looks_like_a_jwt(token: &str) -> bool {
+    super::jwt::segments(token).is_some_and(|[header, _, _]| header.starts_with("eyJ"))
+}
+
 /// Refuses a configuration that would show one issuer's opaque tokens to another
 /// (R-GW-3): two or more issuers without a token pattern would each receive every
 /// unmatched token, with this server's client secret, unless each opted in.
 fn check_opaque_routing(opaque: &[IntrospectionVerifier]) -> Result<(), ConfigError> {
+    // Prefixes of two issuers that overlap send the tokens both match to both.
+    for (at, one) in opaque.iter().enumerate() {
+        for other in &opaque[at + 1..] {
+            if let Some((a, b)) = one.overlapping_prefix(other) {
+                return Err(ConfigError::new(format!(
+                    "issuers {:?} and {:?} have overlapping opaque-token prefixes ({a:?} and \
+                     {b:?}), so a token matching both would be shown to both; make the \
+                     prefixes tell their tokens apart",
+                    one.issuer(),
+                    other.issuer()
+                )));
+            }
+        }
+    }
     let unmatched: Vec<&IntrospectionVerifier> =
         opaque.iter().filter(|v| !v.has_patterns()).collect();
     if unmatched.len() < 2 || unmatched.iter().all(|v| v.shares_unmatched()) {
@@ -158,7 +180,7 @@ impl VerifierChain {
             .collect();
         let wanted = if claims.contains(&Claim::Pattern) {
             Claim::Pattern
-        } else if super::jwt::segments(token.as_str()).is_some() {
+        } else if looks_like_a_jwt(token.as_str()) {
             return VerifyFuture::ready(Err(AuthError::invalid_token(
                 "R-JWT-2",
                 "the token has the three parts of a JWT, but its header is not a JSON object: \

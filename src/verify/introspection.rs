@@ -399,6 +399,28 @@ impl IntrospectionVerifier {
         !self.0.config.patterns.is_empty()
     }
 
+    /// A prefix of this issuer and one of `other` that one token can both start
+    /// with (one is a prefix of the other), if any.
+    pub(crate) fn overlapping_prefix(&self, other: &Self) -> Option<(String, String)> {
+        let prefixes = |v: &Self| -> Vec<String> {
+            v.0.config
+                .patterns
+                .iter()
+                .filter_map(|p| match p {
+                    TokenPattern::Prefix(prefix) => Some(prefix.clone()),
+                    TokenPattern::Matches(_) => None,
+                })
+                .collect()
+        };
+        let theirs = prefixes(other);
+        prefixes(self).into_iter().find_map(|a| {
+            theirs
+                .iter()
+                .find(|b| a.starts_with(b.as_str()) || b.starts_with(a.as_str()))
+                .map(|b| (a.clone(), b.clone()))
+        })
+    }
+
     /// Whether this issuer opted in to share the unmatched tokens with others.
     pub(crate) fn shares_unmatched(&self) -> bool {
         self.0.config.shares_unmatched
@@ -453,7 +475,7 @@ impl IntrospectionVerifier {
                 .config
                 .allowed_hosts
                 .iter()
-                .any(|h| h.eq_ignore_ascii_case(host));
+                .any(|h| h.eq_ignore_ascii_case(&host));
         if allowed {
             return Ok(());
         }
@@ -509,36 +531,30 @@ impl IntrospectionVerifier {
             .map_err(|error| {
                 if error.kind() == crate::AuthErrorKind::Unavailable {
                     tracing::warn!(issuer = %self.0.issuer, "the introspection answer is not a JSON object");
-                    self.unavailable(
+                    return self.unavailable(
                         "the identity provider's introspection endpoint answered nonsense",
-                    )
-                } else {
-                    error
+                    );
                 }
+                // The provider's own answer on this token (inactive, not an access
+                // token, another issuer's, expired) is remembered; a refusal to
+                // answer (a 400, which some providers also give for their own
+                // failures) is not.
+                if let Some(inactive) = &self.0.inactive {
+                    inactive.insert(digest(token), error.clone());
+                }
+                error
             })
     }
 
     async fn verify_owned(self, token: BearerToken) -> Result<Principal, AuthError> {
-        let key = self.0.inactive.as_ref().map(|_| digest(token.as_str()));
-        if let (Some(inactive), Some(key)) = (&self.0.inactive, &key)
-            && let Some(known) = inactive.get(key)
+        if let Some(inactive) = &self.0.inactive
+            && let Some(known) = inactive.get(&digest(token.as_str()))
         {
             return Err(known);
         }
         let this = self.clone();
         let call = async { this.introspect(token.as_str()).await };
-        let verified = match self.0.cache.get_or_verify(token.as_str(), call).await {
-            Ok(verified) => verified,
-            Err(error) => {
-                // The provider's word on this token; a failure to ask is not kept.
-                if let (Some(inactive), Some(key)) = (&self.0.inactive, key)
-                    && error.kind() == crate::AuthErrorKind::InvalidToken
-                {
-                    inactive.insert(key, error.clone());
-                }
-                return Err(error);
-            }
-        };
+        let verified = self.0.cache.get_or_verify(token.as_str(), call).await?;
         let span = tracing::Span::current();
         span.record("issuer", self.0.issuer.as_str());
         span.record("key_tier", "introspection");

@@ -55,7 +55,8 @@ pub(crate) fn refuse_non_bearer_access_tokens(
         claims
             .get(*name)
             .and_then(serde_json::Value::as_str)
-            .filter(|kind| {
+            .map(|kind| (*name, kind))
+            .filter(|(_, kind)| {
                 let kind = kind.to_ascii_lowercase();
                 kind.contains("refresh")
                     || matches!(
@@ -64,12 +65,12 @@ pub(crate) fn refuse_non_bearer_access_tokens(
                     )
             })
     });
-    if let Some(kind) = other_kind {
+    if let Some((name, kind)) = other_kind {
         return Err(AuthError::invalid_token(
             "R-JWT-4",
             format!(
-                "this is a {} token (a refresh, ID, offline or logout token), not an access \
-                 token",
+                "the token's {name} claim is {:?}: this is a refresh token, an ID token or \
+                 another kind that is not an access token",
                 crate::mcp::shorten(kind)
             ),
         ));
