@@ -23,10 +23,11 @@ seed token 'eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJodHRwczovL2htYWMuZXhhbXBsZS5jb20ifQ.
 seed signed_claims "{\"iss\":\"https://hmac.example.com\",\"aud\":\"https://mcp.example.com/mcp\",\"exp\":$((now + 3600)),\"scope\":\"mcp:read\",\"sub\":\"u\"}" 1
 seed jwks '{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},{"kty":"RSA","n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw","e":"AQAB","kid":"r"}]}' 1
 seed discovery '{"issuer":"https://idp.example.com","jwks_uri":"https://idp.example.com/jwks","introspection_endpoint":"https://idp.example.com/introspect"}' 1
+seed mcp_body '{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public/../secret/k"}}' 1
 seed introspection "{\"active\":true,\"iss\":\"https://idp.example.com\",\"sub\":\"u\",\"exp\":$((now + 3600)),\"scope\":\"mcp:read\"}" 1
 
 summary=""
-for target in token signed_claims jwks discovery introspection; do
+for target in token signed_claims jwks discovery introspection mcp_body; do
     echo "== $target (${seconds}s)"
     log="fuzz/$target.log"
     cargo fuzz run --fuzz-dir fuzz "$target" -- -max_total_time="$seconds" -max_len=8192 \

@@ -1,6 +1,6 @@
 //! Entry points for the fuzz targets under `fuzz/` (feature `fuzzing`): the parsers
-//! that read what identity providers send, which are private to the crate. Not a
-//! stable API; the token path is fuzzed through the public layers.
+//! that read what identity providers and MCP clients send, which are private to the
+//! crate. Not a stable API; the token path is fuzzed through the public layers.
 
 use std::time::Duration;
 
@@ -21,4 +21,13 @@ pub fn jwks(body: &[u8]) -> Option<usize> {
     crate::keys::KeySet::parse(body, 64)
         .ok()
         .map(|parsed| parsed.keys.len())
+}
+
+/// Reads `body` as the JSON-RPC message of an MCP request, as the operation layer
+/// does for authorization: its method and the name it addresses, or `None` when it
+/// is refused.
+pub fn mcp_operation(body: &[u8]) -> Option<(Option<String>, Option<String>)> {
+    crate::mcp::from_body(body, &http::HeaderMap::new())
+        .ok()
+        .map(|op| (op.method().map(str::to_owned), op.name().map(str::to_owned)))
 }

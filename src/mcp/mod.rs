@@ -14,6 +14,8 @@ pub use filter::{
     DEFAULT_TOOLS_LIST_LIMIT, FilterTools, FilterToolsFuture, FilterToolsLayer, FilteredBody,
 };
 pub use layer::{DEFAULT_MCP_BODY_LIMIT, McpBody, Operation, OperationFuture, OperationLayer};
+#[cfg(feature = "fuzzing")]
+pub(crate) use operation::from_body;
 pub(crate) use operation::shorten;
 pub use operation::{MCP_METHOD, MCP_NAME, McpOperation, OperationSource};
 pub use scopes::McpScopes;
