@@ -185,12 +185,12 @@ where
             let response = challenge::reject(error, &self.layer.resource, &parts);
             return BindSessionsFuture::rejected(Rejection::new(response, body));
         };
-        let who = whom(principal);
         let mut ids = parts.headers.get_all(MCP_SESSION_ID).iter();
         match (ids.next(), ids.next()) {
             (None, _) => {
-                // Perhaps an initialize: the id the server issues is bound to `who`.
-                let record = Some((sessions.clone(), who));
+                // Perhaps an initialize: the id the server issues is bound to this
+                // principal (digested only if one is issued: most answers have none).
+                let record = Some((sessions.clone(), principal.clone()));
                 BindSessionsFuture::inner(self.inner.call(Request::from_parts(parts, body)), record)
             }
             (Some(id), None) => {
@@ -208,6 +208,7 @@ where
                     return BindSessionsFuture::rejected(Rejection::new(response, body));
                 }
                 let key = digest(&[id.as_bytes()]);
+                let who = whom(principal);
                 let owner = match self.layer.refuse_unknown {
                     true => sessions.get(&key),
                     false => Some(sessions.get_with(key, || who)),
@@ -239,7 +240,7 @@ fn not_found<B>() -> Response<ResponseBody<B>> {
     response
 }
 
-type Record = Option<(Arc<moka::sync::Cache<Digest32, Digest32>>, Digest32)>;
+type Record = Option<(Arc<moka::sync::Cache<Digest32, Digest32>>, Principal)>;
 
 /// The response future of [`BindSessions`].
 #[pin_project]
@@ -289,11 +290,11 @@ where
         match this.state.project() {
             StateProj::Inner { future } => {
                 let response = std::task::ready!(future.poll(cx))?;
-                if let (Some((sessions, who)), Some(id)) =
+                if let (Some((sessions, principal)), Some(id)) =
                     (this.record.take(), response.headers().get(MCP_SESSION_ID))
                 {
                     // The server's word on whose session it is wins over a first use.
-                    let key = digest(&[id.as_bytes()]);
+                    let (key, who) = (digest(&[id.as_bytes()]), whom(&principal));
                     if sessions.get(&key).is_some_and(|owner| owner != who) {
                         tracing::warn!(
                             rule = RULE,
