@@ -585,9 +585,14 @@ async fn batches_and_bodies_that_are_not_json_rpc_are_400_when_a_rule_needs_them
     assert!(served.bodies_seen().is_empty());
 }
 
-/// The tool names of a `tools/list` answer, from JSON or from the SSE event that
-/// carries it.
+/// The tool names of a `tools/list` answer to the request with id 5, from JSON or
+/// from the SSE event that carries it.
 async fn listed_tools(response: reqwest::Response) -> (String, Vec<String>) {
+    listed_tools_answering(response, &json!(5)).await
+}
+
+/// The tool names of a `tools/list` answer, which must answer `id`.
+async fn listed_tools_answering(response: reqwest::Response, id: &Value) -> (String, Vec<String>) {
     let content_type = response
         .headers()
         .get("content-type")
@@ -610,7 +615,7 @@ async fn listed_tools(response: reqwest::Response) -> (String, Vec<String>) {
     } else {
         serde_json::from_str(&text).expect("json")
     };
-    assert_eq!(message["id"], 5, "{text}");
+    assert_eq!(&message["id"], id, "{text}");
     let mut names: Vec<String> = message["result"]["tools"]
         .as_array()
         .expect("tools")
@@ -641,6 +646,26 @@ async fn filtering_removes_exactly_the_forbidden_tools_from_json_and_sse_answers
         let unfiltered = Served::start(json_answers, |b| b).await;
         let (_, tools) = listed_tools(unfiltered.ask("mcp:read", &list_tools()).await).await;
         assert_eq!(tools, ["notes", "whoami", "write"], "off by default");
+    }
+}
+
+#[tokio::test]
+async fn filtering_holds_whatever_form_the_request_id_takes() {
+    // The row: `"id": 1.0` used to get the rmcp server's answer (id 1)
+    // past the filter, `write` listed.
+    for json_answers in [true, false] {
+        let served = Served::start(json_answers, |b| b.filter_tools(true)).await;
+        // The id as the server echoes it (rmcp reads 1.0 as 1).
+        for (id, echoed) in [
+            (json!(1.0), json!(1)),
+            (json!(-0.0), json!(0)),
+            (json!("1"), json!("1")),
+        ] {
+            let list = json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {}});
+            let answer = served.ask("mcp:read", &list).await;
+            let (content_type, tools) = listed_tools_answering(answer, &echoed).await;
+            assert_eq!(tools, ["notes", "whoami"], "{id} {content_type}");
+        }
     }
 }
 
