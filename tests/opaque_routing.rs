@@ -104,7 +104,13 @@ async fn tokens_that_present_themselves_as_jwts_but_are_malformed_never_reach_in
     let app = protect(vec![
         Issuer::new(&idp.issuer).introspection(introspection(&idp)),
     ]);
-    for token in ["eyJ.eyJ.eyJ", "eyJhb.e30.sig", "eyJ-.x.y"] {
+    for token in [
+        "eyJ.eyJ.eyJ",
+        "eyJhb.e30.sig",
+        "eyJ-.x.y",
+        // `{ "alg":"~~~"}` in standard base64: no `eyJ`, and not base64url.
+        "eyAiYWxnIjoifn5+In0.e30.sig",
+    ] {
         let answer = call(&app, "/mcp", Some(token)).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{token}");
         // On the JWT path or refused before it: either way, about a JWT, no call.

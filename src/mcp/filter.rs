@@ -353,6 +353,10 @@ where
         // Nothing to hide (a 202 to a notification, say).
         return Response::from_parts(parts, FilteredBody::ended(buf.freeze(), trailers));
     }
+    if classify(&buf) == EventData::Unreadable {
+        // A member twice, say: readers differ in which they take.
+        return withheld(parts, asked.id.as_ref(), "it is not readable JSON");
+    }
     match filter_result(&buf, &asked).await {
         Ok(Some(filtered)) => {
             parts.headers.remove(CONTENT_LENGTH);
@@ -499,7 +503,12 @@ fn classify(data: &[u8]) -> EventData {
         #[serde(borrow)]
         tools: Option<&'a RawValue>,
     }
-    let object = data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let first = data.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        // A batch: a client may read the answers in it; this filter does not.
+        return EventData::Unreadable;
+    }
+    let object = first == Some(&b'{');
     let Ok(answer) = serde_json::from_slice::<Answer<'_>>(data) else {
         return match object {
             true => EventData::Unreadable,
@@ -999,9 +1008,15 @@ mod tests {
             vec![Ok(Frame::data(Bytes::from(&TOOLS[..40]))), Err("reset")],
         );
         assert_withheld(filter(cut, asked("read")).await, "cut off").await;
+        let twice =
+            r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"write_b"}]},"result":{}}"#;
+        let twice = answer_of("application/json", twice, 7);
+        assert_withheld(filter(twice, asked("read")).await, "not readable JSON").await;
         let truncated = answer_of("application/json", &TOOLS[..TOOLS.len() - 3], 7);
+        assert_withheld(filter(truncated, asked("read")).await, "not readable JSON").await;
+        let not_rpc = answer_of("application/json", r#"{"jsonrpc":"2.0","id":5}"#, 7);
         assert_withheld(
-            filter(truncated, asked("read")).await,
+            filter(not_rpc, asked("read")).await,
             "not a JSON-RPC answer",
         )
         .await;
@@ -1122,6 +1137,7 @@ mod tests {
         for unreadable in [
             &br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[]},"result":{"tools":[]}}"#[..],
             br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[],"tools":[]}}"#,
+            br#"[{"jsonrpc":"2.0","id":2,"result":{"tools":[]}}]"#,
             b"{\"jsonrpc\":\"2.0\",\"result\":{\"tools\":[\"\xff\"]}}",
         ] {
             let shown = String::from_utf8_lossy(unreadable);

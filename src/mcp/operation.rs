@@ -290,6 +290,31 @@ fn no_controls(text: &str, what: &str) -> Result<(), String> {
     }
 }
 
+/// Refuses a resource URI that is, or once percent-decoded is, surrounded by
+/// whitespace or holds a tab or line break: servers trim and drop those (JavaScript's
+/// `trim`, WHATWG URL parsing, Python's `strip`) in ways no reading can follow.
+fn plain_uri(uri: &str) -> Result<(), String> {
+    let odd = |text: &str| {
+        let space = |c: char| c.is_whitespace() || c == '\u{FEFF}';
+        text.starts_with(space) || text.ends_with(space) || text.contains(['\t', '\n', '\r'])
+    };
+    let mut text = uri.to_owned();
+    for _ in 0..3 {
+        if odd(&text) {
+            return Err(format!(
+                "the uri {:?} has surrounding whitespace, or a tab or line break, perhaps \
+                 percent-encoded",
+                shorten(uri)
+            ));
+        }
+        match super::scopes::percent_decode(&text) {
+            Some(decoded) if decoded != text => text = decoded,
+            _ => break,
+        }
+    }
+    Ok(())
+}
+
 /// Reads the operation from a JSON-RPC body and checks the `Mcp-*` headers against
 /// it. `Err` is a description safe to show the client.
 ///
@@ -362,6 +387,9 @@ pub(crate) fn from_body(body: &[u8], headers: &HeaderMap) -> Result<McpOperation
             Some(raw) => {
                 let name = string(raw, &format!("params.{member}"))?;
                 no_controls(&name, member)?;
+                if member == "uri" {
+                    plain_uri(&name)?;
+                }
                 if name.len() > MAX_NAME_BYTES {
                     return Err(format!(
                         "params.{member} is longer than {MAX_NAME_BYTES} bytes"
@@ -620,6 +648,21 @@ mod tests {
         );
         let error = from_body(long.as_bytes(), &HeaderMap::new()).unwrap_err();
         assert!(error.contains("longer than 8192 bytes"), "{error}");
+        for odd in [
+            " file:///secret/k",
+            "file:///secret/k ",
+            "%20file:///secret/k",
+            "\u{a0}file:///secret/k",
+            "file:///sec%09ret/k",
+            "file:///secret/k%0A",
+            "file:///x%2509",
+        ] {
+            let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": odd}});
+            let error = from_body(body.to_string().as_bytes(), &HeaderMap::new()).unwrap_err();
+            assert!(error.contains("whitespace"), "{odd:?}: {error}");
+        }
+        let fine = br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///my%20notes.txt"}}"#;
+        assert!(from_body(fine, &HeaderMap::new()).is_ok());
         // Absent or null params of a method that names nothing are no params at all.
         let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":null}"#;
         assert!(from_body(body, &HeaderMap::new()).is_ok());

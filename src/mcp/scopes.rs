@@ -39,17 +39,24 @@ struct Rule {
     methods: &'static [&'static str],
     method: Option<String>,
     pattern: Option<Pattern>,
+    /// The pattern as a case-insensitive file system reads it, for the reading of a
+    /// `file:` URI made the same way.
+    folded: Option<Pattern>,
     scopes: Arc<[String]>,
 }
 
 impl Rule {
-    fn matches(&self, method: &str, name: Option<&str>) -> bool {
+    fn matches(&self, method: &str, name: Option<&str>, folded: bool) -> bool {
         let method_ok = match &self.method {
             Some(m) => m == method,
             None => self.methods.contains(&method),
         };
+        let pattern = match folded {
+            true => &self.folded,
+            false => &self.pattern,
+        };
         method_ok
-            && match &self.pattern {
+            && match pattern {
                 None => true,
                 Some(pattern) => name.is_some_and(|n| pattern.matches(n)),
             }
@@ -84,61 +91,76 @@ enum Tail {
     /// As path characters: a server that strips `file://` and opens the rest as a
     /// path cleans `/public/x?/../../secret` to `/secret`.
     Path,
+    /// As the end of the path, dropped with what follows: a server that opens
+    /// `url.pathname` opens `/secret.txt` for `file:///secret.txt?x`.
+    Cut,
 }
 
 /// Every reading of the resource URI `uri` a server behind the gatekeeper may take
-/// (R-GW-2), the URI as sent first. A server may trim surrounding spaces and
-/// controls and parse it as a WHATWG URL (Node's `new URL`, Python's pydantic
-/// `AnyUrl`); decode percent-escapes (once, or again); take a backslash for a slash;
-/// strip every `file://` it finds; remove dot segments as RFC 3986 says or clean the
-/// path as a file system path, with `?` and `#` as delimiters or as path characters;
-/// ignore the scheme's letter case and, for `file:`, the host (`file:/x`,
-/// `file:///x`, `file://localhost/x` and `file://any-host/x` are one local path);
-/// and, on a case-insensitive file system (macOS, Windows), ignore the path's letter
-/// case and the dots and spaces that end a segment.
+/// (R-GW-2), handed to `visit` one at a time with whether it is the case-insensitive
+/// file system's reading (matched against patterns read the same way). A server may
+/// trim surrounding whitespace; decode percent-escapes (once, or again, and trim
+/// again); take a backslash for a slash; strip every `file://` it finds; remove dot
+/// segments as RFC 3986 says or clean the path as a file system path, with `?` and
+/// `#` as delimiters, as path characters, or cut off with what follows; ignore the
+/// scheme's letter case and, for `file:`, the host (`file:/x`, `file:///x`,
+/// `file://localhost/x` and `file://any-host/x` are one local path); and, on a
+/// case-insensitive file system (macOS, Windows), ignore the path's letter case and
+/// the dots and spaces that end a segment.
+fn visit_readings(uri: &str, visit: &mut dyn FnMut(&str, bool)) {
+    let trim = |text: &str| {
+        text.trim_matches(|c: char| c <= ' ' || c.is_whitespace() || c == '\u{FEFF}')
+            .to_owned()
+    };
+    let mut decoded = vec![uri.to_owned()];
+    for _ in 0..2 {
+        let Some(last) = decoded.last() else { break };
+        match percent_decode(last) {
+            Some(next) if next != *last => decoded.push(next),
+            _ => break,
+        }
+    }
+    let mut texts = Vec::with_capacity(2 * decoded.len());
+    for text in decoded {
+        let trimmed = trim(&text);
+        texts.push(text);
+        if !texts.contains(&trimmed) {
+            texts.push(trimmed);
+        }
+    }
+    for text in &texts {
+        let mut forms = vec![text.clone()];
+        if text.contains('\\') {
+            forms.push(text.replace('\\', "/"));
+        }
+        if text.matches("file://").count() > 1 {
+            forms.push(format!("file://{}", text.replace("file://", "")));
+        }
+        for form in &forms {
+            for tail in [Tail::Delimiters, Tail::Path, Tail::Cut] {
+                for cleaning in [Cleaning::None, Cleaning::Rfc3986, Cleaning::Posix] {
+                    visit(&canonical_uri(form, cleaning, tail), false);
+                }
+            }
+            for tail in [Tail::Path, Tail::Cut] {
+                let posix = canonical_uri(form, Cleaning::Posix, tail);
+                if posix.starts_with("file:") {
+                    visit(&case_insensitive(&posix), true);
+                }
+            }
+        }
+    }
+}
+
+/// The readings of `uri` (the URI as sent first), each once.
+#[cfg(test)]
 fn readings(uri: &str) -> Vec<String> {
     let mut all = vec![uri.to_owned()];
-    let mut seen: std::collections::HashSet<String> = all.iter().cloned().collect();
-    let mut add = |reading: String| {
-        if seen.insert(reading.clone()) {
-            all.push(reading);
+    visit_readings(uri, &mut |reading, _| {
+        if !all.iter().any(|r| r == reading) {
+            all.push(reading.to_owned());
         }
-    };
-    let trimmed = uri.trim_matches(|c: char| c <= ' ').to_owned();
-    let mut bases = vec![uri.to_owned(), trimmed.clone()];
-    if let Ok(url) = reqwest::Url::parse(&trimmed) {
-        bases.push(url.as_str().to_owned());
-    }
-    bases.dedup();
-    for base in bases {
-        let mut decoded = vec![base];
-        for _ in 0..2 {
-            let Some(last) = decoded.last() else { break };
-            match percent_decode(last) {
-                Some(next) if next != *last => decoded.push(next),
-                _ => break,
-            }
-        }
-        for text in decoded {
-            let mut forms = vec![text.clone(), text.replace('\\', "/")];
-            if text.matches("file://").count() > 1 {
-                forms.push(format!("file://{}", text.replace("file://", "")));
-            }
-            forms.dedup();
-            for form in &forms {
-                for tail in [Tail::Delimiters, Tail::Path] {
-                    for cleaning in [Cleaning::None, Cleaning::Rfc3986, Cleaning::Posix] {
-                        add(canonical_uri(form, cleaning, tail));
-                    }
-                }
-                add(case_insensitive(&canonical_uri(
-                    form,
-                    Cleaning::Posix,
-                    Tail::Path,
-                )));
-            }
-        }
-    }
+    });
     all
 }
 
@@ -152,13 +174,25 @@ fn case_insensitive(uri: &str) -> String {
         }
         None => ("", uri),
     };
+    let lower = |text: &str| -> String {
+        text.chars()
+            .map(|c| match c {
+                // The foldings of APFS and NTFS that reach ASCII letters.
+                '\u{17F}' => 's',
+                '\u{212A}' => 'k',
+                '\u{130}' | '\u{131}' => 'i',
+                c => c,
+            })
+            .collect::<String>()
+            .to_lowercase()
+    };
     let path: Vec<String> = path
         .split('/')
         .map(|segment| {
             let trimmed = segment.trim_end_matches(['.', ' ']);
             match trimmed.is_empty() {
-                true => segment.to_lowercase(),
-                false => trimmed.to_lowercase(),
+                true => lower(segment),
+                false => lower(trimmed),
             }
         })
         .collect();
@@ -166,7 +200,7 @@ fn case_insensitive(uri: &str) -> String {
 }
 
 /// `text` with every `%XX` escape decoded; `None` when it has none.
-fn percent_decode(text: &str) -> Option<String> {
+pub(super) fn percent_decode(text: &str) -> Option<String> {
     if !text.contains('%') {
         return None;
     }
@@ -204,7 +238,7 @@ fn canonical_uri(uri: &str, cleaning: Cleaning, tail: Tail) -> String {
     let (authority, path) = match rest.strip_prefix("//") {
         Some(after) => {
             let end = after.find(['/', '?', '#']).unwrap_or(after.len());
-            (Some(after[..end].to_ascii_lowercase()), &after[end..])
+            (Some(after[..end].to_owned()), &after[end..])
         }
         None => (None, rest),
     };
@@ -217,16 +251,21 @@ fn canonical_uri(uri: &str, cleaning: Cleaning, tail: Tail) -> String {
             let host = authority
                 .rsplit_once('@')
                 .map_or(authority.as_str(), |(_, h)| h);
-            let default_port = match scheme.as_str() {
-                "https" | "wss" => ":443",
-                "http" | "ws" => ":80",
-                _ => "",
+            // Host names are case-insensitive where they are DNS names; a custom
+            // scheme's authority (`repo://MyOrg/…`) is the server's to read.
+            let (default_port, dns) = match scheme.as_str() {
+                "https" | "wss" => (":443", true),
+                "http" | "ws" => (":80", true),
+                _ => ("", false),
             };
             let host = match default_port {
                 "" => host,
                 port => host.strip_suffix(port).unwrap_or(host),
             };
-            format!("{scheme}://{host}{path}")
+            match dns {
+                true => format!("{scheme}://{}{path}", host.to_ascii_lowercase()),
+                false => format!("{scheme}://{host}{path}"),
+            }
         }
         (_, None) => format!("{scheme}:{path}"),
     }
@@ -236,10 +275,14 @@ fn canonical_uri(uri: &str, cleaning: Cleaning, tail: Tail) -> String {
 /// kept as it is, or the whole of it when `tail` says they are path characters.
 fn clean_tail(text: &str, cleaning: Cleaning, tail: Tail) -> String {
     let end = match tail {
-        Tail::Delimiters => text.find(['?', '#']).unwrap_or(text.len()),
+        Tail::Delimiters | Tail::Cut => text.find(['?', '#']).unwrap_or(text.len()),
         Tail::Path => text.len(),
     };
     let (path, rest) = text.split_at(end);
+    let rest = match tail {
+        Tail::Cut => "",
+        _ => rest,
+    };
     let rooted = path.starts_with('/');
     let mut segments: Vec<&str> = Vec::new();
     let mut trailing = false;
@@ -295,6 +338,7 @@ impl McpScopes {
             methods,
             method,
             pattern: pattern.map(Pattern::new),
+            folded: pattern.map(|p| Pattern::new(&case_insensitive(p))),
             scopes,
         });
         self
@@ -361,26 +405,27 @@ impl McpScopes {
         if operation.source() == OperationSource::Headers {
             return Cow::Borrowed(&self.default);
         }
-        let first = |name: Option<&str>| -> &[String] {
+        let first = |name: Option<&str>, folded: bool| -> &[String] {
             self.rules
                 .iter()
-                .find(|rule| rule.matches(method, name))
+                .find(|rule| rule.matches(method, name, folded))
                 .map_or(&self.default, |rule| &rule.scopes)
         };
-        let raw = first(operation.name());
+        let raw = first(operation.name(), false);
         let (true, Some(uri)) = (URI_METHODS.contains(&method), operation.name()) else {
             return Cow::Borrowed(raw);
         };
+        // Matched as they are made: a URI has up to a few hundred readings.
         let mut union: Option<Vec<String>> = None;
-        for reading in readings(uri).iter().skip(1) {
-            let other = first(Some(reading));
+        visit_readings(uri, &mut |reading, folded| {
+            let other = first(Some(reading), folded);
             let have = union.as_deref().unwrap_or(raw);
             if other.iter().any(|s| !have.contains(s)) {
                 let mut more = have.to_vec();
                 more.extend(other.iter().filter(|s| !have.contains(s)).cloned());
                 union = Some(more);
             }
-        }
+        });
         union.map_or(Cow::Borrowed(raw), Cow::Owned)
     }
 
@@ -586,6 +631,10 @@ mod tests {
                 "file:///Secret/k",
                 "file:///SECRET./k",
                 "file:///secret /k",
+                "%20file:///secret/k",
+                "\u{a0}file:///secret/k",
+                "\u{FEFF}file:///secret/k",
+                "file:///ſecret/k",
             ] {
                 assert_eq!(scopes(&rules, sneaky), ["files:secret"], "{sneaky}");
             }
@@ -605,6 +654,43 @@ mod tests {
             "file:///public/../../etc/passwd",
         ] {
             assert_eq!(scopes(&allow, above), ["files:secret"], "{above}");
+        }
+    }
+
+    #[test]
+    fn rules_keep_their_own_letter_case_and_spelling() {
+        // Allow-list rules whose patterns have capitals, spaces or a custom scheme's
+        // authority: their own URIs stay free.
+        let allow = McpScopes::new(["admin"])
+            .resource("file:///Users/me/public/*", Vec::<String>::new())
+            .resource("file:///public/My Docs/*", Vec::<String>::new())
+            .resource("repo://MyOrg/*", Vec::<String>::new())
+            .resource("config://settings", Vec::<String>::new());
+        for free in [
+            "file:///Users/me/public/a.txt",
+            "file:///public/My Docs/a",
+            "repo://MyOrg/x",
+            "config://settings",
+        ] {
+            assert!(
+                scopes(&allow, free).is_empty(),
+                "{free}: {:?}",
+                scopes(&allow, free)
+            );
+        }
+        // Deny-list rules hold whatever case the file system ignores, and for exact
+        // names whatever query or fragment follows.
+        let deny = McpScopes::new(Vec::<String>::new())
+            .resource("file:///Users/me/private/*", ["secret"])
+            .resource("file:///secret.txt", ["secret"]);
+        for sneaky in [
+            "file:///users/me/private/k",
+            "file:///USERS/ME/PRIVATE./k",
+            "file:///secret.txt?",
+            "file:///secret.txt#x",
+            "file:///Secret.txt?x=1",
+        ] {
+            assert_eq!(scopes(&deny, sneaky), ["secret"], "{sneaky}");
         }
     }
 

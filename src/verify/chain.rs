@@ -59,7 +59,17 @@ fn is_jwt_shaped(token: &str) -> bool {
 /// begins). Such a token is a malformed JWT, not an opaque token to show an issuer;
 /// other three-part tokens (Google's `ya29.c.…`) are opaque.
 fn looks_like_a_jwt(token: &str) -> bool {
-    super::jwt::segments(token).is_some_and(|[header, _, _]| header.starts_with("eyJ"))
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE};
+    let Some([header, _, _]) = super::jwt::segments(token) else {
+        return false;
+    };
+    // A header with a space before its first member (`{ "alg"`) encodes as `eyA`,
+    // and some libraries write standard or padded base64: decode leniently.
+    header.starts_with("eyJ")
+        || [URL_SAFE_NO_PAD, URL_SAFE, STANDARD, STANDARD_NO_PAD]
+            .iter()
+            .filter_map(|engine| engine.decode(header).ok())
+            .any(|raw| raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'))
 }
 
 /// Refuses a configuration that would show one issuer's opaque tokens to another
