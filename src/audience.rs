@@ -21,6 +21,7 @@ use crate::error::AuthError;
 use crate::future::{Rejection, ResponseFuture};
 use crate::principal::Principal;
 use crate::resource::ProtectedResource;
+use crate::rule::Rule;
 use crate::uri::canonical;
 
 /// Which `aud` values a token may carry to be accepted here.
@@ -137,7 +138,7 @@ impl AudiencePolicy {
                 Ok(AudienceMatch::Missing)
             } else {
                 Err(AuthError::invalid_token(
-                    "R-AUD-5",
+                    Rule::Aud5,
                     "the token has no aud claim, so it is not meant for this resource; the client \
                      probably sent no RFC 8707 'resource' parameter, or the authorization server \
                      ignored it",
@@ -172,7 +173,7 @@ impl AudiencePolicy {
             return Ok(AudienceMatch::ClientId);
         }
         Err(AuthError::invalid_token(
-            "R-AUD-2",
+            Rule::Aud2,
             match resource {
                 Some(_) => {
                     "the token's aud does not name this resource; request a token with RFC 8707 'resource' set to this server's URL"

@@ -18,6 +18,7 @@ use crate::error::AuthError;
 use crate::future::Rejection;
 pub use crate::future::ResponseFuture;
 use crate::resource::ProtectedResource;
+use crate::rule::Rule;
 
 /// The default cap on the length of the `Authorization` header's token (R-BEAR-4).
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -172,7 +173,7 @@ fn extract(parts: &Parts, layer: &BearerLayer) -> Result<BearerToken, AuthError>
             .any(|pair| pair.split('=').next() == Some("access_token"))
     }) {
         return Err(AuthError::invalid_request(
-            "R-BEAR-2",
+            Rule::Bear2,
             "access tokens in the URL query are not accepted; send them in the Authorization header",
         ));
     }
@@ -184,7 +185,7 @@ fn extract(parts: &Parts, layer: &BearerLayer) -> Result<BearerToken, AuthError>
         })
     {
         return Err(AuthError::invalid_request(
-            "R-BEAR-2",
+            Rule::Bear2,
             "form-encoded request bodies are not accepted; send the access token in the Authorization header",
         ));
     }
@@ -194,7 +195,7 @@ fn extract(parts: &Parts, layer: &BearerLayer) -> Result<BearerToken, AuthError>
     };
     if values.next().is_some() {
         return Err(AuthError::invalid_request(
-            "R-BEAR-2",
+            Rule::Bear2,
             "more than one Authorization header; send exactly one",
         ));
     }
@@ -206,7 +207,7 @@ fn extract(parts: &Parts, layer: &BearerLayer) -> Result<BearerToken, AuthError>
     let scheme_ok = bytes.len() > 6 && bytes[..6].eq_ignore_ascii_case(b"bearer");
     if !scheme_ok || bytes[6] != b' ' {
         return Err(AuthError::invalid_request(
-            "R-BEAR-1",
+            Rule::Bear1,
             "the Authorization header must use the Bearer scheme: 'Authorization: Bearer <token>'",
         ));
     }
@@ -217,7 +218,7 @@ fn extract(parts: &Parts, layer: &BearerLayer) -> Result<BearerToken, AuthError>
     }
     if !is_b64token(token) {
         return Err(AuthError::invalid_request(
-            "R-BEAR-1",
+            Rule::Bear1,
             "the Bearer token is empty or has characters outside the RFC 6750 b64token syntax",
         ));
     }
@@ -230,7 +231,7 @@ fn extract(parts: &Parts, layer: &BearerLayer) -> Result<BearerToken, AuthError>
 
 fn too_long(max: usize) -> AuthError {
     AuthError::invalid_request(
-        "R-BEAR-4",
+        Rule::Bear4,
         format!("the Bearer token is longer than this server's limit of {max} bytes"),
     )
 }
@@ -291,7 +292,7 @@ mod tests {
     fn rule_of(result: Result<BearerToken, AuthError>) -> &'static str {
         match result {
             Ok(_) => "ok",
-            Err(e) => e.rule(),
+            Err(e) => e.rule().id(),
         }
     }
 
@@ -418,9 +419,9 @@ mod tests {
             &[("authorization", "Bearer abc")],
             "/mcp?x=1&access_token=abc",
         );
-        assert_eq!(rule_of(extract(&p, &layer())), "R-BEAR-2");
+        assert_eq!(rule_of(extract(&p, &layer())), Rule::Bear2.id());
         let p = parts(&[], "/mcp?access_token=abc");
-        assert_eq!(rule_of(extract(&p, &layer())), "R-BEAR-2");
+        assert_eq!(rule_of(extract(&p, &layer())), Rule::Bear2.id());
         let p = parts(
             &[(
                 "content-type",
@@ -428,12 +429,12 @@ mod tests {
             )],
             "/mcp",
         );
-        assert_eq!(rule_of(extract(&p, &layer())), "R-BEAR-2");
+        assert_eq!(rule_of(extract(&p, &layer())), Rule::Bear2.id());
         let p = parts(
             &[("authorization", "Bearer a"), ("authorization", "Bearer b")],
             "/mcp",
         );
-        assert_eq!(rule_of(extract(&p, &layer())), "R-BEAR-2");
+        assert_eq!(rule_of(extract(&p, &layer())), Rule::Bear2.id());
         let p = parts(
             &[("authorization", "Bearer abc")],
             "/mcp?not_access_token=1",
@@ -463,12 +464,12 @@ mod tests {
         let long = format!("Bearer {}", "a".repeat(11));
         assert_eq!(
             rule_of(extract(&parts(&[("authorization", &long)], "/"), &layer)),
-            "R-BEAR-4"
+            Rule::Bear4.id()
         );
         let huge = format!("Bearer {}", "a".repeat(100_000));
         assert_eq!(
             rule_of(extract(&parts(&[("authorization", &huge)], "/"), &layer)),
-            "R-BEAR-4"
+            Rule::Bear4.id()
         );
     }
 

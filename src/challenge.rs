@@ -65,24 +65,24 @@ pub(crate) fn reject<B>(
 fn record(error: &AuthError) {
     let span = tracing::Span::current();
     span.record("decision", "reject");
-    span.record("rule", error.rule());
+    span.record("rule", error.rule().id());
     match error.kind() {
         AuthErrorKind::Misconfigured => {
             tracing::error!(
-                rule = error.rule(),
+                rule = error.rule().id(),
                 "request refused: {}",
                 error.description()
             );
         }
         AuthErrorKind::Unavailable => {
             tracing::warn!(
-                rule = error.rule(),
+                rule = error.rule().id(),
                 "request refused: {}",
                 error.description()
             );
         }
         _ => tracing::info!(
-            rule = error.rule(),
+            rule = error.rule().id(),
             status = error.status().as_u16(),
             "request refused: {}",
             error.description()
@@ -241,6 +241,7 @@ pub(crate) fn is_rejection<B>(response: &Response<B>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rule::Rule;
     use http::StatusCode;
     use std::time::Duration;
 
@@ -285,7 +286,7 @@ mod tests {
         let cases = [
             (AuthError::missing_token(), "16"),
             (
-                AuthError::invalid_token("R-JWT-2", "the token expired"),
+                AuthError::invalid_token(Rule::Jwt2, "the token expired"),
                 "16",
             ),
             (
@@ -294,7 +295,7 @@ mod tests {
             ),
             (AuthError::forbidden("no"), "7"),
             (AuthError::unavailable(Duration::from_secs(3), "down"), "14"),
-            (AuthError::invalid_request("R-BEAR-1", "bad"), "3"),
+            (AuthError::invalid_request(Rule::Bear1, "bad"), "3"),
             (AuthError::misconfigured("the secret internal reason"), "13"),
         ];
         for (error, code) in cases {
@@ -319,7 +320,7 @@ mod tests {
             }
         }
         let response: Response<ResponseBody<String>> = reject(
-            AuthError::invalid_token("R-JWT-2", "100% wrong, ünïcode"),
+            AuthError::invalid_token(Rule::Jwt2, "100% wrong, ünïcode"),
             &resource(),
             &grpc,
         );
@@ -366,8 +367,10 @@ mod tests {
     #[test]
     fn invalid_token_challenge_carries_code_description_and_metadata() {
         // R-ERR-1, R-ERR-2
-        let (status, header, body) =
-            header(AuthError::invalid_token("R-JWT-2", "the token has expired"));
+        let (status, header, body) = header(AuthError::invalid_token(
+            Rule::Jwt2,
+            "the token has expired",
+        ));
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         let header = header.unwrap_or_default();
         assert!(header.starts_with("Bearer error=\"invalid_token\", error_description=\"the token has expired\", resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\""), "{header}");
@@ -394,7 +397,7 @@ mod tests {
     fn challenge_values_cannot_break_the_header() {
         // R-ERR-2: quotes, backslashes, control and non-ASCII characters are neutralised
         let (_, header, _) = header(AuthError::invalid_token(
-            "R-JWT-2",
+            Rule::Jwt2,
             "bad \"iss\" \\ \r\n x=\"y\" é",
         ));
         let header = header.unwrap_or_default();
@@ -482,7 +485,7 @@ mod tests {
             let error = if refused_for_scope {
                 AuthError::insufficient_scope(scopes.clone(), description.clone())
             } else {
-                AuthError::invalid_token("R-JWT-2", description.clone())
+                AuthError::invalid_token(Rule::Jwt2, description.clone())
             };
             let header = www_authenticate(&error, Some(&url), &resource());
             proptest::prop_assert!(http::HeaderValue::from_str(&header).is_ok(), "{header}");

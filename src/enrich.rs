@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use tower::{Layer, Service};
 
 use crate::principal::Principal;
+use crate::rule::Rule;
 
 /// An enrichment step. Implemented for closures
 /// `Fn(&Principal, &Parts) -> impl Future<Output = Result<Map<String, Value>, String>>`;
@@ -144,7 +145,7 @@ where
                 }
                 Err(why) => {
                     tracing::warn!(
-                        rule = "R-AZ-2",
+                        rule = Rule::Az2.id(),
                         "enrichment failed, going on with the verified claims: {why}"
                     );
                 }

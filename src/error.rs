@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use crate::rule::Rule;
+
 /// What kind of refusal an [`AuthError`] is. Decides the status code and the RFC 6750
 /// error code of the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,14 +44,14 @@ pub enum AuthErrorKind {
 #[derive(Debug, Clone)]
 pub struct AuthError {
     kind: AuthErrorKind,
-    rule: &'static str,
+    rule: Rule,
     description: Cow<'static, str>,
     scopes: Vec<String>,
     retry_after: Option<Duration>,
 }
 
 impl AuthError {
-    fn new(kind: AuthErrorKind, rule: &'static str, description: Cow<'static, str>) -> Self {
+    fn new(kind: AuthErrorKind, rule: Rule, description: Cow<'static, str>) -> Self {
         Self {
             kind,
             rule,
@@ -63,19 +65,19 @@ impl AuthError {
     pub fn missing_token() -> Self {
         Self::new(
             AuthErrorKind::MissingToken,
-            "R-BEAR-3",
+            Rule::Bear3,
             Cow::Borrowed("this resource requires a Bearer access token"),
         )
     }
 
-    /// A malformed request (`400 invalid_request`). `rule` is the REQUIREMENTS id that
-    /// refused it, e.g. `"R-BEAR-1"`.
-    pub fn invalid_request(rule: &'static str, description: impl Into<Cow<'static, str>>) -> Self {
+    /// A malformed request (`400 invalid_request`). `rule` is the rule that refused
+    /// it, e.g. [`Rule::Bear1`].
+    pub fn invalid_request(rule: Rule, description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(AuthErrorKind::InvalidRequest, rule, description.into())
     }
 
     /// A token that is not acceptable (`401 invalid_token`).
-    pub fn invalid_token(rule: &'static str, description: impl Into<Cow<'static, str>>) -> Self {
+    pub fn invalid_token(rule: Rule, description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(AuthErrorKind::InvalidToken, rule, description.into())
     }
 
@@ -87,7 +89,7 @@ impl AuthError {
     {
         let mut error = Self::new(
             AuthErrorKind::InsufficientScope,
-            "R-AZ-1",
+            Rule::Az1,
             description.into(),
         );
         error.scopes = scopes.into_iter().map(Into::into).collect();
@@ -96,20 +98,20 @@ impl AuthError {
 
     /// A policy denied the request (`403`).
     pub fn forbidden(description: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(AuthErrorKind::Forbidden, "R-AZ-1", description.into())
+        Self::new(AuthErrorKind::Forbidden, Rule::Az1, description.into())
     }
 
     /// Verification cannot be done now; the client should retry after `retry_after`
     /// (`503`, R-KEY-5).
     pub fn unavailable(retry_after: Duration, description: impl Into<Cow<'static, str>>) -> Self {
-        let mut error = Self::new(AuthErrorKind::Unavailable, "R-KEY-5", description.into());
+        let mut error = Self::new(AuthErrorKind::Unavailable, Rule::Key5, description.into());
         error.retry_after = Some(retry_after);
         error
     }
 
     /// The stack is composed wrongly (`500`). The description is logged, not sent.
     pub fn misconfigured(description: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(AuthErrorKind::Misconfigured, "R-OPS-2", description.into())
+        Self::new(AuthErrorKind::Misconfigured, Rule::Ops2, description.into())
     }
 
     /// What kind of refusal this is.
@@ -117,8 +119,8 @@ impl AuthError {
         self.kind
     }
 
-    /// The REQUIREMENTS rule id that refused the request (for logs and spans).
-    pub fn rule(&self) -> &'static str {
+    /// The rule that refused the request (for logs and spans: [`Rule::id`]).
+    pub fn rule(&self) -> Rule {
         self.rule
     }
 

@@ -88,9 +88,9 @@
 //! ## Observability
 //!
 //! Each request runs in a `mcp_gatekeeper` tracing span with the fields `decision`,
-//! `rule` (the REQUIREMENTS id that refused it), `issuer`, `key_tier` (which tier gave
-//! the key, or `cache` for a token verified before) and `subject`. No token, secret or
-//! key is ever logged.
+//! `rule` (the id of the [`Rule`] that refused it, as `docs/REQUIREMENTS.md` defines
+//! it), `issuer`, `key_tier` (which tier gave the key, or `cache` for a token verified
+//! before) and `subject`. No token, secret or key is ever logged.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -117,6 +117,7 @@ mod mcp;
 mod metadata;
 mod principal;
 mod resource;
+mod rule;
 mod server;
 mod uri;
 mod verify;
@@ -148,6 +149,7 @@ pub use metadata::{
 pub use principal::MissingPrincipal;
 pub use principal::{Principal, Scopes, TokenKind};
 pub use resource::ProtectedResource;
+pub use rule::Rule;
 pub use server::{
     Gatekeeper, GatekeeperLayer, ResourceServer, ResourceServerBuilder, ServerAuthorize,
     ServerAuthorizeFuture,

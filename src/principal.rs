@@ -216,7 +216,7 @@ mod extract {
             let error = AuthError::misconfigured(
                 "the Principal extractor is used on a route without VerifyLayer in front of it",
             );
-            tracing::error!(rule = error.rule(), "{}", error.description());
+            tracing::error!(rule = error.rule().id(), "{}", error.description());
             (
                 error.status(),
                 "authentication is misconfigured on this server",

@@ -25,6 +25,7 @@ use crate::error::AuthError;
 use crate::future::Rejection;
 use crate::principal::Principal;
 use crate::resource::ProtectedResource;
+use crate::rule::Rule;
 
 use super::operation::{self, McpOperation};
 
@@ -32,7 +33,7 @@ use super::operation::{self, McpOperation};
 pub const DEFAULT_MCP_BODY_LIMIT: usize = 1024 * 1024;
 
 /// The rule id this layer's refusals carry in logs and spans.
-const RULE: &str = "MCP-1";
+const RULE: Rule = Rule::Mcp1;
 
 /// How much of an over-long body is still read (and dropped) before refusing it, so
 /// the client receives the `400` instead of a connection reset.

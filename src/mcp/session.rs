@@ -30,6 +30,7 @@ use crate::error::AuthError;
 use crate::future::Rejection;
 use crate::principal::Principal;
 use crate::resource::ProtectedResource;
+use crate::rule::Rule;
 
 /// The `Mcp-Session-Id` header, request and response.
 pub const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
@@ -41,7 +42,7 @@ pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(3600);
 pub const DEFAULT_SESSION_CAPACITY: u64 = 100_000;
 
 /// The rule id of this layer's refusals.
-const RULE: &str = "R-GW-5";
+const RULE: Rule = Rule::Gw5;
 
 type Digest32 = [u8; 32];
 
@@ -214,7 +215,10 @@ where
                     false => Some(sessions.get_with(key, || who)),
                 };
                 if owner != Some(who) {
-                    tracing::info!(rule = RULE, "a session id of another principal was refused");
+                    tracing::info!(
+                        rule = RULE.id(),
+                        "a session id of another principal was refused"
+                    );
                     return BindSessionsFuture::rejected(Rejection::new(not_found(), body));
                 }
                 BindSessionsFuture::inner(self.inner.call(Request::from_parts(parts, body)), None)
@@ -297,7 +301,7 @@ where
                     let (key, who) = (digest(&[id.as_bytes()]), whom(&principal));
                     if sessions.get(&key).is_some_and(|owner| owner != who) {
                         tracing::warn!(
-                            rule = RULE,
+                            rule = RULE.id(),
                             "a session id the server issued was bound to another principal; \
                              bound to the one it was issued to"
                         );

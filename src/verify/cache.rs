@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::AuthError;
+use crate::rule::Rule;
 
 /// The cache key of a token: its SHA-256.
 pub(crate) type TokenDigest = [u8; 32];
@@ -351,7 +352,10 @@ impl ResultCache {
             .is_some_and(|exp| exp <= jsonwebtoken::get_current_timestamp() as f64);
         if expired {
             cache.invalidate(&key).await;
-            return Err(AuthError::invalid_token("R-OPQ-1", "the token has expired"));
+            return Err(AuthError::invalid_token(
+                Rule::Opq1,
+                "the token has expired",
+            ));
         }
         Ok(entry.value.clone())
     }
@@ -395,7 +399,7 @@ pub(crate) fn ttl_until(exp: Option<&Value>, max: Duration) -> Result<Duration, 
     // RFC 7519 NumericDate may have a fraction.
     let Some(exp) = exp.as_f64().filter(|e| e.is_finite() && *e >= 0.0) else {
         return Err(AuthError::invalid_token(
-            "R-OPQ-1",
+            Rule::Opq1,
             "the token's exp is not a number",
         ));
     };
@@ -403,7 +407,10 @@ pub(crate) fn ttl_until(exp: Option<&Value>, max: Duration) -> Result<Duration, 
     if exp > now {
         Ok(max.min(Duration::from_secs(exp - now)))
     } else {
-        Err(AuthError::invalid_token("R-OPQ-1", "the token has expired"))
+        Err(AuthError::invalid_token(
+            Rule::Opq1,
+            "the token has expired",
+        ))
     }
 }
 

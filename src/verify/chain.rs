@@ -16,6 +16,7 @@ use super::{
 };
 use crate::bearer::BearerToken;
 use crate::error::{AuthError, ConfigError};
+use crate::rule::Rule;
 
 #[derive(Clone)]
 struct Inner {
@@ -192,7 +193,7 @@ impl VerifierChain {
             Claim::Pattern
         } else if looks_like_a_jwt(token.as_str()) {
             return VerifyFuture::ready(Err(AuthError::invalid_token(
-                "R-JWT-2",
+                Rule::Jwt2,
                 "the token has the three parts of a JWT, but its header is not a JSON object: \
                  it is a malformed JWT",
             )));
@@ -209,7 +210,7 @@ impl VerifierChain {
             .collect();
         match asked.len() {
             0 => VerifyFuture::ready(Err(AuthError::invalid_token(
-                "R-OPQ-2",
+                Rule::Opq2,
                 "the token is not a JWT and matches no trusted issuer's opaque tokens",
             ))),
             1 => asked.remove(0).verify(token),
@@ -255,7 +256,7 @@ async fn first_active(mut pending: Vec<VerifyFuture>) -> Result<Principal, AuthE
     };
     errors.sort_by_key(rank);
     Err(errors.into_iter().next().unwrap_or_else(|| {
-        AuthError::invalid_token("R-OPQ-2", "the token is not active at any trusted issuer")
+        AuthError::invalid_token(Rule::Opq2, "the token is not active at any trusted issuer")
     }))
 }
 
@@ -285,14 +286,14 @@ impl TokenVerifier for VerifierChain {
             return match &self.0.jwt {
                 Some(jwt) => jwt.verify_uncached(token, key),
                 None => VerifyFuture::ready(Err(AuthError::invalid_token(
-                    "R-JWT-2",
+                    Rule::Jwt2,
                     "the token's issuer is not trusted by this server",
                 ))),
             };
         }
         if self.0.opaque.is_empty() {
             return VerifyFuture::ready(Err(AuthError::invalid_token(
-                "R-OPQ-2",
+                Rule::Opq2,
                 "the access token is not a well-formed JWT, and no trusted issuer is configured for opaque tokens",
             )));
         }

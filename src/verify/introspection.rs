@@ -21,6 +21,7 @@ use crate::error::{AuthError, ConfigError};
 use crate::fetch::{FetchError, FetchOptions, Fetcher};
 use crate::keys::Discovery;
 use crate::principal::{Principal, TokenKind};
+use crate::rule::Rule;
 use crate::uri;
 
 /// How the resource server authenticates to the introspection endpoint.
@@ -260,7 +261,7 @@ pub(crate) fn parse_answer(
     })?;
     if claims.get("active") != Some(&Value::Bool(true)) {
         return Err(AuthError::invalid_token(
-            "R-OPQ-1",
+            Rule::Opq1,
             "the token is not active (expired, revoked, or unknown to its issuer)",
         ));
     }
@@ -270,7 +271,7 @@ pub(crate) fn parse_answer(
         .is_some_and(|iss| iss.as_str() != Some(issuer))
     {
         return Err(AuthError::invalid_token(
-            "R-OPQ-1",
+            Rule::Opq1,
             "the introspection answer names another issuer",
         ));
     }
@@ -302,7 +303,7 @@ fn refusal(error: &FetchError, issuer: &str, retry_after: Duration) -> AuthError
         FetchError::Status(400 | 413 | 414, code) if !about_our_client(code) => {
             tracing::info!(issuer, "introspection refused the token: {error}");
             AuthError::invalid_token(
-                "R-OPQ-1",
+                Rule::Opq1,
                 "the identity provider refused to introspect the token: it is malformed",
             )
         }

@@ -31,6 +31,7 @@ use crate::keys::{
     VerificationKey,
 };
 use crate::principal::{Principal, TokenKind};
+use crate::rule::Rule;
 use crate::uri;
 
 /// The most keys one token's signature is checked against.
@@ -653,13 +654,13 @@ impl JwtVerifier {
             Some(Value::String(name)) => name,
             Some(_) => {
                 return Err(AuthError::invalid_token(
-                    "R-JWT-2",
+                    Rule::Jwt2,
                     "the token's claims are not a JSON object with a string iss",
                 ));
             }
             None => {
                 return Err(AuthError::invalid_token(
-                    "R-JWT-2",
+                    Rule::Jwt2,
                     "the token has no iss claim",
                 ));
             }
@@ -668,13 +669,13 @@ impl JwtVerifier {
         // no key lookup and no network call (R-ISS-1).
         let issuer = self.0.issuers.get(name).ok_or_else(|| {
             AuthError::invalid_token(
-                "R-JWT-2",
+                Rule::Jwt2,
                 "the token's issuer is not trusted by this server",
             )
         })?;
         if !issuer.algorithms.contains(&parsed.header.alg) {
             return Err(AuthError::invalid_token(
-                "R-JWT-1",
+                Rule::Jwt1,
                 format!(
                     "the token's algorithm {:?} is not allowed for its issuer",
                     parsed.header.alg
@@ -841,7 +842,7 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
 /// signed message and signature as sent. Nothing here is trusted yet.
 fn parse(token: &str) -> Result<Parsed, AuthError> {
     let malformed =
-        || AuthError::invalid_token("R-JWT-1", "the access token is not a well-formed JWT");
+        || AuthError::invalid_token(Rule::Jwt1, "the access token is not a well-formed JWT");
     let Some([header, payload, _]) = segments(token) else {
         return Err(malformed());
     };
@@ -854,12 +855,12 @@ fn parse(token: &str) -> Result<Parsed, AuthError> {
             .and_then(|h| h.get("alg").and_then(Value::as_str).map(str::to_owned));
         match alg {
             Some(alg) if alg.parse::<Algorithm>().is_ok() => AuthError::invalid_token(
-                "R-JWT-1",
+                Rule::Jwt1,
                 "the token's header is not well-formed (a member given twice, or of the wrong type)",
             ),
             Some(alg) if alg.len() <= 16 && alg.bytes().all(|b| b.is_ascii_alphanumeric()) => {
                 AuthError::invalid_token(
-                    "R-JWT-1",
+                    Rule::Jwt1,
                     format!("the token's algorithm {alg:?} is not accepted"),
                 )
             }
@@ -870,14 +871,14 @@ fn parse(token: &str) -> Result<Parsed, AuthError> {
     // itself invalid, so any crit is refused.
     if header.crit.is_some() {
         return Err(AuthError::invalid_token(
-            "R-JWT-3",
+            Rule::Jwt3,
             "the token's header marks extensions as critical (crit) that this server does not understand",
         ));
     }
     // RFC 7797: the payload is always read as base64url here, never as sent.
     if header.b64.is_some() {
         return Err(AuthError::invalid_token(
-            "R-JWT-3",
+            Rule::Jwt3,
             "the token's header has b64 (RFC 7797 unencoded payload), which this server does not accept",
         ));
     }
@@ -885,7 +886,7 @@ fn parse(token: &str) -> Result<Parsed, AuthError> {
         cty.eq_ignore_ascii_case("JWT") || cty.eq_ignore_ascii_case("application/jwt")
     }) {
         return Err(AuthError::invalid_token(
-            "R-JWT-3",
+            Rule::Jwt3,
             "the token is a nested JWT (cty JWT), which this server does not accept",
         ));
     }
@@ -894,20 +895,20 @@ fn parse(token: &str) -> Result<Parsed, AuthError> {
         Ok(Strict(Value::Object(claims))) => claims,
         Ok(_) => {
             return Err(AuthError::invalid_token(
-                "R-JWT-2",
+                Rule::Jwt2,
                 "the token's claims are not a JSON object with a string iss",
             ));
         }
         Err(error) if error.to_string().starts_with(DUPLICATE) => {
             return Err(AuthError::invalid_token(
-                "R-JWT-2",
+                Rule::Jwt2,
                 "the token's claims name a member twice (duplicate JSON keys), which parsers \
                  read differently",
             ));
         }
         Err(_) => {
             return Err(AuthError::invalid_token(
-                "R-JWT-2",
+                Rule::Jwt2,
                 "the token's claims are not a JSON object with a string iss",
             ));
         }
@@ -963,7 +964,7 @@ fn no_key(kid: Option<&str>) -> AuthError {
         Some(_) => "no key of the token's issuer has the token's kid",
         None => "the token has no kid and no key of its issuer fits its algorithm",
     };
-    AuthError::invalid_token("R-KEY-3", description)
+    AuthError::invalid_token(Rule::Key3, description)
 }
 
 /// Checks the signature with each candidate key of `found`, then the claims.
@@ -1024,12 +1025,12 @@ fn check(
 fn describe(kind: &ErrorKind) -> AuthError {
     match kind {
         ErrorKind::InvalidSignature | ErrorKind::Base64(_) => {
-            AuthError::invalid_token("R-JWT-1", "the token's signature does not verify")
+            AuthError::invalid_token(Rule::Jwt1, "the token's signature does not verify")
         }
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidKeyFormat => {
-            AuthError::invalid_token("R-JWT-1", "the token's algorithm does not fit its key")
+            AuthError::invalid_token(Rule::Jwt1, "the token's algorithm does not fit its key")
         }
-        _ => AuthError::invalid_token("R-JWT-1", "the token could not be verified"),
+        _ => AuthError::invalid_token(Rule::Jwt1, "the token could not be verified"),
     }
 }
 
@@ -1064,7 +1065,7 @@ fn check_claims(
     // A single string, exactly the issuer.
     if claims.get("iss").and_then(Value::as_str) != Some(issuer.issuer.as_str()) {
         return Err(AuthError::invalid_token(
-            "R-JWT-2",
+            Rule::Jwt2,
             "the token's iss does not match its issuer exactly",
         ));
     }
@@ -1074,31 +1075,34 @@ fn check_claims(
         Ok(Some(exp)) => exp,
         Ok(None) => {
             return Err(AuthError::invalid_token(
-                "R-JWT-2",
+                Rule::Jwt2,
                 "the token has no exp claim, or it is not a number",
             ));
         }
         Err(()) => {
             return Err(AuthError::invalid_token(
-                "R-JWT-2",
+                Rule::Jwt2,
                 "the token's exp is not a date (a number of seconds from 1970 to 9999)",
             ));
         }
     };
     if exp < now - leeway {
-        return Err(AuthError::invalid_token("R-JWT-2", "the token has expired"));
+        return Err(AuthError::invalid_token(
+            Rule::Jwt2,
+            "the token has expired",
+        ));
     }
     match numeric_date(claims, "nbf") {
         Ok(Some(nbf)) if nbf > now + leeway => {
             return Err(AuthError::invalid_token(
-                "R-JWT-2",
+                Rule::Jwt2,
                 "the token is not valid yet (nbf)",
             ));
         }
         Ok(_) => {}
         Err(()) => {
             return Err(AuthError::invalid_token(
-                "R-JWT-2",
+                Rule::Jwt2,
                 "the token's nbf is not a date (a number of seconds from 1970 to 9999)",
             ));
         }
@@ -1106,14 +1110,14 @@ fn check_claims(
     match numeric_date(claims, "iat") {
         Ok(Some(iat)) if iat > now + leeway => {
             return Err(AuthError::invalid_token(
-                "R-JWT-2",
+                Rule::Jwt2,
                 "the token was issued in the future (iat)",
             ));
         }
         Ok(_) => {}
         Err(()) => {
             return Err(AuthError::invalid_token(
-                "R-JWT-2",
+                Rule::Jwt2,
                 "the token's iat is not a date (a number of seconds from 1970 to 9999)",
             ));
         }
@@ -1123,7 +1127,7 @@ fn check_claims(
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
         Some(_) => {
             return Err(AuthError::invalid_token(
-                "R-AUD-2",
+                Rule::Aud2,
                 "the token's aud is neither a string nor an array of strings",
             ));
         }
@@ -1135,14 +1139,14 @@ fn check_claims(
         });
         if !typ_ok {
             return Err(AuthError::invalid_token(
-                "R-JWT-4",
+                Rule::Jwt4,
                 "the token's typ is not at+jwt (RFC 9068)",
             ));
         }
         for claim in ["aud", "sub", "client_id", "iat", "jti"] {
             if !claims.contains_key(claim) {
                 return Err(AuthError::invalid_token(
-                    "R-JWT-4",
+                    Rule::Jwt4,
                     format!("the token has no {claim} claim, which RFC 9068 requires"),
                 ));
             }

@@ -36,6 +36,7 @@ use crate::error::AuthError;
 use crate::future::Rejection;
 use crate::principal::Principal;
 use crate::resource::ProtectedResource;
+use crate::rule::Rule;
 
 /// Refuses verified claims that are not those of a plain bearer access token: an ID
 /// token (R-JWT-4), a refresh token (as some introspection endpoints mark it), or a
@@ -45,7 +46,7 @@ pub(crate) fn refuse_non_bearer_access_tokens(
 ) -> Result<(), AuthError> {
     if claims.contains_key("nonce") || claims.contains_key("at_hash") {
         return Err(AuthError::invalid_token(
-            "R-JWT-4",
+            Rule::Jwt4,
             "this is an OpenID Connect ID token (it has nonce or at_hash), not an access token",
         ));
     }
@@ -67,7 +68,7 @@ pub(crate) fn refuse_non_bearer_access_tokens(
     });
     if let Some((name, kind)) = other_kind {
         return Err(AuthError::invalid_token(
-            "R-JWT-4",
+            Rule::Jwt4,
             format!(
                 "the token's {name} claim is {:?}: this is a refresh token, an ID token or \
                  another kind that is not an access token",
@@ -77,7 +78,7 @@ pub(crate) fn refuse_non_bearer_access_tokens(
     }
     if claims.contains_key("cnf") {
         return Err(AuthError::invalid_token(
-            "R-JWT-5",
+            Rule::Jwt5,
             "the token is bound to a key (cnf) and cannot be used as a plain bearer token",
         ));
     }

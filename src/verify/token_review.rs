@@ -23,6 +23,7 @@ use crate::bearer::BearerToken;
 use crate::error::{AuthError, ConfigError};
 use crate::fetch::{FetchOptions, Fetcher};
 use crate::principal::{Principal, TokenKind};
+use crate::rule::Rule;
 use crate::uri;
 
 const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -288,7 +289,7 @@ impl TokenReviewVerifier {
                 tracing::info!("TokenReview refused the token: {error}");
             }
             return Err(AuthError::invalid_token(
-                "R-ISS-2",
+                Rule::Iss2,
                 "the Kubernetes API server did not authenticate the token",
             ));
         }
@@ -300,7 +301,7 @@ impl TokenReviewVerifier {
             })
         {
             return Err(AuthError::invalid_token(
-                "R-ISS-2",
+                Rule::Iss2,
                 "the token is not for this server's audiences",
             ));
         }
