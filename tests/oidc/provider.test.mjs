@@ -37,6 +37,8 @@ async function stopProvider(child) {
 }
 
 // Runs token.mjs and returns its parsed JSON line; rejects (with stderr) on a non-zero exit.
+// Generated values (tokens, client ids) go as --name=value: one starting with '-' would
+// otherwise be taken by parseArgs for an option (a random client id did, once in a while).
 async function token(issuer, ...args) {
   const { stdout } = await promisify(execFile)(process.execPath, ['token.mjs', '--issuer', issuer, ...args], { cwd: here });
   const lines = stdout.trim().split('\n');
@@ -138,9 +140,9 @@ for (const alg of ['RS256', 'ES256']) {
       assert.equal(active.scope, 'mcp:read mcp:write');
       assert.equal(active.client_id, 'cc-client');
       assert.equal(active.iss, issuer);
-      assert.deepEqual(await token(issuer, '--grant', 'introspect', '--token', res.access_token), active);
+      assert.deepEqual(await token(issuer, '--grant', 'introspect', `--token=${res.access_token}`), active);
 
-      assert.deepEqual(await token(issuer, '--grant', 'revoke', '--token', res.access_token), { revoked: true });
+      assert.deepEqual(await token(issuer, '--grant', 'revoke', `--token=${res.access_token}`), { revoked: true });
       assert.deepEqual(await introspect(ready, res.access_token), { active: false });
     });
 
@@ -164,7 +166,7 @@ for (const alg of ['RS256', 'ES256']) {
       assert.equal(at.scope, 'mcp:read mcp:write');
       await assertSignedByJwks(ready, withResource.access_token, alg);
 
-      const refreshed = await token(issuer, '--grant', 'refresh_token', '--token', withResource.refresh_token, '--resource', RESOURCE);
+      const refreshed = await token(issuer, '--grant', 'refresh_token', `--token=${withResource.refresh_token}`, '--resource', RESOURCE);
       assert.equal(decodeJwt(refreshed.access_token).payload.aud, RESOURCE);
     });
 
@@ -198,7 +200,7 @@ for (const alg of ['RS256', 'ES256']) {
       assert.equal(client.token_endpoint_auth_method, 'none');
       assert.equal(client.client_secret, undefined);
 
-      const tokens = await token(issuer, '--grant', 'authorization_code', '--client-id', client.client_id, '--redirect-uri', redirectUri, '--scope', 'openid mcp:read', '--resource', RESOURCE);
+      const tokens = await token(issuer, '--grant', 'authorization_code', `--client-id=${client.client_id}`, '--redirect-uri', redirectUri, '--scope', 'openid mcp:read', '--resource', RESOURCE);
       assert.equal(decodeJwt(tokens.id_token).payload.aud, client.client_id);
       const at = decodeJwt(tokens.access_token).payload;
       assert.equal(at.aud, RESOURCE);
