@@ -196,11 +196,32 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// Why `host`, resolved to `addrs`, may not be fetched, if it may not: another
+    /// host than the issuer's with an internal address among its addresses.
+    fn refusal(&self, host: &str, addrs: &[SocketAddr]) -> Option<String> {
+        let own = host
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case(self.issuer_host.trim_end_matches('.'));
+        let internal = addrs
+            .iter()
+            .find(|a| is_internal(a.ip()))
+            .filter(|_| !own)?;
+        Some(format!(
+            "{host} resolves to {}, an internal address (loopback, private or link-local), \
+             where a remote issuer's discovery document may not send this server; \
+             configure the URL explicitly if it is right",
+            internal.ip()
+        ))
+    }
+}
+
 impl reqwest::dns::Resolve for Guard {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
-        let own = host.eq_ignore_ascii_case(self.issuer_host.trim_end_matches('.'))
-            || host.eq_ignore_ascii_case(&self.issuer_host);
+        let guard = Guard {
+            issuer_host: self.issuer_host.clone(),
+        };
         Box::pin(async move {
             let lookup = host.clone();
             let addrs: Vec<SocketAddr> =
@@ -208,13 +229,7 @@ impl reqwest::dns::Resolve for Guard {
                     .await
                     .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)??
                     .collect();
-            if !own && let Some(internal) = addrs.iter().find(|a| is_internal(a.ip())) {
-                let why = format!(
-                    "{host} resolves to {}, an internal address (loopback, private or \
-                     link-local), where a remote issuer's discovery document may not send \
-                     this server; configure the URL explicitly if it is right",
-                    internal.ip()
-                );
+            if let Some(why) = guard.refusal(&host, &addrs) {
                 return Err(Box::new(Refused(why)) as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
@@ -595,6 +610,41 @@ mod tests {
             "http://127.0.0.1./jwks",
         ] {
             assert!(is_internal_host(url), "{url} ({})", host_of(url));
+        }
+    }
+
+    #[test]
+    fn a_resolved_name_is_refused_only_for_an_internal_address_of_another_host() {
+        let guard = Guard {
+            issuer_host: "accounts.google.com".to_owned(),
+        };
+        let at = |ips: &[&str]| -> Vec<SocketAddr> {
+            ips.iter()
+                .map(|ip| SocketAddr::new(ip.parse().unwrap(), 0))
+                .collect()
+        };
+        // Another https host with public addresses (Google's jwks_uri) is fine.
+        assert_eq!(
+            guard.refusal("www.googleapis.com", &at(&["142.250.1.1", "2a00:1450::1"])),
+            None
+        );
+        // The issuer's own host is the issuer, wherever it is.
+        assert_eq!(
+            guard.refusal("accounts.google.com", &at(&["10.0.0.1"])),
+            None
+        );
+        assert_eq!(
+            guard.refusal("Accounts.Google.com.", &at(&["127.0.0.1"])),
+            None
+        );
+        // Another host with an internal address among its addresses is not.
+        for addrs in [
+            &["127.0.0.1"][..],
+            &["8.8.8.8", "169.254.169.254"],
+            &["::1"],
+        ] {
+            let why = guard.refusal("evil.example", &at(addrs)).expect("refused");
+            assert!(why.contains("internal address"), "{why}");
         }
     }
 
