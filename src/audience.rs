@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use http::request::Parts;
 use http::{Request, Response};
-use tower::{Layer, Service};
+use tower::Service;
 
 use crate::bearer::BearerToken;
 use crate::body::ResponseBody;
@@ -227,23 +227,7 @@ impl AudienceLayer {
     }
 }
 
-impl<S> Layer<S> for AudienceLayer {
-    type Service = Audience<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Audience {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// The service made by [`AudienceLayer`].
-#[derive(Clone, Debug)]
-pub struct Audience<S> {
-    inner: S,
-    layer: AudienceLayer,
-}
+crate::pipeline::layer_service!(AudienceLayer => AudienceService);
 
 fn decide(layer: &AudienceLayer, parts: &Parts) -> Result<(), AuthError> {
     let Some(principal) = parts.extensions.get::<Principal>() else {
@@ -268,7 +252,7 @@ fn decide(layer: &AudienceLayer, parts: &Parts) -> Result<(), AuthError> {
     Ok(())
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Audience<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AudienceService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ReqBody: http_body::Body,

@@ -4,23 +4,21 @@
 //! (`403 insufficient_scope`, the MCP step-up challenge). [`RequireScopes`] and
 //! [`McpScopes`](crate::McpScopes) are the built-in ones.
 
-use std::future::{Future, Ready, ready};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::request::Parts;
 use http::{Method, Request, Response};
-use pin_project::pin_project;
 use tower::{Layer, Service};
 
 use crate::bearer::BearerToken;
 use crate::body::ResponseBody;
-use crate::challenge;
 use crate::error::AuthError;
-use crate::future::Rejection;
-use crate::mcp::{McpOperation, OperationSource, shorten};
-use crate::principal::Principal;
+use crate::future::{GateFuture, Sealed, Settle, Waiting};
+use crate::mcp::{McpOperation, McpScopes, OperationSource, shorten};
+use crate::principal::{Principal, add_scopes};
 use crate::resource::ProtectedResource;
 
 /// What an authorization callback decided.
@@ -78,7 +76,70 @@ impl Decision {
     }
 }
 
-/// An authorization callback. Implemented for closures
+/// The decision of an [`Authorize`] policy: ready at once (scope rules: no
+/// allocation, no future to wait on) or a boxed future for a policy that must wait.
+/// Polled again after it gave its decision, it denies.
+pub struct Decide(DecideState);
+
+enum DecideState {
+    Ready(Option<Decision>),
+    Pending(Pin<Box<dyn Future<Output = Decision> + Send>>),
+}
+
+impl Decide {
+    /// A decision made already.
+    pub fn ready(decision: Decision) -> Self {
+        Self(DecideState::Ready(Some(decision)))
+    }
+
+    /// A decision that has to wait (a remote policy, a database).
+    pub fn pending<F>(future: F) -> Self
+    where
+        F: Future<Output = Decision> + Send + 'static,
+    {
+        Self(DecideState::Pending(Box::pin(future)))
+    }
+
+    /// The decision, if it is made already; else the pending decision back.
+    fn now(self) -> Result<Decision, Self> {
+        match self.0 {
+            DecideState::Ready(Some(decision)) => Ok(decision),
+            state => Err(Self(state)),
+        }
+    }
+}
+
+impl From<Decision> for Decide {
+    fn from(decision: Decision) -> Self {
+        Self::ready(decision)
+    }
+}
+
+impl Future for Decide {
+    type Output = Decision;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Decision> {
+        match &mut self.0 {
+            DecideState::Ready(decision) => Poll::Ready(
+                decision
+                    .take()
+                    .unwrap_or_else(|| Decision::deny("the decision was asked for twice")),
+            ),
+            DecideState::Pending(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl std::fmt::Debug for Decide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            DecideState::Ready(decision) => f.debug_tuple("Decide::Ready").field(decision).finish(),
+            DecideState::Pending(_) => f.write_str("Decide::Pending"),
+        }
+    }
+}
+
+/// An authorization policy. Implemented for closures
 /// `Fn(&Principal, &McpOperation, &Parts) -> impl Future<Output = Decision>`; the
 /// future must not borrow the arguments, so copy what it needs before `async move`.
 ///
@@ -101,17 +162,30 @@ impl Decision {
 /// # fn check(_: impl mcp_gatekeeper::Authorize) {}
 /// # check(admins_delete);
 /// ```
+///
+/// A policy that decides without waiting returns [`Decide::ready`]; the request then
+/// goes on with no future allocated:
+///
+/// ```
+/// use http::request::Parts;
+/// use mcp_gatekeeper::{Authorize, Decide, Decision, McpOperation, Principal};
+///
+/// struct WeekdaysOnly;
+///
+/// impl Authorize for WeekdaysOnly {
+///     fn authorize(&self, p: &Principal, _: &McpOperation, _: &Parts) -> Decide {
+///         let weekend = p.claim("weekend").and_then(|w| w.as_bool()) == Some(true);
+///         Decide::ready(if weekend { Decision::deny("closed on weekends") } else { Decision::Allow })
+///     }
+///
+///     fn needs_operation(&self, _: &Principal) -> bool {
+///         false
+///     }
+/// }
+/// ```
 pub trait Authorize: Send + Sync + 'static {
-    /// The future of a decision.
-    type Future: Future<Output = Decision> + Send + 'static;
-
     /// Decides on a request whose token was verified.
-    fn authorize(
-        &self,
-        principal: &Principal,
-        operation: &McpOperation,
-        parts: &Parts,
-    ) -> Self::Future;
+    fn authorize(&self, principal: &Principal, operation: &McpOperation, parts: &Parts) -> Decide;
 
     /// Whether the decision for `principal` can depend on the MCP operation, so the
     /// request body must be read to find it. `true` unless the policy says otherwise;
@@ -120,20 +194,6 @@ pub trait Authorize: Send + Sync + 'static {
         let _ = principal;
         true
     }
-
-    /// The decision, when it can be made without waiting; `None` (the default) means
-    /// "run [`Authorize::authorize`]". Policies that decide synchronously (scope
-    /// rules) return it here, so that the request goes on without a future to wait
-    /// on. When it is `Some`, it must be what `authorize` would decide.
-    fn decide_now(
-        &self,
-        principal: &Principal,
-        operation: &McpOperation,
-        parts: &Parts,
-    ) -> Option<Decision> {
-        let _ = (principal, operation, parts);
-        None
-    }
 }
 
 impl<F, Fut> Authorize for F
@@ -141,10 +201,8 @@ where
     F: Fn(&Principal, &McpOperation, &Parts) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Decision> + Send + 'static,
 {
-    type Future = Fut;
-
-    fn authorize(&self, principal: &Principal, operation: &McpOperation, parts: &Parts) -> Fut {
-        self(principal, operation, parts)
+    fn authorize(&self, principal: &Principal, operation: &McpOperation, parts: &Parts) -> Decide {
+        Decide::pending(self(principal, operation, parts))
     }
 }
 
@@ -183,92 +241,28 @@ impl RequireScopes {
 }
 
 impl Authorize for RequireScopes {
-    type Future = Ready<Decision>;
-
-    fn authorize(&self, principal: &Principal, _: &McpOperation, _: &Parts) -> Self::Future {
-        ready(self.decide(principal))
+    fn authorize(&self, principal: &Principal, _: &McpOperation, _: &Parts) -> Decide {
+        Decide::ready(self.decide(principal))
     }
 
     fn needs_operation(&self, _: &Principal) -> bool {
         false
     }
-
-    fn decide_now(&self, principal: &Principal, _: &McpOperation, _: &Parts) -> Option<Decision> {
-        Some(self.decide(principal))
-    }
 }
 
-impl Authorize for crate::McpScopes {
-    type Future = Ready<Decision>;
-
-    fn authorize(
-        &self,
-        principal: &Principal,
-        operation: &McpOperation,
-        _: &Parts,
-    ) -> Self::Future {
-        ready(self.decide(principal, operation))
+impl Authorize for McpScopes {
+    fn authorize(&self, principal: &Principal, operation: &McpOperation, _: &Parts) -> Decide {
+        Decide::ready(self.decide(principal, operation))
     }
 
     fn needs_operation(&self, principal: &Principal) -> bool {
         self.depends_on_operation(principal)
     }
-
-    fn decide_now(
-        &self,
-        principal: &Principal,
-        operation: &McpOperation,
-        _: &Parts,
-    ) -> Option<Decision> {
-        Some(self.decide(principal, operation))
-    }
 }
 
 /// A type-erased [`Authorize`], as the [`ResourceServer`](crate::ResourceServer) keeps it.
 #[derive(Clone)]
-pub struct BoxAuthorize(Arc<dyn DynAuthorize>);
-
-type BoxDecision = Pin<Box<dyn Future<Output = Decision> + Send>>;
-
-trait DynAuthorize: Send + Sync {
-    fn authorize(
-        &self,
-        principal: &Principal,
-        operation: &McpOperation,
-        parts: &Parts,
-    ) -> BoxDecision;
-    fn needs_operation(&self, principal: &Principal) -> bool;
-    fn decide_now(
-        &self,
-        principal: &Principal,
-        operation: &McpOperation,
-        parts: &Parts,
-    ) -> Option<Decision>;
-}
-
-impl<A: Authorize> DynAuthorize for A {
-    fn authorize(
-        &self,
-        principal: &Principal,
-        operation: &McpOperation,
-        parts: &Parts,
-    ) -> BoxDecision {
-        Box::pin(Authorize::authorize(self, principal, operation, parts))
-    }
-
-    fn needs_operation(&self, principal: &Principal) -> bool {
-        Authorize::needs_operation(self, principal)
-    }
-
-    fn decide_now(
-        &self,
-        principal: &Principal,
-        operation: &McpOperation,
-        parts: &Parts,
-    ) -> Option<Decision> {
-        Authorize::decide_now(self, principal, operation, parts)
-    }
-}
+pub struct BoxAuthorize(Arc<dyn Authorize>);
 
 impl BoxAuthorize {
     /// Erases the type of `authorize`.
@@ -277,36 +271,110 @@ impl BoxAuthorize {
     }
 }
 
-impl Authorize for BoxAuthorize {
-    type Future = BoxDecision;
+impl std::fmt::Debug for BoxAuthorize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BoxAuthorize")
+    }
+}
 
-    fn authorize(
-        &self,
-        principal: &Principal,
-        operation: &McpOperation,
-        parts: &Parts,
-    ) -> Self::Future {
+impl Authorize for BoxAuthorize {
+    fn authorize(&self, principal: &Principal, operation: &McpOperation, parts: &Parts) -> Decide {
         self.0.authorize(principal, operation, parts)
     }
 
     fn needs_operation(&self, principal: &Principal) -> bool {
         self.0.needs_operation(principal)
     }
+}
 
-    fn decide_now(
-        &self,
-        principal: &Principal,
-        operation: &McpOperation,
-        parts: &Parts,
-    ) -> Option<Decision> {
-        self.0.decide_now(principal, operation, parts)
+/// The authorization of a [`ResourceServer`](crate::ResourceServer): the required
+/// scopes and the MCP scope rules (one `insufficient_scope` naming both), then the
+/// callback. Decides without allocating when the scopes are there and there is no
+/// callback.
+#[derive(Clone)]
+pub struct ServerAuthorize {
+    scopes: Option<RequireScopes>,
+    mcp: Option<McpScopes>,
+    /// With `challenge_granted_scopes`: the supported scopes a challenge may repeat.
+    keep_granted: Option<Arc<[String]>>,
+    callback: Option<BoxAuthorize>,
+}
+
+impl std::fmt::Debug for ServerAuthorize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerAuthorize")
+            .field("scopes", &self.scopes)
+            .field("mcp", &self.mcp)
+            .field("keep_granted", &self.keep_granted)
+            .field("callback", &self.callback.is_some())
+            .finish()
+    }
+}
+
+impl ServerAuthorize {
+    pub(crate) fn new(
+        required: Vec<String>,
+        mcp: Option<McpScopes>,
+        keep_granted: Option<Arc<[String]>>,
+        callback: Option<BoxAuthorize>,
+    ) -> Self {
+        Self {
+            scopes: (!required.is_empty()).then(|| RequireScopes::all(required)),
+            mcp,
+            keep_granted,
+            callback,
+        }
+    }
+
+    /// The `insufficient_scope` refusal when the required scopes or the MCP scope
+    /// rules are not all granted; `None` when they are.
+    fn missing_scopes(&self, principal: &Principal, operation: &McpOperation) -> Option<Decision> {
+        let required = self.scopes.as_ref().map_or(&[][..], RequireScopes::scopes);
+        let rule = self.mcp.as_ref().map(|m| m.scopes_for(operation));
+        let rule: &[String] = rule.as_deref().unwrap_or_default();
+        let granted = principal.scopes();
+        if required.iter().chain(rule).all(|s| granted.contains(s)) {
+            return None;
+        }
+        // The scopes this operation needs, all of them (RFC 6750 §3.1, SEP-2350).
+        let mut needed = required.to_vec();
+        add_scopes(&mut needed, rule.iter());
+        if let Some(supported) = &self.keep_granted {
+            add_scopes(
+                &mut needed,
+                supported.iter().filter(|s| granted.contains(s)),
+            );
+        }
+        Some(Decision::insufficient_scope(needed))
+    }
+}
+
+impl Authorize for ServerAuthorize {
+    fn authorize(&self, principal: &Principal, operation: &McpOperation, parts: &Parts) -> Decide {
+        if let Some(refusal) = self.missing_scopes(principal, operation) {
+            return Decide::ready(refusal);
+        }
+        match &self.callback {
+            Some(callback) => callback.authorize(principal, operation, parts),
+            None => Decide::ready(Decision::Allow),
+        }
+    }
+
+    fn needs_operation(&self, principal: &Principal) -> bool {
+        self.mcp
+            .as_ref()
+            .is_some_and(|m| m.depends_on_operation(principal))
+            || self
+                .callback
+                .as_ref()
+                .is_some_and(|c| c.needs_operation(principal))
     }
 }
 
 /// The operation of requests no [`OperationLayer`](crate::OperationLayer) looked at.
 static UNKNOWN: McpOperation = McpOperation::unknown();
 
-/// A layer that runs an [`Authorize`] callback on each verified request.
+/// A layer that runs an [`Authorize`] policy on each verified request.
 #[derive(Clone, Debug)]
 pub struct AuthorizeLayer<A> {
     resource: ProtectedResource,
@@ -353,6 +421,50 @@ impl<S: Clone, A> Clone for AuthorizeService<S, A> {
     }
 }
 
+impl<S, A> AuthorizeService<S, A>
+where
+    A: Authorize,
+{
+    /// The policy's decision on `parts`, or the refusal of a stack put together
+    /// wrongly (no principal, no audience check, an operation nobody read).
+    fn decide(&self, parts: &Parts) -> Result<Decide, AuthError> {
+        let Some(principal) = parts.extensions.get::<Principal>() else {
+            return Err(AuthError::misconfigured(
+                "AuthorizeLayer found no Principal: put VerifyLayer in front of it",
+            ));
+        };
+        let audience_checked = parts
+            .extensions
+            .get::<BearerToken>()
+            .is_some_and(BearerToken::audience_checked);
+        if !audience_checked {
+            return Err(AuthError::misconfigured(
+                "AuthorizeLayer found a principal whose audience no AudienceLayer checked: \
+                 put AudienceLayer between VerifyLayer and AuthorizeLayer (with \
+                 AudiencePolicy::resource(), or accept_any_audience_insecure() to spell \
+                 out that any audience goes)",
+            ));
+        }
+        let operation = parts.extensions.get::<McpOperation>();
+        // A policy that needs the operation of a POST must get one read from its
+        // body; deciding on headers, or on nothing, would fail open.
+        let unread = parts.method == Method::POST
+            && operation.is_none_or(|op| op.source() == OperationSource::Headers)
+            && self.authorize.needs_operation(principal);
+        if unread {
+            return Err(AuthError::misconfigured(
+                "the authorization policy needs the MCP operation of this POST but \
+                 no OperationLayer read it for this policy: put \
+                 OperationLayer::new(..).needed_by(<the same policy>) in front of \
+                 AuthorizeLayer (OperationLayer::new(..).off() for a service that \
+                 is not MCP)",
+            ));
+        }
+        let operation = operation.unwrap_or(&UNKNOWN);
+        Ok(self.authorize.authorize(principal, operation, parts))
+    }
+}
+
 impl<S, A, ReqBody, ResBody> Service<Request<ReqBody>> for AuthorizeService<S, A>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
@@ -361,7 +473,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = AuthorizeFuture<S, A::Future, ReqBody, ResBody>;
+    type Future = GateFuture<Deciding<ReqBody>, S, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -369,154 +481,34 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let (parts, body) = req.into_parts();
-        let decision = match parts.extensions.get::<Principal>() {
-            Some(_)
-                if !parts
-                    .extensions
-                    .get::<BearerToken>()
-                    .is_some_and(BearerToken::audience_checked) =>
-            {
-                Err(AuthError::misconfigured(
-                    "AuthorizeLayer found a principal whose audience no AudienceLayer checked: \
-                     put AudienceLayer between VerifyLayer and AuthorizeLayer (with \
-                     AudiencePolicy::resource(), or accept_any_audience_insecure() to spell \
-                     out that any audience goes)",
-                ))
-            }
-            Some(principal) => {
-                let operation = parts.extensions.get::<McpOperation>();
-                // A policy that needs the operation of a POST must get one read from its
-                // body; deciding on headers, or on nothing, would fail open.
-                let unread = parts.method == Method::POST
-                    && operation.is_none_or(|op| op.source() == OperationSource::Headers)
-                    && self.authorize.needs_operation(principal);
-                if unread {
-                    Err(AuthError::misconfigured(
-                        "the authorization policy needs the MCP operation of this POST but \
-                         no OperationLayer read it for this policy: put \
-                         OperationLayer::new(..).needed_by(<the same policy>) in front of \
-                         AuthorizeLayer (OperationLayer::new(..).off() for a service that \
-                         is not MCP)",
-                    ))
-                } else {
-                    let operation = operation.unwrap_or(&UNKNOWN);
-                    match self.authorize.decide_now(principal, operation, &parts) {
-                        Some(decision) => decision.into_error(operation).map_or(Ok(None), Err),
-                        None => Ok(Some(self.authorize.authorize(principal, operation, &parts))),
-                    }
-                }
-            }
-            None => Err(AuthError::misconfigured(
-                "AuthorizeLayer found no Principal: put VerifyLayer in front of it",
-            )),
-        };
-        let resource = self.resource.clone();
-        let state = match decision {
+        let decided = self.decide(&parts).map(Decide::now);
+        match decided {
             // Allowed at once: the service that was polled ready is called now.
-            Ok(None) => State::Calling {
-                future: self.inner.call(Request::from_parts(parts, body)),
+            Ok(Ok(decision)) => match decision.into_error(operation_of(&parts)) {
+                None => GateFuture::pass(Request::from_parts(parts, body), &mut self.inner),
+                Some(error) => GateFuture::refuse(error, &parts, body, &self.resource),
             },
-            Ok(Some(decision)) => {
-                // The service that was polled ready goes into the future; a clone stays.
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                return AuthorizeFuture {
-                    state: State::Deciding { decision },
-                    request: Some(Box::new((parts, body, inner))),
-                    resource,
-                };
+            Ok(Err(decide)) => {
+                let check = Waiting::new(decide, body);
+                GateFuture::check(check, parts, &mut self.inner, &self.resource)
             }
-            Err(error) => {
-                let response = challenge::reject(error, &resource, &parts);
-                State::Rejecting {
-                    rejection: Rejection::new(response, body),
-                }
-            }
-        };
-        AuthorizeFuture {
-            state,
-            request: None,
-            resource,
+            Err(error) => GateFuture::refuse(error, &parts, body, &self.resource),
         }
     }
 }
 
-/// The response future of [`AuthorizeService`].
-#[pin_project]
-pub struct AuthorizeFuture<S, D, ReqBody, ResBody>
-where
-    S: Service<Request<ReqBody>>,
-{
-    #[pin]
-    state: State<S::Future, D, ReqBody, ResBody>,
-    /// Kept only while a decision is pending (boxed: the hot path has none).
-    request: Option<Box<(Parts, ReqBody, S)>>,
-    resource: ProtectedResource,
+fn operation_of(parts: &Parts) -> &McpOperation {
+    parts.extensions.get::<McpOperation>().unwrap_or(&UNKNOWN)
 }
 
-#[pin_project(project = StateProj)]
-enum State<F, D, ReqBody, B> {
-    Deciding {
-        #[pin]
-        decision: D,
-    },
-    Calling {
-        #[pin]
-        future: F,
-    },
-    Rejecting {
-        rejection: Rejection<ReqBody, B>,
-    },
-}
+/// The pending [`Check`](crate::Check) of an [`AuthorizeService`]: a policy's
+/// decision that has to wait.
+pub type Deciding<B> = Waiting<Decide, B>;
 
-impl<S, D, ReqBody, ResBody> Future for AuthorizeFuture<S, D, ReqBody, ResBody>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    D: Future<Output = Decision>,
-    ReqBody: http_body::Body,
-{
-    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+impl Sealed for Decide {}
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            let error = match this.state.as_mut().project() {
-                StateProj::Deciding { decision } => {
-                    let decided = std::task::ready!(decision.poll(cx));
-                    let operation = this
-                        .request
-                        .as_ref()
-                        .and_then(|pending| pending.0.extensions.get::<McpOperation>())
-                        .unwrap_or(&UNKNOWN);
-                    match decided.into_error(operation) {
-                        Some(error) => error,
-                        None => {
-                            let Some(pending) = this.request.take() else {
-                                panic!("AuthorizeFuture polled after completion");
-                            };
-                            let (parts, body, mut inner) = *pending;
-                            let future = inner.call(Request::from_parts(parts, body));
-                            this.state.set(State::Calling { future });
-                            continue;
-                        }
-                    }
-                }
-                StateProj::Calling { future } => {
-                    let response = std::task::ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
-                }
-                StateProj::Rejecting { rejection } => {
-                    return rejection.poll_response(cx).map(Ok);
-                }
-            };
-            let Some(pending) = this.request.take() else {
-                panic!("AuthorizeFuture polled after completion");
-            };
-            let (parts, body, _inner) = *pending;
-            let response = challenge::reject(error, this.resource, &parts);
-            this.state.set(State::Rejecting {
-                rejection: Rejection::new(response, body),
-            });
-        }
+impl Settle for Decide {
+    fn settle(decision: Decision, parts: &mut Parts) -> Result<(), AuthError> {
+        decision.into_error(operation_of(parts)).map_or(Ok(()), Err)
     }
 }

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response};
-use tower::{Layer, Service};
+use tower::Service;
 
 use crate::body::ResponseBody;
 use crate::challenge;
@@ -104,25 +104,9 @@ impl BearerLayer {
     }
 }
 
-impl<S> Layer<S> for BearerLayer {
-    type Service = Bearer<S>;
+crate::pipeline::layer_service!(BearerLayer => BearerService);
 
-    fn layer(&self, inner: S) -> Self::Service {
-        Bearer {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// The service made by [`BearerLayer`].
-#[derive(Clone, Debug)]
-pub struct Bearer<S> {
-    inner: S,
-    layer: BearerLayer,
-}
-
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Bearer<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for BearerService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ReqBody: http_body::Body,

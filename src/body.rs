@@ -72,3 +72,18 @@ where
         }
     }
 }
+
+/// The next frame of a body already read into memory: its bytes, then its
+/// trailers, then the end.
+pub(crate) fn next_read_frame<E>(
+    bytes: &mut Option<Bytes>,
+    trailers: &mut Option<http::HeaderMap>,
+) -> Poll<Option<Result<Frame<Bytes>, E>>> {
+    Poll::Ready(
+        bytes
+            .take()
+            .map(Frame::data)
+            .or_else(|| trailers.take().map(Frame::trailers))
+            .map(Ok),
+    )
+}

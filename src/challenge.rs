@@ -233,6 +233,20 @@ fn body(error: &AuthError) -> Bytes {
     Bytes::from(serde_json::Value::Object(body).to_string())
 }
 
+/// The answer of a response future polled again after it finished: `500`, never the
+/// inner service's answer nor a panic, so a misbehaving executor fails closed.
+pub(crate) fn after_completion<B>() -> Response<ResponseBody<B>> {
+    let error = AuthError::misconfigured("a response future was polled after it completed");
+    record(&error);
+    let mut response = Response::new(ResponseBody::full(body(&error)));
+    *response.status_mut() = error.status();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.extensions_mut().insert(error);
+    response
+}
+
 /// Whether a response was produced by a refusal of this crate.
 pub(crate) fn is_rejection<B>(response: &Response<B>) -> bool {
     response.extensions().get::<AuthError>().is_some()

@@ -76,6 +76,12 @@ impl<E> EnrichLayer<E> {
         self.timeout = timeout;
         self
     }
+
+    /// The same layer running `enrich` instead.
+    pub(crate) fn step(mut self, enrich: E) -> Self {
+        self.enrich = Arc::new(enrich);
+        self
+    }
 }
 
 impl<S, E> Layer<S> for EnrichLayer<E> {

@@ -1,5 +1,13 @@
-//! Response futures shared by the layers: [`ResponseFuture`] for the layers that decide
-//! synchronously, and [`Rejection`], the refusal every layer returns.
+//! The response futures of the layers, one home for each shape:
+//!
+//! - [`ResponseFuture`]: for the layers that decide at once (metadata, bearer,
+//!   audience, session binding): the inner service's future, or a refusal.
+//! - [`GateFuture`]: for the layers that may have to wait before deciding
+//!   (verification, authorization, reading the MCP operation): a [`Check`] that is
+//!   decided at once or pending, then the inner service or a refusal. It holds the
+//!   inner service only while a check is pending, and answers `500` if it is polled
+//!   again after it finished.
+//! - `Rejection`: the refusal every layer returns.
 //!
 //! A refusal first reads what the client is still sending of the request body (a
 //! bounded amount, for a bounded time) and drops it. Without that, hyper closes a
@@ -12,16 +20,21 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Response;
+use http::request::Parts;
+use http::{Request, Response};
 use http_body::Body;
 use pin_project::pin_project;
+use tower::Service;
 use tracing::Span;
 
 use crate::body::ResponseBody;
 use crate::challenge;
+use crate::error::AuthError;
+use crate::mcp::SessionBinding;
+use crate::resource::ProtectedResource;
 
 /// The most of a refused request's body that is read before answering.
-const DRAIN_MAX_BYTES: usize = 64 * 1024;
+pub(crate) const DRAIN_MAX_BYTES: usize = 64 * 1024;
 /// The longest a refusal waits for the rest of the request body.
 const DRAIN_MAX_TIME: Duration = Duration::from_secs(1);
 
@@ -87,6 +100,7 @@ impl<ReqBody: Body, B> Rejection<ReqBody, B> {
         }
     }
 
+    /// The response, once the body is drained; `500` if polled again after that.
     pub(crate) fn poll_response(
         &mut self,
         cx: &mut Context<'_>,
@@ -95,21 +109,25 @@ impl<ReqBody: Body, B> Rejection<ReqBody, B> {
             std::task::ready!(drain.as_mut().poll(cx));
             self.drain = None;
         }
-        match self.response.take() {
-            Some(response) => Poll::Ready(response),
-            None => panic!("a rejection was polled after it completed"),
-        }
+        Poll::Ready(
+            self.response
+                .take()
+                .unwrap_or_else(challenge::after_completion),
+        )
     }
 }
 
 /// The response future of the layers that decide without waiting
-/// ([`Bearer`](crate::bearer::Bearer), [`Audience`](crate::audience::Audience),
-/// [`Metadata`](crate::metadata::Metadata)).
+/// ([`MetadataService`](crate::MetadataService), [`BearerService`](crate::BearerService),
+/// [`AudienceService`](crate::AudienceService),
+/// [`BindSessionsService`](crate::BindSessionsService)).
 #[pin_project]
 pub struct ResponseFuture<F, B, ReqBody> {
     #[pin]
     state: State<F, B, ReqBody>,
     span: Span,
+    /// Where a session id the answer issues is bound, and to whom.
+    binding: Option<SessionBinding>,
 }
 
 #[pin_project(project = StateProj)]
@@ -128,6 +146,7 @@ impl<F, B, ReqBody> ResponseFuture<F, B, ReqBody> {
         Self {
             state: State::Inner { future },
             span: Span::none(),
+            binding: None,
         }
     }
 
@@ -135,12 +154,19 @@ impl<F, B, ReqBody> ResponseFuture<F, B, ReqBody> {
         Self {
             state: State::Rejected { rejection },
             span: Span::none(),
+            binding: None,
         }
     }
 
     /// Polls within `span`, and records on it whether the request was allowed.
     pub(crate) fn in_span(mut self, span: Span) -> Self {
         self.span = span;
+        self
+    }
+
+    /// Binds the session id the answer issues, if any, as `binding` says.
+    pub(crate) fn binding(mut self, binding: Option<SessionBinding>) -> Self {
+        self.binding = binding;
         self
     }
 }
@@ -161,9 +187,226 @@ where
                 if !challenge::is_rejection(&response) {
                     this.span.record("decision", "allow");
                 }
+                if let Some(binding) = this.binding.take() {
+                    binding.record(response.headers());
+                }
                 Poll::Ready(Ok(response.map(ResponseBody::inner)))
             }
             StateProj::Rejected { rejection } => rejection.poll_response(cx).map(Ok),
+        }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The part of a gate that may have to wait: it holds what it needs of the request
+/// (never the headers, which the gate keeps), decides, and then hands the request on
+/// or gives back the body to drain. Implemented by [`Waiting`] (as
+/// [`Verifying`](crate::Verifying) and [`Deciding`](crate::Deciding)) and
+/// [`ReadingOperation`](crate::ReadingOperation); sealed.
+pub trait Check: sealed::Sealed {
+    /// The request body the inner service receives.
+    type Body;
+    /// The request body that is drained when the check refuses.
+    type Refused: Body;
+    /// How much of the body is read and dropped before a refusal is answered.
+    const DRAIN: usize = DRAIN_MAX_BYTES;
+
+    /// Decides, putting what it learned into `parts` (the principal, the operation).
+    fn poll_check(
+        &mut self,
+        parts: &mut Parts,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), AuthError>>;
+
+    /// The request for the inner service, once the check passed.
+    fn pass(self, parts: Parts) -> Request<Self::Body>;
+
+    /// The body to drain, once the check refused.
+    fn refuse(self) -> Self::Refused;
+}
+
+pub(crate) use sealed::Sealed;
+
+/// A [`Check`] that waits on one future (a verification, a policy's decision) with
+/// the request body set aside until it settles the request.
+pub struct Waiting<F, B> {
+    future: F,
+    body: B,
+}
+
+impl<F, B> Waiting<F, B> {
+    pub(crate) fn new(future: F, body: B) -> Self {
+        Self { future, body }
+    }
+}
+
+/// What a [`Waiting`] check waits on: a future whose output settles the request,
+/// putting what it learned into the request's parts or refusing it. Sealed.
+pub trait Settle: Future + Unpin + Sealed {
+    /// Puts what `output` says into `parts`, or refuses.
+    fn settle(output: Self::Output, parts: &mut Parts) -> Result<(), AuthError>;
+}
+
+impl<F, B> Sealed for Waiting<F, B> {}
+
+impl<F: Settle, B: Body> Check for Waiting<F, B> {
+    type Body = B;
+    type Refused = B;
+
+    fn poll_check(
+        &mut self,
+        parts: &mut Parts,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), AuthError>> {
+        let output = std::task::ready!(Pin::new(&mut self.future).poll(cx));
+        Poll::Ready(F::settle(output, parts))
+    }
+
+    fn pass(self, parts: Parts) -> Request<B> {
+        Request::from_parts(parts, self.body)
+    }
+
+    fn refuse(self) -> B {
+        self.body
+    }
+}
+
+/// The response future of the layers that may wait before deciding
+/// ([`VerifyService`](crate::VerifyService), [`AuthorizeService`](crate::AuthorizeService),
+/// [`OperationService`](crate::OperationService)): the check `C`, then the inner
+/// service `S` or a refusal. A decision made at once costs no allocation and no clone
+/// of the service.
+#[pin_project]
+pub struct GateFuture<C, S, ResBody>
+where
+    C: Check,
+    S: Service<Request<C::Body>>,
+{
+    #[pin]
+    state: Gate<C, S, S::Future, C::Refused, ResBody>,
+    /// Kept only while a check is pending, to render its refusal.
+    resource: Option<ProtectedResource>,
+}
+
+#[pin_project(project = GateProj, project_replace = GateOwn)]
+enum Gate<C, S, F, R, B> {
+    Checking {
+        check: C,
+        parts: Parts,
+        inner: S,
+    },
+    Calling {
+        #[pin]
+        future: F,
+    },
+    Rejecting {
+        rejection: Rejection<R, B>,
+    },
+    Done,
+}
+
+impl<C, S, ResBody> GateFuture<C, S, ResBody>
+where
+    C: Check,
+    S: Service<Request<C::Body>>,
+{
+    /// Passed at once: calls the service that was polled ready.
+    pub(crate) fn pass(request: Request<C::Body>, inner: &mut S) -> Self {
+        Self {
+            state: Gate::Calling {
+                future: inner.call(request),
+            },
+            resource: None,
+        }
+    }
+
+    /// Refused at once.
+    pub(crate) fn refuse(
+        error: AuthError,
+        parts: &Parts,
+        body: C::Refused,
+        resource: &ProtectedResource,
+    ) -> Self {
+        let response = challenge::reject(error, resource, parts);
+        Self {
+            state: Gate::Rejecting {
+                rejection: Rejection::draining(response, body, C::DRAIN),
+            },
+            resource: None,
+        }
+    }
+
+    /// Decided by `check`, later: the service that was polled ready goes into the
+    /// future, a clone of it stays.
+    pub(crate) fn check(check: C, parts: Parts, inner: &mut S, resource: &ProtectedResource) -> Self
+    where
+        S: Clone,
+    {
+        let clone = inner.clone();
+        Self {
+            state: Gate::Checking {
+                check,
+                parts,
+                inner: std::mem::replace(inner, clone),
+            },
+            resource: Some(resource.clone()),
+        }
+    }
+}
+
+impl<C, S, ResBody> Future for GateFuture<C, S, ResBody>
+where
+    C: Check,
+    S: Service<Request<C::Body>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                GateProj::Checking { check, parts, .. } => {
+                    let checked = std::task::ready!(check.poll_check(parts, cx));
+                    let owned = this.state.as_mut().project_replace(Gate::Done);
+                    let (
+                        GateOwn::Checking {
+                            check,
+                            parts,
+                            mut inner,
+                        },
+                        Some(resource),
+                    ) = (owned, this.resource.take())
+                    else {
+                        return Poll::Ready(Ok(challenge::after_completion()));
+                    };
+                    let next = match checked {
+                        Ok(()) => Gate::Calling {
+                            future: inner.call(check.pass(parts)),
+                        },
+                        Err(error) => {
+                            let response = challenge::reject(error, &resource, &parts);
+                            Gate::Rejecting {
+                                rejection: Rejection::draining(response, check.refuse(), C::DRAIN),
+                            }
+                        }
+                    };
+                    this.state.set(next);
+                }
+                GateProj::Calling { future } => {
+                    let response = std::task::ready!(future.poll(cx));
+                    this.state.set(Gate::Done);
+                    return Poll::Ready(response.map(|r| r.map(ResponseBody::inner)));
+                }
+                GateProj::Rejecting { rejection } => {
+                    let response = std::task::ready!(rejection.poll_response(cx));
+                    this.state.set(Gate::Done);
+                    return Poll::Ready(Ok(response));
+                }
+                GateProj::Done => return Poll::Ready(Ok(challenge::after_completion())),
+            }
         }
     }
 }

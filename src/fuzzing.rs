@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// Reads `body` as a metadata document of `issuer`; whether it was accepted.
 pub fn discovery_document(issuer: &str, body: &[u8]) -> bool {
-    crate::keys::parse_document(body, issuer, false).is_ok()
+    crate::keys::parse_document(body, issuer, crate::uri::Transport::HttpsOrLoopback).is_ok()
 }
 
 /// Reads `body` as an introspection answer from `issuer`; whether it vouched for an

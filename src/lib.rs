@@ -5,17 +5,37 @@
 //! access tokens issued for this server by issuers it trusts, and tell clients exactly
 //! how to get a better one.
 //!
+//! ## The pipeline
+//!
+//! A request meets nine stages, in this order; [`ResourceServer`] builds them all
+//! (the modules below are listed in the same order, and so are the re-exports):
+//!
 //! ```text
-//! request ─► Metadata ─► Bearer ─► Verify ──────────► Audience ─► Sessions ─► Operation ─► Authorize ─► your service
-//!            RFC 9728    token?    signature, iss,    aud fits    a session   MCP method  policy says
-//!            document    (R-BEAR)  exp via KeyChain   this route? is its      and tool    yes / 403
-//!                                  (R-JWT, R-KEY,     (R-AUD)     user's      (MCP-1,     (R-AZ, MCP-2)
-//!                                  R-GW-3)                        (R-GW-5)    R-GW-1/2)
-//!   each step on failure ─► AuthError ─► one renderer: 400 / 401 / 403 / 503 + challenge
+//!  request
+//!    │
+//!    ▼
+//!  1 MetadataLayer      GET of the RFC 9728 document → answered here       (R-PRM)
+//!  2 BearerLayer        the token, from exactly one Authorization header   (R-BEAR)
+//!  3 VerifyLayer        signature, iss, exp… by a TokenVerifier → Principal (R-JWT, R-KEY, R-ISS, R-GW-3)
+//!  4 AudienceLayer      is the token meant for this resource (this route)? (R-AUD)
+//!  5 EnrichLayer        optional extra claims; its failure lets the request on (R-AZ-2)
+//!  6 BindSessionsLayer  an Mcp-Session-Id works only for its principal    (R-GW-5)
+//!  7 OperationLayer     the MCP method and tool, read from the body        (MCP-1, R-GW-1, R-GW-2)
+//!  8 AuthorizeLayer     scopes and your policy: allow, 403, or step-up     (R-AZ-1, MCP-2)
+//!  9 FilterToolsLayer   tools/list answers without what the caller cannot call (MCP-3, R-GW-4)
+//!    │
+//!    ▼
+//!  your service
+//!
+//!  any stage refusing ─► AuthError ─► one renderer: 400 / 401 / 403 / 404 / 503 + challenge
 //! ```
 //!
-//! Each step is a [`tower::Layer`] usable on its own; a step reads what the one before
-//! put into the request's extensions ([`BearerToken`], then [`Principal`]). A layer used
+//! Each stage is a [`tower::Layer`] usable on its own, whose service is named after
+//! it (`BearerLayer` makes a [`BearerService`]); a stage reads what the one before put
+//! into the request's extensions ([`BearerToken`], then [`Principal`], then
+//! [`McpOperation`]). The stages that decide at once answer with a [`ResponseFuture`];
+//! those that may wait (verification, reading the operation, a policy) with a
+//! [`GateFuture`], which holds the inner service only while it waits. A layer used
 //! without the one it needs answers `500` and logs which layer is missing, never lets
 //! the request through. [`ResourceServer`] composes them in the right order from one
 //! description of the resource, with the metadata endpoint.
@@ -100,12 +120,29 @@ compile_error!(
     "mcp-gatekeeper needs a crypto backend: enable the `aws-lc-rs` or the `rust-crypto` feature"
 );
 
-mod audience;
-mod authorize;
+// The stages, in the order a request meets them.
+// 1. the RFC 9728 metadata document
+mod metadata;
+// 2. the bearer token
 mod bearer;
+// 3. verification: the token becomes a principal
+mod verify;
+// 4. the audience
+mod audience;
+// 5. enrichment
+mod enrich;
+// 6. session binding, 7. the MCP operation, 9. the tools/list filter
+mod mcp;
+// 8. authorization
+mod authorize;
+
+// All the stages: the pipeline written once, and the builder that makes it.
+mod pipeline;
+mod server;
+
+// What the stages share.
 mod body;
 mod challenge;
-mod enrich;
 mod error;
 mod fetch;
 mod future;
@@ -113,51 +150,62 @@ mod future;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod keys;
-mod mcp;
-mod metadata;
 mod principal;
 mod resource;
 mod rule;
-mod server;
 mod uri;
-mod verify;
 
-pub use audience::{Audience, AudienceLayer, AudienceMatch, AudiencePolicy};
-pub use authorize::{
-    Authorize, AuthorizeFuture, AuthorizeLayer, AuthorizeService, BoxAuthorize, Decision,
-    RequireScopes,
+// 1. metadata
+pub use metadata::{
+    MetadataEndpoint, MetadataLayer, MetadataService, document as metadata_document, metadata_path,
 };
-pub use bearer::{Bearer, BearerLayer, BearerToken, DEFAULT_MAX_TOKEN_LEN};
-pub use body::ResponseBody;
+
+// 2. bearer
+pub use bearer::{BearerLayer, BearerService, BearerToken, DEFAULT_MAX_TOKEN_LEN};
+
+// 3. verify
+pub use verify::{
+    CacheFuture, ClientAuth, DEFAULT_INACTIVE_TTL, Introspection, IntrospectionVerifier, Issuer,
+    JwtVerifier, TokenCacheOptions, TokenCacheUsage, TokenVerifier, VerifierChain, VerifyFuture,
+    VerifyLayer, VerifyService, Verifying,
+};
+#[cfg(feature = "kubernetes")]
+pub use verify::{TokenReview, TokenReviewVerifier};
+
+// 4. audience
+pub use audience::{AudienceLayer, AudienceMatch, AudiencePolicy, AudienceService};
+
+// 5. enrich
 pub use enrich::{
     DEFAULT_ENRICH_TIMEOUT, Enrich, EnrichFuture, EnrichLayer, EnrichService, ServerEnrich,
 };
+
+// 6. sessions, 7. the operation, 9. the tool filter
+pub use mcp::{
+    BindSessionsLayer, BindSessionsService, DEFAULT_MCP_BODY_LIMIT, DEFAULT_SESSION_CAPACITY,
+    DEFAULT_SESSION_IDLE, DEFAULT_TOOLS_LIST_LIMIT, FilterToolsFuture, FilterToolsLayer,
+    FilterToolsService, FilteredBody, MCP_METHOD, MCP_NAME, MCP_SESSION_ID, McpBody, McpOperation,
+    McpScopes, OperationLayer, OperationService, OperationSource, ReadingOperation,
+};
+
+// 8. authorize
+pub use authorize::{
+    Authorize, AuthorizeLayer, AuthorizeService, BoxAuthorize, Decide, Deciding, Decision,
+    RequireScopes, ServerAuthorize,
+};
+
+// All stages in order.
+pub use pipeline::{Gatekeeper, GatekeeperLayer};
+pub use server::{Issuers, OwnVerifier, ResourceServer, ResourceServerBuilder};
+
+// What the stages share.
+pub use body::ResponseBody;
 pub use error::{AuthError, AuthErrorKind, ConfigError};
 pub use fetch::FetchOptions;
-pub use future::ResponseFuture;
+pub use future::{Check, GateFuture, ResponseFuture, Settle, Waiting};
 pub use jsonwebtoken::Algorithm;
-pub use mcp::{
-    BindSessions, BindSessionsFuture, BindSessionsLayer, DEFAULT_MCP_BODY_LIMIT,
-    DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE, DEFAULT_TOOLS_LIST_LIMIT, FilterTools,
-    FilterToolsFuture, FilterToolsLayer, FilteredBody, MCP_METHOD, MCP_NAME, MCP_SESSION_ID,
-    McpBody, McpOperation, McpScopes, Operation, OperationFuture, OperationLayer, OperationSource,
-};
-pub use metadata::{
-    Metadata, MetadataLayer, MetadataService, document as metadata_document, metadata_path,
-};
 #[cfg(feature = "axum")]
 pub use principal::MissingPrincipal;
 pub use principal::{Principal, Scopes, TokenKind};
 pub use resource::ProtectedResource;
 pub use rule::Rule;
-pub use server::{
-    Gatekeeper, GatekeeperLayer, ResourceServer, ResourceServerBuilder, ServerAuthorize,
-    ServerAuthorizeFuture,
-};
-pub use verify::{
-    CacheFuture, ClientAuth, DEFAULT_INACTIVE_TTL, Introspection, IntrospectionVerifier, Issuer,
-    JwtVerifier, TokenCacheOptions, TokenCacheUsage, TokenVerifier, VerifierChain, Verify,
-    VerifyFuture, VerifyLayer,
-};
-#[cfg(feature = "kubernetes")]
-pub use verify::{TokenReview, TokenReviewVerifier};

@@ -4,7 +4,7 @@
 //! root form, with `resource` exactly the canonical resource URI.
 //!
 //! [`MetadataLayer`] answers those paths in front of a service (so one layer on an
-//! axum router covers both); [`MetadataService`] serves them alone.
+//! axum router covers both); [`MetadataEndpoint`] serves them alone.
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -18,7 +18,7 @@ use http::header::{
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
-use tower::{Layer, Service};
+use tower::Service;
 
 use crate::body::ResponseBody;
 use crate::future::{Rejection, ResponseFuture};
@@ -136,33 +136,17 @@ impl MetadataLayer {
         }
     }
 
-    /// Also serves the document at `/.well-known/oauth-protected-resource` (the root
-    /// form), for clients that look only there.
-    pub fn serve_root(mut self) -> Self {
-        self.serve_root = true;
+    /// Whether the document is also served at `/.well-known/oauth-protected-resource`
+    /// (the root form), for clients that look only there (default `false`).
+    pub fn serve_root(mut self, on: bool) -> Self {
+        self.serve_root = on;
         self
     }
 }
 
-impl<S> Layer<S> for MetadataLayer {
-    type Service = Metadata<S>;
+crate::pipeline::layer_service!(MetadataLayer => MetadataService);
 
-    fn layer(&self, inner: S) -> Self::Service {
-        Metadata {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// The service made by [`MetadataLayer`].
-#[derive(Clone, Debug)]
-pub struct Metadata<S> {
-    inner: S,
-    layer: MetadataLayer,
-}
-
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Metadata<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for MetadataService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ReqBody: http_body::Body,
@@ -188,18 +172,18 @@ where
 
 /// Serves only the metadata document (`404` for any other path).
 #[derive(Clone, Debug)]
-pub struct MetadataService {
+pub struct MetadataEndpoint {
     layer: MetadataLayer,
 }
 
-impl MetadataService {
+impl MetadataEndpoint {
     /// Serves the metadata of `resource`.
     pub fn new(layer: MetadataLayer) -> Self {
         Self { layer }
     }
 }
 
-impl<B> Service<Request<B>> for MetadataService {
+impl<B> Service<Request<B>> for MetadataEndpoint {
     type Response = Response<String>;
     type Error = Infallible;
     type Future = Ready<Result<Response<String>, Infallible>>;

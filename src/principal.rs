@@ -24,6 +24,16 @@ pub enum TokenKind {
     Other(Arc<str>),
 }
 
+/// Adds to `into` each of `more` it does not hold yet, in order: the one way this
+/// crate merges lists of scopes (challenges, `scopes_supported`).
+pub(crate) fn add_scopes<'a>(into: &mut Vec<String>, more: impl IntoIterator<Item = &'a String>) {
+    for scope in more {
+        if !into.contains(scope) {
+            into.push(scope.clone());
+        }
+    }
+}
+
 /// The scopes granted to a token, from `scope` (space-separated string) or `scp`
 /// (array or string).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -48,6 +48,20 @@ struct Inner {
 #[derive(Clone)]
 pub struct ProtectedResource(Arc<Inner>);
 
+impl From<&str> for ProtectedResource {
+    /// [`ProtectedResource::new`].
+    fn from(uri: &str) -> Self {
+        Self::new(uri)
+    }
+}
+
+impl From<String> for ProtectedResource {
+    /// [`ProtectedResource::new`].
+    fn from(uri: String) -> Self {
+        Self::new(uri)
+    }
+}
+
 impl ProtectedResource {
     /// A resource with one canonical URI: the exact URL clients connect to, e.g.
     /// `https://mcp.example.com/mcp`.

@@ -86,18 +86,31 @@ fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Which schemes a configured or discovered URL may use: what [`check_url_with`]
+/// lets pass besides `https`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// `https`, or plain `http` to a loopback host only (for development). The
+    /// default everywhere.
+    HttpsOrLoopback,
+    /// Plain `http` to any host as well, for an issuer whose network is trusted by
+    /// other means (see `Issuer::allow_insecure_http`).
+    AnyHttp,
+}
+
 /// Checks that `url` is an absolute `https` URL (or `http` to a loopback host, for
 /// development), without a fragment. `what` names the setting in the error message.
 pub(crate) fn check_url(url: &str, what: &str) -> Result<(), ConfigError> {
-    check_url_with(url, what, false)
+    check_url_with(url, what, Transport::HttpsOrLoopback)
 }
 
-/// [`check_url`], but plain `http` to any host passes when `insecure_http` (for an
-/// issuer whose network is trusted otherwise; see `Issuer::allow_insecure_http`).
+/// [`check_url`], but plain `http` to any host passes with [`Transport::AnyHttp`]
+/// (for an issuer whose network is trusted otherwise; see
+/// `Issuer::allow_insecure_http`).
 pub(crate) fn check_url_with(
     url: &str,
     what: &str,
-    insecure_http: bool,
+    transport: Transport,
 ) -> Result<(), ConfigError> {
     let uri: Uri = url.parse().map_err(|_| {
         ConfigError::new(format!(
@@ -116,7 +129,7 @@ pub(crate) fn check_url_with(
     }
     match scheme {
         "https" => Ok(()),
-        "http" if insecure_http || is_loopback_host(host) => Ok(()),
+        "http" if transport == Transport::AnyHttp || is_loopback_host(host) => Ok(()),
         "http" => Err(ConfigError::new(format!(
             "{what} {url:?} uses plain http to a non-loopback host, which lets anyone on the \
              path read or forge it; use https (plain http is allowed only for localhost)"

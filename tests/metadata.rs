@@ -31,7 +31,7 @@ fn server(root: bool) -> ResourceServer {
         .scopes_supported(["mcp:read", "mcp:write"])
         .resource_name("Example MCP");
     if root {
-        builder = builder.serve_root_metadata();
+        builder = builder.serve_root_metadata(true);
     }
     builder.build().expect("valid")
 }

@@ -252,7 +252,7 @@ async fn a_session_id_not_seen_issued_belongs_to_its_first_user_and_memory_is_bo
     }
     // Strict: an id not seen issued is nobody's.
     let strict = BindSessionsLayer::new(ProtectedResource::new("https://mcp.example.com/mcp"))
-        .refuse_unknown();
+        .refuse_unknown(true);
     let mut strict = strict.layer(tower::service_fn(|_: http::Request<String>| async {
         Ok::<_, Infallible>(http::Response::new(String::new()))
     }));

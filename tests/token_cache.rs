@@ -305,19 +305,3 @@ async fn the_cache_stays_within_its_entry_and_byte_bounds() {
     assert!(usage.entries > 0 && usage.entries <= 100, "{usage:?}");
     assert!(usage.bytes <= 256 * 1024, "{usage:?}");
 }
-
-#[tokio::test]
-async fn a_custom_verifier_with_token_cache_is_a_configuration_error() {
-    let key = SigningKey::ec("k");
-    let verifier = mcp_gatekeeper::JwtVerifier::new([Issuer::new(ISSUER)
-        .local_keys(local(&[&key]))
-        .discovery(false)])
-    .expect("valid");
-    let error = ResourceServer::builder(RESOURCE)
-        .verifier(verifier)
-        .authorization_server(ISSUER)
-        .token_cache(TokenCacheOptions::default())
-        .build()
-        .expect_err("token_cache would be ignored");
-    assert!(error.to_string().contains("token_cache"), "{error}");
-}

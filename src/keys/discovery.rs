@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::flight::{Flight, Gate};
 use super::{JwksCache, JwksOptions, KeyError, KeyFuture, KeySet, KeySource};
 use crate::fetch::{FetchError, Fetcher};
-use crate::uri;
+use crate::uri::{self, Transport};
 
 /// Whether a failed fetch means the host is out of reach.
 enum FetchFailure {
@@ -39,7 +39,7 @@ struct Inner {
     discovered: ArcSwapOption<Discovered>,
     flight: Flight,
     /// Whether the document may name plain-http endpoints off loopback.
-    insecure_http: bool,
+    transport: Transport,
 }
 
 /// Reads a metadata document of `issuer` (RFC 8414 or OIDC): its `jwks_uri` and
@@ -48,7 +48,7 @@ struct Inner {
 pub(crate) fn parse_document(
     body: &[u8],
     issuer: &str,
-    insecure_http: bool,
+    transport: Transport,
 ) -> Result<(Option<String>, Option<String>), String> {
     let document: Value = serde_json::from_slice(body).map_err(|_| "not JSON".to_owned())?;
     let named = document.get("issuer").and_then(Value::as_str);
@@ -65,7 +65,7 @@ pub(crate) fn parse_document(
     let endpoint = |name: &str| -> Result<Option<String>, String> {
         match document.get(name) {
             None => Ok(None),
-            Some(Value::String(url)) => uri::check_url_with(url, name, insecure_http)
+            Some(Value::String(url)) => uri::check_url_with(url, name, transport)
                 .map(|()| Some(url.clone()))
                 .map_err(|e| e.message().to_owned()),
             Some(_) => Err(format!("{name} is not a string")),
@@ -89,7 +89,7 @@ impl Discovery {
         fetcher: Fetcher,
         discovered_fetcher: Fetcher,
         options: JwksOptions,
-        insecure_http: bool,
+        transport: Transport,
     ) -> Self {
         let flight = Flight::new(options.min_backoff, options.max_backoff);
         Self(Arc::new(Inner {
@@ -99,7 +99,7 @@ impl Discovery {
             options,
             discovered: ArcSwapOption::empty(),
             flight,
-            insecure_http,
+            transport,
         }))
     }
 
@@ -161,7 +161,7 @@ impl Discovery {
             }
             Err(error) => return Err(other(error.to_string())),
         };
-        parse_document(&body, &self.0.issuer, self.0.insecure_http).map_err(other)
+        parse_document(&body, &self.0.issuer, self.0.transport).map_err(other)
     }
 
     /// The issuer's metadata, discovered on first need (single flight, back-off).

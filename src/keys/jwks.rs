@@ -71,6 +71,16 @@ struct Inner {
     background: AtomicBool,
 }
 
+/// What a lookup does when the set it finds has outlived its time-to-live: the set
+/// answers either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnStale {
+    /// Start one background refresh (the steady-state read).
+    RefreshInBackground,
+    /// Nothing: the caller has just fetched, or decided not to.
+    Ignore,
+}
+
 /// A cached JWK set fetched from one URI. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct JwksCache(Arc<Inner>);
@@ -94,18 +104,14 @@ impl JwksCache {
         }))
     }
 
-    fn lookup(
-        &self,
-        kid: Option<&str>,
-        alg: Algorithm,
-        refresh_if_stale: bool,
-    ) -> Option<Arc<KeySet>> {
+    /// The held set, when it has a candidate for `kid` and `alg`.
+    fn lookup(&self, kid: Option<&str>, alg: Algorithm, on_stale: OnStale) -> Option<Arc<KeySet>> {
         let guard = self.0.snapshot.load();
         let snapshot = guard.as_ref()?;
         if !snapshot.keys.has(kid, alg) {
             return None;
         }
-        if refresh_if_stale && Instant::now() >= snapshot.expires_at {
+        if on_stale == OnStale::RefreshInBackground && Instant::now() >= snapshot.expires_at {
             self.refresh_in_background();
         }
         Some(snapshot.keys.clone())
@@ -195,7 +201,7 @@ impl JwksCache {
         alg: Algorithm,
     ) -> Result<Option<Arc<KeySet>>, KeyError> {
         let seen = self.0.flight.seen();
-        if let Some(keys) = self.lookup(kid.as_deref(), alg, true) {
+        if let Some(keys) = self.lookup(kid.as_deref(), alg, OnStale::RefreshInBackground) {
             return Ok(Some(keys));
         }
         let have_set = self.0.snapshot.load().is_some();
@@ -211,10 +217,10 @@ impl JwksCache {
         {
             // R-KEY-3: inside the cool-down an unknown kid fails fast. A fetch that
             // finished since the first look may have brought the key: look again.
-            return Ok(self.lookup(kid.as_deref(), alg, false));
+            return Ok(self.lookup(kid.as_deref(), alg, OnStale::Ignore));
         }
         self.refresh(seen).await?;
-        Ok(self.lookup(kid.as_deref(), alg, false))
+        Ok(self.lookup(kid.as_deref(), alg, OnStale::Ignore))
     }
 }
 
@@ -224,7 +230,7 @@ impl KeySource for JwksCache {
     }
 
     fn cached(&self, kid: Option<&str>, alg: Algorithm) -> Option<Arc<KeySet>> {
-        self.lookup(kid, alg, true)
+        self.lookup(kid, alg, OnStale::RefreshInBackground)
     }
 
     fn resolve(&self, kid: Option<String>, alg: Algorithm) -> KeyFuture {

@@ -13,6 +13,9 @@
 //! JSON-RPC error, an SSE stream ends with a JSON-RPC error event. `Accept-Encoding`
 //! is taken off the requests whose answers are filtered, so servers answer
 //! uncompressed.
+//!
+//! This module holds the layer and the filtering of JSON answers; SSE streams are
+//! read and filtered event by event in the `sse` module.
 
 use std::collections::BTreeMap;
 use std::future::{Future, poll_fn};
@@ -34,6 +37,7 @@ use crate::authorize::{Authorize, Decision};
 use crate::principal::Principal;
 
 use super::operation::{McpOperation, OperationSource};
+use super::sse::{EventData, SseFilter, classify};
 
 /// The largest `tools/list` answer filtered, by default (16 MiB); a larger one is
 /// withheld.
@@ -85,10 +89,10 @@ impl<A> FilterToolsLayer<A> {
 }
 
 impl<S, A> Layer<S> for FilterToolsLayer<A> {
-    type Service = FilterTools<S, A>;
+    type Service = FilterToolsService<S, A>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        FilterTools {
+        FilterToolsService {
             inner,
             layer: self.clone(),
         }
@@ -97,12 +101,12 @@ impl<S, A> Layer<S> for FilterToolsLayer<A> {
 
 /// The service made by [`FilterToolsLayer`].
 #[derive(Debug)]
-pub struct FilterTools<S, A> {
+pub struct FilterToolsService<S, A> {
     inner: S,
     layer: FilterToolsLayer<A>,
 }
 
-impl<S: Clone, A> Clone for FilterTools<S, A> {
+impl<S: Clone, A> Clone for FilterToolsService<S, A> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -113,7 +117,7 @@ impl<S: Clone, A> Clone for FilterTools<S, A> {
 
 /// Which answers of a request are filtered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
+pub(super) enum Target {
     /// A `tools/list` `POST`: its JSON answer, or the events of its SSE answer.
     Answer,
     /// A `GET` stream (resumed or not): its events.
@@ -121,13 +125,13 @@ enum Target {
 }
 
 /// What filtering an answer needs to know of its request.
-struct Asked<A> {
+pub(super) struct Asked<A> {
     authorize: Arc<A>,
     principal: Principal,
     parts: Parts,
-    id: Option<Value>,
-    limit: usize,
-    target: Target,
+    pub(super) id: Option<Value>,
+    pub(super) limit: usize,
+    pub(super) target: Target,
 }
 
 impl<A> Asked<A> {
@@ -165,7 +169,7 @@ impl<A> Asked<A> {
     }
 }
 
-impl<S, A, ReqBody, ResBody> Service<Request<ReqBody>> for FilterTools<S, A>
+impl<S, A, ReqBody, ResBody> Service<Request<ReqBody>> for FilterToolsService<S, A>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     A: Authorize,
@@ -198,7 +202,7 @@ where
 
 type Filtering<B> = Pin<Box<dyn Future<Output = Response<FilteredBody<B>>> + Send>>;
 
-/// The response future of [`FilterTools`].
+/// The response future of [`FilterToolsService`].
 #[pin_project]
 pub struct FilterToolsFuture<F, A, B: Body> {
     #[pin]
@@ -305,7 +309,7 @@ fn withheld<B: Body>(
     Response::from_parts(parts, FilteredBody::ended(body, None))
 }
 
-fn withheld_message(id: Option<&Value>, reason: &str) -> String {
+pub(super) fn withheld_message(id: Option<&Value>, reason: &str) -> String {
     serde_json::json!({
         "jsonrpc": "2.0",
         "id": id.cloned().unwrap_or(Value::Null),
@@ -371,7 +375,7 @@ where
 /// `Ok(None)` when it lists no tools (an error answer, say: passed on as it is), `Err`
 /// when it cannot be read. The tools kept are copied byte for byte, so their schemas
 /// keep their member order.
-async fn filter_result<A: Authorize>(
+pub(super) async fn filter_result<A: Authorize>(
     data: &[u8],
     asked: &Asked<A>,
 ) -> Result<Option<Vec<u8>>, &'static str> {
@@ -393,28 +397,7 @@ async fn filter_result<A: Authorize>(
     let total = listed.len();
     let mut kept = Vec::with_capacity(total);
     for tool in listed {
-        #[derive(serde::Deserialize)]
-        struct Named {
-            name: Option<Value>,
-        }
-        let name = serde_json::from_str::<Named>(tool.get())
-            .ok()
-            .and_then(|t| t.name)
-            .and_then(|n| n.as_str().map(str::to_owned));
-        let allowed = match name {
-            Some(name) => {
-                let call = McpOperation::tool_call(name);
-                asked
-                    .authorize
-                    .authorize(&asked.principal, &call, &asked.parts)
-                    .await
-                    == Decision::Allow
-            }
-            // A tool whose name cannot be read (missing, not a string, given twice)
-            // might still be called by a client that reads it: left out.
-            None => false,
-        };
-        if allowed {
+        if may_call(&tool, asked).await {
             kept.push(tool);
         }
     }
@@ -437,302 +420,32 @@ async fn filter_result<A: Authorize>(
         .map_err(|_| UNWRITABLE)
 }
 
-/// The lines of an SSE event (any of CRLF, LF, CR ends a line).
-fn lines(event: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = event;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let end = rest
-            .iter()
-            .position(|&b| b == b'\n' || b == b'\r')
-            .unwrap_or(rest.len());
-        let line = &rest[..end];
-        let mut skip = end;
-        if rest.get(end) == Some(&b'\r') && rest.get(end + 1) == Some(&b'\n') {
-            skip += 2;
-        } else if end < rest.len() {
-            skip += 1;
-        }
-        rest = &rest[skip..];
-        Some(line)
-    })
-}
-
-/// The data of an SSE event: its `data` lines joined by newlines.
-fn event_data(event: &[u8]) -> Vec<u8> {
-    let mut data = Vec::new();
-    let mut first = true;
-    for line in lines(event) {
-        let value = match line.strip_prefix(b"data") {
-            Some(v) if v.is_empty() => v,
-            Some(v) if v[0] == b':' => v[1..].strip_prefix(b" ").unwrap_or(&v[1..]),
-            _ => continue,
-        };
-        if !first {
-            data.push(b'\n');
-        }
-        first = false;
-        data.extend_from_slice(value);
-    }
-    data
-}
-
-/// What an event's data is, to the filter.
-#[derive(Debug, PartialEq, Eq)]
-enum EventData {
-    /// A JSON-RPC answer whose result has a `tools` member: filtered.
-    Tools,
-    /// Anything else readable, or no JSON at all (a comment, a priming event): passed.
-    Other,
-    /// A JSON object the filter cannot read (invalid UTF-8, a member twice): it might
-    /// list tools to a client that reads it, so it is withheld.
-    Unreadable,
-}
-
-/// Reads an event's data far enough to know whether it lists tools.
-fn classify(data: &[u8]) -> EventData {
+/// Whether the policy lets `asked.principal` call `tool`, one listed tool.
+async fn may_call<A: Authorize>(tool: &RawValue, asked: &Asked<A>) -> bool {
     #[derive(serde::Deserialize)]
-    struct Answer<'a> {
-        #[serde(borrow)]
-        result: Option<&'a RawValue>,
+    struct Named {
+        name: Option<Value>,
     }
-    #[derive(serde::Deserialize)]
-    struct Listing<'a> {
-        #[serde(borrow)]
-        tools: Option<&'a RawValue>,
-    }
-    let first = data.iter().find(|b| !b.is_ascii_whitespace());
-    if first == Some(&b'[') {
-        // A batch: a client may read the answers in it; this filter does not.
-        return EventData::Unreadable;
-    }
-    let object = first == Some(&b'{');
-    let Ok(answer) = serde_json::from_slice::<Answer<'_>>(data) else {
-        return match object {
-            true => EventData::Unreadable,
-            false => EventData::Other,
-        };
-    };
-    let Some(result) = answer.result else {
-        return EventData::Other;
-    };
-    match serde_json::from_str::<Listing<'_>>(result.get()) {
-        Ok(Listing { tools: Some(_) }) => EventData::Tools,
-        Ok(Listing { tools: None }) => EventData::Other,
-        // A result that is not an object cannot list tools; one that is but does not
-        // read (a member twice) might.
-        Err(_) if result.get().starts_with('{') => EventData::Unreadable,
-        Err(_) => EventData::Other,
+    let name = serde_json::from_str::<Named>(tool.get())
+        .ok()
+        .and_then(|t| t.name)
+        .and_then(|n| n.as_str().map(str::to_owned));
+    match name {
+        Some(name) => {
+            let call = McpOperation::tool_call(name);
+            asked
+                .authorize
+                .authorize(&asked.principal, &call, &asked.parts)
+                .await
+                == Decision::Allow
+        }
+        // A tool whose name cannot be read (missing, not a string, given twice)
+        // might still be called by a client that reads it: left out.
+        None => false,
     }
 }
 
-/// `event` with its data replaced by `data` (its other fields kept, in order).
-fn rewrite_event(event: &[u8], data: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(event.len());
-    for line in lines(event) {
-        if !line.starts_with(b"data") && !line.is_empty() {
-            out.extend_from_slice(line);
-            out.extend_from_slice(b"\n");
-        }
-    }
-    // One data line per line: kept tools are copied as they were, newlines and all.
-    for line in lines(data) {
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line);
-        out.extend_from_slice(b"\n");
-    }
-    out.extend_from_slice(b"\n");
-    out.freeze()
-}
-
-/// The length of the first complete event in `buf` (up to and including the blank
-/// line that ends it), if there is one.
-fn event_len(buf: &[u8]) -> Option<usize> {
-    let mut at = 0;
-    let mut line_start = 0;
-    while at < buf.len() {
-        let newline = match buf[at] {
-            b'\n' => 1,
-            b'\r' if buf.get(at + 1) == Some(&b'\n') => 2,
-            b'\r' if at + 1 < buf.len() => 1,
-            b'\r' => return None, // a CR at the end may be half of a CRLF
-            _ => {
-                at += 1;
-                continue;
-            }
-        };
-        if at == line_start {
-            return Some(at + newline);
-        }
-        at += newline;
-        line_start = at;
-    }
-    None
-}
-
-type Filtered = Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>, &'static str>> + Send>>;
-
-/// Filters the `tools` result of one event's data; `A` erased so the body type has
-/// none.
-type EventFilter = Arc<dyn Fn(Vec<u8>) -> Filtered + Send + Sync>;
-
-/// An SSE stream filtered event by event as it flows: events pass on whole, once
-/// complete; one that lists tools is filtered first; one the filter cannot read ends
-/// the stream with a JSON-RPC error event in its place.
-struct SseFilter<B> {
-    body: Option<Pin<Box<B>>>,
-    buf: BytesMut,
-    /// Where in `buf` the next scan for the end of an event starts: the start of a
-    /// line, before which no event ends.
-    scanned: usize,
-    filtering: Option<(Bytes, Filtered)>,
-    filter: EventFilter,
-    trailers: Option<http::HeaderMap>,
-    id: Option<Value>,
-    limit: usize,
-    /// Whether the start of the stream was checked for a byte order mark, which SSE
-    /// clients drop (and which would hide the first line's field name from a scan).
-    started: bool,
-}
-
-/// The UTF-8 byte order mark.
-const BOM: &[u8] = b"\xEF\xBB\xBF";
-
-impl<B: Body> SseFilter<B> {
-    fn new<A: Authorize>(body: B, asked: Arc<Asked<A>>) -> Self {
-        let id = match asked.target {
-            Target::Answer => asked.id.clone(),
-            Target::Stream => None,
-        };
-        let limit = asked.limit;
-        let filter: EventFilter = Arc::new(move |data: Vec<u8>| {
-            let asked = asked.clone();
-            Box::pin(async move { filter_result(&data, &asked).await })
-        });
-        Self {
-            body: Some(Box::pin(body)),
-            buf: BytesMut::new(),
-            scanned: 0,
-            filtering: None,
-            filter,
-            trailers: None,
-            id,
-            limit,
-            started: false,
-        }
-    }
-
-    /// Ends the stream with an error event in place of what could not be filtered.
-    fn fail(&mut self, reason: &str) -> Bytes {
-        tracing::warn!(
-            reason,
-            "tools/list event withheld: it could not be filtered"
-        );
-        self.body = None;
-        self.buf.clear();
-        self.scanned = 0;
-        let message = withheld_message(self.id.as_ref(), reason);
-        Bytes::from(format!("event: message\ndata: {message}\n\n"))
-    }
-
-    /// The next complete event of `buf`, if any, or what is left when the body ended.
-    fn next_event(&mut self) -> Option<Bytes> {
-        if !self.started {
-            let known = self.buf.len().min(BOM.len());
-            if self.body.is_some() && self.buf[..known] == BOM[..known] && known < BOM.len() {
-                return None; // perhaps the start of a byte order mark: wait
-            }
-            if self.buf.starts_with(BOM) {
-                self.buf.advance(BOM.len());
-            }
-            self.started = true;
-        }
-        match event_len(&self.buf[self.scanned..]) {
-            Some(len) => {
-                let event = self.buf.split_to(self.scanned + len).freeze();
-                self.scanned = 0;
-                Some(event)
-            }
-            None if self.body.is_none() && !self.buf.is_empty() => {
-                self.scanned = 0;
-                Some(self.buf.split().freeze())
-            }
-            None => {
-                // The next scan starts at the start of a line: after the last LF (a
-                // line that ends in CR alone is scanned again, as its LF may follow).
-                self.scanned = self
-                    .buf
-                    .iter()
-                    .rposition(|&b| b == b'\n')
-                    .map_or(0, |at| at + 1);
-                None
-            }
-        }
-    }
-
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        loop {
-            if let Some((event, future)) = self.filtering.as_mut() {
-                let result = std::task::ready!(future.as_mut().poll(cx));
-                let event = std::mem::take(event);
-                self.filtering = None;
-                let bytes = match result {
-                    Ok(Some(filtered)) => rewrite_event(&event, &filtered),
-                    Ok(None) => event,
-                    Err(reason) => self.fail(reason),
-                };
-                return Poll::Ready(Some(Ok(Frame::data(bytes))));
-            }
-            if let Some(event) = self.next_event() {
-                let data = event_data(&event);
-                let bytes = match classify(&data) {
-                    EventData::Tools => {
-                        self.filtering = Some((event, (self.filter)(data)));
-                        continue;
-                    }
-                    EventData::Other => event,
-                    EventData::Unreadable => self.fail("an event in it is not readable JSON"),
-                };
-                return Poll::Ready(Some(Ok(Frame::data(bytes))));
-            }
-            let Some(body) = self.body.as_mut() else {
-                return Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))));
-            };
-            if self.buf.len() > self.limit {
-                let reason = format!(
-                    "an event is larger than the {}-byte filter limit",
-                    self.limit
-                );
-                return Poll::Ready(Some(Ok(Frame::data(self.fail(&reason)))));
-            }
-            match std::task::ready!(body.as_mut().poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(mut data) => self.buf.put(data.copy_to_bytes(data.remaining())),
-                    Err(frame) => self.trailers = frame.into_trailers().ok(),
-                },
-                Some(Err(error)) => {
-                    // What was read of an unfinished event is dropped, not passed on.
-                    self.body = None;
-                    self.buf.clear();
-                    self.scanned = 0;
-                    return Poll::Ready(Some(Err(error)));
-                }
-                None => self.body = None,
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_none()
-            && self.buf.is_empty()
-            && self.filtering.is_none()
-            && self.trailers.is_none()
-    }
-}
-
-/// The response body of [`FilterTools`]: the inner body untouched, an SSE stream
+/// The response body of [`FilterToolsService`]: the inner body untouched, an SSE stream
 /// filtered as it flows, or the whole answer, read (and perhaps rewritten).
 #[pin_project]
 pub struct FilteredBody<B: Body> {
@@ -795,13 +508,7 @@ impl<B: Body> Body for FilteredBody<B> {
         match self.project().kind.project() {
             KindProj::Inner(body) => body.poll_frame(cx).map(|f| f.map(|f| f.map(to_bytes))),
             KindProj::Stream(stream) => stream.poll_frame(cx),
-            KindProj::Ended { bytes, trailers } => Poll::Ready(
-                bytes
-                    .take()
-                    .map(Frame::data)
-                    .or_else(|| trailers.take().map(Frame::trailers))
-                    .map(Ok),
-            ),
+            KindProj::Ended { bytes, trailers } => crate::body::next_read_frame(bytes, trailers),
         }
     }
 
@@ -824,6 +531,10 @@ impl<B: Body> Body for FilteredBody<B> {
     }
 }
 
+// The helpers of the tests below, which the tests of `sse.rs` share.
+#[cfg(test)]
+pub(super) use tests::{Frames, TOOLS, answer_of, asked, asked_for, filter, text, with_frames};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -831,7 +542,7 @@ mod tests {
     use crate::principal::TokenKind;
     use http_body_util::{BodyExt, StreamBody};
 
-    fn asked_for(scope: &str, target: Target, limit: usize) -> Asked<McpScopes> {
+    pub(in crate::mcp) fn asked_for(scope: &str, target: Target, limit: usize) -> Asked<McpScopes> {
         let claims = serde_json::json!({"sub": "u", "scope": scope});
         let claims = claims.as_object().cloned().unwrap_or_default();
         Asked {
@@ -844,14 +555,14 @@ mod tests {
         }
     }
 
-    fn asked(scope: &str) -> Asked<McpScopes> {
+    pub(in crate::mcp) fn asked(scope: &str) -> Asked<McpScopes> {
         asked_for(scope, Target::Answer, DEFAULT_TOOLS_LIST_LIMIT)
     }
 
-    type Frames = Vec<Result<Frame<Bytes>, &'static str>>;
+    pub(in crate::mcp) type Frames = Vec<Result<Frame<Bytes>, &'static str>>;
 
     /// A response whose body arrives `chunk` bytes at a time.
-    fn answer_of(
+    pub(in crate::mcp) fn answer_of(
         content_type: &str,
         body: &str,
         chunk: usize,
@@ -864,7 +575,7 @@ mod tests {
         with_frames(content_type, frames)
     }
 
-    fn with_frames(
+    pub(in crate::mcp) fn with_frames(
         content_type: &str,
         frames: Frames,
     ) -> Response<impl Body<Data = Bytes, Error = &'static str> + Send + 'static> {
@@ -876,7 +587,10 @@ mod tests {
     }
 
     /// What the filter answers to `response`.
-    async fn filter<B>(response: Response<B>, asked: Asked<McpScopes>) -> Response<FilteredBody<B>>
+    pub(in crate::mcp) async fn filter<B>(
+        response: Response<B>,
+        asked: Asked<McpScopes>,
+    ) -> Response<FilteredBody<B>>
     where
         B: Body + Send + 'static,
         B::Data: Send,
@@ -888,12 +602,7 @@ mod tests {
         }
     }
 
-    /// `stream`, arriving `chunk` bytes at a time, as filtered for a `read` caller.
-    async fn sse_for_read(stream: &str, chunk: usize) -> String {
-        text(filter(answer_of("text/event-stream", stream, chunk), asked("read")).await).await
-    }
-
-    async fn text<B: Body>(response: Response<FilteredBody<B>>) -> String
+    pub(in crate::mcp) async fn text<B: Body>(response: Response<FilteredBody<B>>) -> String
     where
         B::Error: std::fmt::Debug,
     {
@@ -901,59 +610,7 @@ mod tests {
         String::from_utf8(bytes.to_vec()).unwrap()
     }
 
-    const TOOLS: &str = r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"read_a","inputSchema":{"properties":{"z":{},"a":{}}}},{"name":"write_b"},{"title":"no name"}],"nextCursor":"c"}}"#;
-
-    #[tokio::test]
-    async fn sse_answers_split_into_tiny_chunks_are_filtered_and_framed() {
-        let stream = format!(
-            "id: 0\r\nretry: 3000\r\ndata:\r\n\r\nevent: message\r\nid: 1\r\ndata: {TOOLS}\r\n\r\n: bye\r\n\r\n"
-        );
-        for chunk in [1, 3, 7, 64, 4096] {
-            let out = sse_for_read(&stream, chunk).await;
-            assert!(
-                out.starts_with("id: 0\r\nretry: 3000\r\ndata:\r\n\r\n"),
-                "{out}"
-            );
-            assert!(out.ends_with(": bye\r\n\r\n"), "{out}");
-            let event = out.split("event: message").nth(1).unwrap();
-            assert!(event.starts_with("\nid: 1\ndata: {"), "{event}");
-            assert!(
-                !event.contains("write_b") && event.contains("read_a"),
-                "{event}"
-            );
-            // Kept tools are copied as they were: member order survives.
-            assert!(
-                event.contains(r#"{"properties":{"z":{},"a":{}}}"#),
-                "{event}"
-            );
-            // A tool whose name cannot be read is left out; the rest of the result stays.
-            assert!(
-                !event.contains("no name") && event.contains("nextCursor"),
-                "{event}"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn kept_tools_with_newlines_stay_inside_their_event() {
-        // A pretty-printed answer: its newlines become one data line each.
-        let pretty = "{\n  \"jsonrpc\": \"2.0\", \"id\": 5,\n  \"result\": {\"tools\": [\n    {\"name\": \"read_a\",\n\n \"x\": 1},\n    {\"name\": \"write_b\"}\n  ]}\n}";
-        let data: String = pretty.lines().map(|l| format!("data: {l}\n")).collect();
-        let stream = format!("{data}\nid: 9\ndata: {{}}\n\n");
-        let out =
-            text(filter(answer_of("text/event-stream", &stream, 4), asked("read")).await).await;
-        let events: Vec<&str> = out.split("\n\n").filter(|e| !e.is_empty()).collect();
-        assert_eq!(events.len(), 2, "{out}");
-        let kept = event_data(events[0].as_bytes());
-        let kept: Value = serde_json::from_slice(&kept).unwrap();
-        assert_eq!(
-            kept["result"]["tools"].as_array().unwrap().len(),
-            1,
-            "{out}"
-        );
-        assert_eq!(kept["result"]["tools"][0]["x"], 1);
-        assert_eq!(events[1], "id: 9\ndata: {}");
-    }
+    pub(in crate::mcp) const TOOLS: &str = r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"read_a","inputSchema":{"properties":{"z":{},"a":{}}}},{"name":"write_b"},{"title":"no name"}],"nextCursor":"c"}}"#;
 
     #[tokio::test]
     async fn json_answers_are_filtered_whatever_id_they_echo_and_error_answers_pass() {
@@ -1035,113 +692,5 @@ mod tests {
             .insert(CONTENT_ENCODING, HeaderValue::from_static("identity"));
         let out = text(filter(identity, asked("read")).await).await;
         assert!(out.contains("read_a") && !out.contains("write_b"), "{out}");
-    }
-
-    #[tokio::test]
-    async fn every_event_listing_tools_is_filtered_in_a_resumed_stream() {
-        let other_id = TOOLS.replace("\"id\":5", "\"id\":1.0");
-        let stream = format!(
-            "id: 7\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}}\n\n\
-             id: 8\ndata: {other_id}\n\nid: 9\ndata: {TOOLS}\n\ndata: not json\n\n"
-        );
-        let resumed = asked_for("read", Target::Stream, DEFAULT_TOOLS_LIST_LIMIT);
-        let out = text(filter(answer_of("text/event-stream", &stream, 3), resumed).await).await;
-        assert!(!out.contains("write_b"), "{out}");
-        assert_eq!(out.matches("read_a").count(), 2, "{out}");
-        assert!(
-            out.starts_with("id: 7\ndata: {\"jsonrpc\":\"2.0\",\"method\""),
-            "{out}"
-        );
-        assert!(out.ends_with("data: not json\n\n"), "{out}");
-        // A GET whose answer is not a stream is not the filter's.
-        let plain = asked_for("read", Target::Stream, DEFAULT_TOOLS_LIST_LIMIT);
-        let out = text(filter(answer_of("application/json", TOOLS, 3), plain).await).await;
-        assert_eq!(out, TOOLS);
-    }
-
-    #[tokio::test]
-    async fn an_event_the_filter_cannot_read_ends_the_stream_with_an_error_in_its_place() {
-        let stream = format!("id: 1\ndata: {{}}\n\nid: 2\ndata: {TOOLS}\n\nid: 3\ndata: {{}}\n\n");
-        let small = asked_for("read", Target::Answer, 100);
-        let out = text(filter(answer_of("text/event-stream", &stream, 9), small).await).await;
-        assert!(out.starts_with("id: 1\ndata: {}\n\n"), "{out}");
-        assert!(!out.contains("write_b") && !out.contains("read_a"), "{out}");
-        assert!(
-            out.contains("100-byte filter limit") && out.contains(r#""id":5"#),
-            "{out}"
-        );
-        assert!(!out.contains("id: 3"), "the stream ends there: {out}");
-        // A tools result that is not a list.
-        let odd = "data: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"tools\":{\"name\":\"write_b\"}}}\n\n";
-        let out = text(filter(answer_of("text/event-stream", odd, 9), asked("read")).await).await;
-        assert!(
-            out.contains("not a list") && !out.contains("write_b"),
-            "{out}"
-        );
-        // Cut off in the middle of the tools event: nothing of it is passed on.
-        let frames: Frames = vec![
-            Ok(Frame::data(Bytes::from("id: 1\ndata: {}\n\n"))),
-            Ok(Frame::data(Bytes::from(format!("data: {}", &TOOLS[..60])))),
-            Err("reset"),
-        ];
-        let response = filter(with_frames("text/event-stream", frames), asked("read")).await;
-        let mut body = response.into_body();
-        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
-        assert_eq!(first, "id: 1\ndata: {}\n\n");
-        assert_eq!(body.frame().await.unwrap().unwrap_err(), "reset");
-        assert!(body.frame().await.is_none());
-    }
-
-    #[tokio::test]
-    async fn a_byte_order_mark_cannot_hide_the_first_event_from_the_filter() {
-        let stream = format!("\u{FEFF}data: {TOOLS}\n\n");
-        for chunk in [1, 2, 3, 4, 4096] {
-            let out = sse_for_read(&stream, chunk).await;
-            assert!(
-                out.contains("read_a") && !out.contains("write_b"),
-                "{chunk}: {out}"
-            );
-        }
-    }
-
-    #[test]
-    fn events_end_at_a_blank_line_with_any_line_ending() {
-        assert_eq!(event_len(b"data: x\n\nrest"), Some(9));
-        assert_eq!(event_len(b"data: x\r\n\r\n"), Some(11));
-        assert_eq!(event_len(b"data: x\r\rdata"), Some(9));
-        assert_eq!(event_len(b"data: x\n"), None);
-        assert_eq!(event_len(b"data: x\r\n\r"), None);
-        assert_eq!(event_len(b"\n"), Some(1));
-    }
-
-    #[test]
-    fn event_data_joins_data_lines_and_tools_results_are_recognised() {
-        let event = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\ndata: \"result\":{\"tools\":[]}}\n\n";
-        let data = event_data(event);
-        assert_eq!(
-            classify(&data),
-            EventData::Tools,
-            "{}",
-            String::from_utf8_lossy(&data)
-        );
-        assert_eq!(
-            classify(br#"{"jsonrpc":"2.0","id":2,"result":{}}"#),
-            EventData::Other
-        );
-        let changed = br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
-        assert_eq!(classify(changed), EventData::Other);
-        let odd = br#"{"jsonrpc":"2.0","id":2,"result":{"tools":7}}"#;
-        assert_eq!(classify(odd), EventData::Tools);
-        assert_eq!(classify(b"ping"), EventData::Other);
-        assert_eq!(classify(b""), EventData::Other);
-        for unreadable in [
-            &br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[]},"result":{"tools":[]}}"#[..],
-            br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[],"tools":[]}}"#,
-            br#"[{"jsonrpc":"2.0","id":2,"result":{"tools":[]}}]"#,
-            b"{\"jsonrpc\":\"2.0\",\"result\":{\"tools\":[\"\xff\"]}}",
-        ] {
-            let shown = String::from_utf8_lossy(unreadable);
-            assert_eq!(classify(unreadable), EventData::Unreadable, "{shown}");
-        }
     }
 }

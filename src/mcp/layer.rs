@@ -6,7 +6,6 @@
 //! keeps its body streaming. It runs after verification, so unauthenticated clients
 //! never make the server buffer anything. gRPC requests are never read.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -16,13 +15,13 @@ use http::request::Parts;
 use http::{Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
-use tower::{Layer, Service};
+use tower::Service;
 
 use crate::authorize::{Authorize, BoxAuthorize};
 use crate::body::ResponseBody;
 use crate::challenge;
 use crate::error::AuthError;
-use crate::future::Rejection;
+use crate::future::{Check, GateFuture, Sealed};
 use crate::principal::Principal;
 use crate::resource::ProtectedResource;
 use crate::rule::Rule;
@@ -105,121 +104,126 @@ impl OperationLayer {
     }
 }
 
-impl<S> Layer<S> for OperationLayer {
-    type Service = Operation<S>;
+crate::pipeline::layer_service!(OperationLayer => OperationService);
 
-    fn layer(&self, inner: S) -> Self::Service {
-        Operation {
-            inner,
-            layer: self.clone(),
+/// What an [`OperationService`] does with a request.
+enum Plan {
+    /// Hands the body on streaming, with this operation.
+    Stream(McpOperation),
+    /// Reads the body, up to the limit.
+    Read,
+    /// Refuses the request.
+    Refuse(AuthError),
+}
+
+impl OperationLayer {
+    /// Whether `parts` and its body are read, streamed or refused.
+    fn plan<B: Body>(&self, parts: &Parts, body: &B) -> Plan {
+        // A JSON-RPC body sent with another method than POST (PUT, PATCH, a DELETE
+        // with a body) reaches a server routed with axum's `any` just the same, so
+        // it is read as well; only a body known to be empty is not.
+        let post = parts.method == Method::POST;
+        let reads = match &self.reads {
+            Reads::Never => false,
+            _ => post || !(body.is_end_stream() || body.size_hint().exact() == Some(0)),
+        };
+        if !reads {
+            return Plan::Stream(McpOperation::unknown());
+        }
+        let needed = match (&self.reads, parts.extensions.get::<Principal>()) {
+            (Reads::NeededBy(authorize), Some(principal)) => authorize.needs_operation(principal),
+            _ => true,
+        };
+        if !needed {
+            let claimed = operation::from_headers(&parts.headers).ok().flatten();
+            return Plan::Stream(claimed.unwrap_or_else(McpOperation::unknown));
+        }
+        match unreadable(parts, self.limit) {
+            Some(error) => Plan::Refuse(error),
+            None => Plan::Read,
         }
     }
 }
 
-/// The service made by [`OperationLayer`].
-#[derive(Clone, Debug)]
-pub struct Operation<S> {
-    inner: S,
-    layer: OperationLayer,
+/// Why the body of `parts` cannot be read the way every server behind would read it,
+/// if it cannot.
+fn unreadable(parts: &Parts, limit: usize) -> Option<AuthError> {
+    if let Some(encoding) = super::encoding(&parts.headers) {
+        return Some(AuthError::invalid_request(
+            RULE,
+            format!(
+                "the request body is encoded ({encoding}), so its MCP operation cannot be \
+                 read, and the authorization rules need it; send it without a \
+                 Content-Encoding"
+            ),
+        ));
+    }
+    if let Some(charset) = super::foreign_charset(&parts.headers) {
+        return Some(AuthError::invalid_request(
+            RULE,
+            format!(
+                "the request body declares charset {charset:?}; only UTF-8 bodies are \
+                 read the same way by every server, and the authorization rules need \
+                 this one; send it as UTF-8"
+            ),
+        ));
+    }
+    if challenge::is_grpc(&parts.headers) {
+        // A rule needs the operation, and a gRPC body is not JSON-RPC to read. An
+        // MCP server that ignores the content type could still run what it says,
+        // so the request cannot go on undecided: 400 (INVALID_ARGUMENT to gRPC).
+        return Some(AuthError::invalid_request(
+            RULE,
+            "the request declares gRPC, so its MCP operation cannot be read, and the \
+             authorization rules need it; send MCP messages as application/json (a \
+             gRPC service behind these layers wants mcp_operations(false))",
+        ));
+    }
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    declared
+        .is_some_and(|len| len > limit as u64)
+        .then(|| too_large(limit))
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Operation<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for OperationService<S>
 where
     S: Service<Request<McpBody<ReqBody>>, Response = Response<ResBody>> + Clone,
     ReqBody: Body,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = OperationFuture<S, ReqBody, ResBody>;
+    type Future = GateFuture<ReadingOperation<ReqBody>, S, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        // Until the body has to be read, the service that was polled ready is called
-        // at once; only the reading path takes it into the future.
-        let inner = &mut self.inner;
         let (mut parts, body) = req.into_parts();
-        // A JSON-RPC body sent with another method than POST (PUT, PATCH, a DELETE
-        // with a body) reaches a server routed with axum's `any` just the same, so
-        // it is read as well; only a body known to be empty is not.
-        let post = parts.method == Method::POST;
-        let reads = match &self.layer.reads {
-            Reads::Never => false,
-            _ => post || !(body.is_end_stream() || body.size_hint().exact() == Some(0)),
-        };
-        if !reads {
-            parts.extensions.insert(McpOperation::unknown());
-            return OperationFuture::calling(inner, parts, McpBody::streaming(body));
-        }
-        let needed = match (&self.layer.reads, parts.extensions.get::<Principal>()) {
-            (Reads::NeededBy(authorize), Some(principal)) => authorize.needs_operation(principal),
-            _ => true,
-        };
-        if !needed {
-            let claimed = operation::from_headers(&parts.headers).ok().flatten();
-            parts
-                .extensions
-                .insert(claimed.unwrap_or_else(McpOperation::unknown));
-            return OperationFuture::calling(inner, parts, McpBody::streaming(body));
-        }
-        if let Some(encoding) = super::encoding(&parts.headers) {
-            let error = AuthError::invalid_request(
-                RULE,
-                format!(
-                    "the request body is encoded ({encoding}), so its MCP operation cannot be \
-                     read, and the authorization rules need it; send it without a \
-                     Content-Encoding"
-                ),
-            );
-            return OperationFuture::rejecting(error, &self.layer.resource, parts, Box::pin(body));
-        }
-        if let Some(charset) = super::foreign_charset(&parts.headers) {
-            let error = AuthError::invalid_request(
-                RULE,
-                format!(
-                    "the request body declares charset {charset:?}; only UTF-8 bodies are \
-                     read the same way by every server, and the authorization rules need \
-                     this one; send it as UTF-8"
-                ),
-            );
-            return OperationFuture::rejecting(error, &self.layer.resource, parts, Box::pin(body));
-        }
-        if challenge::is_grpc(&parts.headers) {
-            // A rule needs the operation, and a gRPC body is not JSON-RPC to read. An
-            // MCP server that ignores the content type could still run what it says,
-            // so the request cannot go on undecided: 400 (INVALID_ARGUMENT to gRPC).
-            let error = AuthError::invalid_request(
-                RULE,
-                "the request declares gRPC, so its MCP operation cannot be read, and the \
-                 authorization rules need it; send MCP messages as application/json (a \
-                 gRPC service behind these layers wants mcp_operations(false))",
-            );
-            return OperationFuture::rejecting(error, &self.layer.resource, parts, Box::pin(body));
-        }
-        let limit = self.layer.limit;
-        let declared = parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit as u64) {
-            let error = too_large(limit);
-            return OperationFuture::rejecting(error, &self.layer.resource, parts, Box::pin(body));
-        }
-        // The service that was polled ready goes into the future; a clone stays.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        OperationFuture {
-            state: State::Reading {
-                body: Some(Box::pin(body)),
-                read: Collected::default(),
-            },
-            request: Some(Box::new((parts, inner))),
-            resource: Some(self.layer.resource.clone()),
-            limit,
-            empty_is_unknown: !post,
+        match self.layer.plan(&parts, &body) {
+            // Until the body has to be read, the service that was polled ready is
+            // called at once; only the reading path takes it into the future.
+            Plan::Stream(operation) => {
+                parts.extensions.insert(operation);
+                let request = Request::from_parts(parts, McpBody::streaming(body));
+                GateFuture::pass(request, &mut self.inner)
+            }
+            Plan::Refuse(error) => {
+                GateFuture::refuse(error, &parts, Box::pin(body), &self.layer.resource)
+            }
+            Plan::Read => {
+                let check = ReadingOperation {
+                    body: Box::pin(body),
+                    read: Collected::default(),
+                    limit: self.layer.limit,
+                    empty_is_unknown: parts.method != Method::POST,
+                };
+                GateFuture::check(check, parts, &mut self.inner, &self.layer.resource)
+            }
         }
     }
 }
@@ -267,161 +271,80 @@ impl Collected {
     }
 }
 
-/// The response future of [`Operation`].
-#[pin_project]
-pub struct OperationFuture<S, ReqBody, ResBody>
-where
-    S: Service<Request<McpBody<ReqBody>>>,
-{
-    #[pin]
-    state: State<S::Future, ReqBody, ResBody>,
-    /// Kept only while the body is read (boxed: requests that are not read have none).
-    request: Option<Box<(Parts, S)>>,
-    resource: Option<ProtectedResource>,
+/// The pending [`Check`] of an [`OperationService`]: the request body being read, up
+/// to the limit, to find its MCP operation.
+pub struct ReadingOperation<B> {
+    body: Pin<Box<B>>,
+    read: Collected,
     limit: usize,
     /// Whether an empty body is no operation (the `GET` or `DELETE` that carries
     /// none) rather than a malformed message.
     empty_is_unknown: bool,
 }
 
-#[pin_project(project = StateProj)]
-enum State<F, ReqBody, B> {
-    Reading {
-        body: Option<Pin<Box<ReqBody>>>,
-        read: Collected,
-    },
-    Calling {
-        #[pin]
-        future: F,
-    },
-    Rejecting {
-        rejection: Rejection<Pin<Box<ReqBody>>, B>,
-    },
-}
+impl<B> Sealed for ReadingOperation<B> {}
 
-impl<S, ReqBody, ResBody> OperationFuture<S, ReqBody, ResBody>
-where
-    S: Service<Request<McpBody<ReqBody>>>,
-    ReqBody: Body,
-{
-    fn calling(inner: &mut S, parts: Parts, body: McpBody<ReqBody>) -> Self {
-        Self {
-            state: State::Calling {
-                future: inner.call(Request::from_parts(parts, body)),
-            },
-            request: None,
-            resource: None,
-            limit: 0,
-            empty_is_unknown: false,
-        }
-    }
-
-    fn rejecting(
-        error: AuthError,
-        resource: &ProtectedResource,
-        parts: Parts,
-        body: Pin<Box<ReqBody>>,
-    ) -> Self {
-        let response = challenge::reject(error, resource, &parts);
-        Self {
-            state: State::Rejecting {
-                rejection: Rejection::draining(response, body, OVERSIZE_DRAIN_BYTES),
-            },
-            request: None,
-            resource: None,
-            limit: 0,
-            empty_is_unknown: false,
-        }
-    }
-}
-
-impl<S, ReqBody, ResBody> Future for OperationFuture<S, ReqBody, ResBody>
-where
-    S: Service<Request<McpBody<ReqBody>>, Response = Response<ResBody>>,
-    ReqBody: Body,
-{
-    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+impl<B: Body> ReadingOperation<B> {
+    /// Reads until the body ends (its bytes) or is refused.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes, AuthError>> {
         loop {
-            let next = match this.state.as_mut().project() {
-                StateProj::Calling { future } => {
-                    let response = std::task::ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
-                }
-                StateProj::Rejecting { rejection } => {
-                    return rejection.poll_response(cx).map(Ok);
-                }
-                StateProj::Reading { body, read } => {
-                    let Some(stream) = body.as_mut() else {
-                        panic!("OperationFuture polled after completion");
-                    };
-                    let outcome = match std::task::ready!(stream.as_mut().poll_frame(cx)) {
-                        Some(Ok(frame)) => {
-                            match frame.into_data() {
-                                Ok(data) => read.push(data),
-                                Err(frame) => read.trailers = frame.into_trailers().ok(),
-                            }
-                            if read.len <= *this.limit {
-                                continue;
-                            }
-                            Err(too_large(*this.limit))
-                        }
-                        Some(Err(_)) => Err(AuthError::invalid_request(
-                            RULE,
-                            "the request body could not be read",
-                        )),
-                        None => Ok(read.take_bytes()),
-                    };
-                    let Some(pending) = this.request.take() else {
-                        panic!("OperationFuture polled after completion");
-                    };
-                    let (mut parts, mut inner) = *pending;
-                    let empty_is_unknown = *this.empty_is_unknown;
-                    let found = outcome.and_then(|bytes| {
-                        if empty_is_unknown && bytes.iter().all(u8::is_ascii_whitespace) {
-                            return Ok((McpOperation::unknown(), bytes));
-                        }
-                        operation::from_body(&bytes, &parts.headers)
-                            .map(|op| (op, bytes))
-                            .map_err(|description| AuthError::invalid_request(RULE, description))
-                    });
-                    match found {
-                        Ok((op, bytes)) => {
-                            parts.extensions.insert(op);
-                            let body = McpBody::full(bytes).with_trailers(read.trailers.take());
-                            let request = Request::from_parts(parts, body);
-                            State::Calling {
-                                future: inner.call(request),
-                            }
-                        }
-                        Err(error) => {
-                            let Some(resource) = this.resource.as_ref() else {
-                                panic!("OperationFuture read a body without its resource");
-                            };
-                            let response = challenge::reject(error, resource, &parts);
-                            // What is left of the body is drained before answering.
-                            let Some(body) = body.take() else {
-                                panic!("OperationFuture polled after completion");
-                            };
-                            State::Rejecting {
-                                rejection: Rejection::draining(
-                                    response,
-                                    body,
-                                    OVERSIZE_DRAIN_BYTES,
-                                ),
-                            }
-                        }
+            match std::task::ready!(self.body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    match frame.into_data() {
+                        Ok(data) => self.read.push(data),
+                        Err(frame) => self.read.trailers = frame.into_trailers().ok(),
+                    }
+                    if self.read.len > self.limit {
+                        return Poll::Ready(Err(too_large(self.limit)));
                     }
                 }
-            };
-            this.state.set(next);
+                Some(Err(_)) => {
+                    return Poll::Ready(Err(AuthError::invalid_request(
+                        RULE,
+                        "the request body could not be read",
+                    )));
+                }
+                None => return Poll::Ready(Ok(self.read.take_bytes())),
+            }
         }
     }
 }
 
-/// The request body an [`Operation`] hands on: the client's body still streaming, or
+impl<B: Body> Check for ReadingOperation<B> {
+    type Body = McpBody<B>;
+    type Refused = Pin<Box<B>>;
+    /// What is left of an over-long body is still drained before answering.
+    const DRAIN: usize = OVERSIZE_DRAIN_BYTES;
+
+    fn poll_check(
+        &mut self,
+        parts: &mut Parts,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), AuthError>> {
+        let bytes = std::task::ready!(self.poll_read(cx))?;
+        let operation = if self.empty_is_unknown && bytes.iter().all(u8::is_ascii_whitespace) {
+            McpOperation::unknown()
+        } else {
+            operation::from_body(&bytes, &parts.headers)
+                .map_err(|description| AuthError::invalid_request(RULE, description))?
+        };
+        parts.extensions.insert(operation);
+        // The bytes go back as the only chunk, for `pass`.
+        self.read.chunks = vec![bytes];
+        Poll::Ready(Ok(()))
+    }
+
+    fn pass(mut self, parts: Parts) -> Request<McpBody<B>> {
+        let body = McpBody::full(self.read.take_bytes()).with_trailers(self.read.trailers.take());
+        Request::from_parts(parts, body)
+    }
+
+    fn refuse(self) -> Pin<Box<B>> {
+        self.body
+    }
+}
+
+/// The request body an [`OperationService`] hands on: the client's body still streaming, or
 /// the exact bytes that were read from it.
 #[pin_project]
 #[derive(Debug)]
@@ -473,13 +396,7 @@ impl<B: Body> Body for McpBody<B> {
             BodyKindProj::Streaming(body) => body.poll_frame(cx).map(|frame| {
                 frame.map(|frame| frame.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining()))))
             }),
-            BodyKindProj::Full(bytes, trailers) => Poll::Ready(
-                bytes
-                    .take()
-                    .map(Frame::data)
-                    .or_else(|| trailers.take().map(Frame::trailers))
-                    .map(Ok),
-            ),
+            BodyKindProj::Full(bytes, trailers) => crate::body::next_read_frame(bytes, trailers),
         }
     }
 

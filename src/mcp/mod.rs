@@ -9,19 +9,23 @@ mod layer;
 mod operation;
 mod scopes;
 mod session;
+mod sse;
 
 pub use filter::{
-    DEFAULT_TOOLS_LIST_LIMIT, FilterTools, FilterToolsFuture, FilterToolsLayer, FilteredBody,
+    DEFAULT_TOOLS_LIST_LIMIT, FilterToolsFuture, FilterToolsLayer, FilterToolsService, FilteredBody,
 };
-pub use layer::{DEFAULT_MCP_BODY_LIMIT, McpBody, Operation, OperationFuture, OperationLayer};
+pub use layer::{
+    DEFAULT_MCP_BODY_LIMIT, McpBody, OperationLayer, OperationService, ReadingOperation,
+};
 #[cfg(feature = "fuzzing")]
 pub(crate) use operation::from_body;
 pub(crate) use operation::shorten;
 pub use operation::{MCP_METHOD, MCP_NAME, McpOperation, OperationSource};
 pub use scopes::McpScopes;
+pub(crate) use session::SessionBinding;
 pub use session::{
-    BindSessions, BindSessionsFuture, BindSessionsLayer, DEFAULT_SESSION_CAPACITY,
-    DEFAULT_SESSION_IDLE, MCP_SESSION_ID,
+    BindSessionsLayer, BindSessionsService, DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE,
+    MCP_SESSION_ID,
 };
 
 /// The `Content-Encoding` of a message other than `identity`, if it has one, quoted

@@ -323,82 +323,13 @@ fn plain_uri(uri: &str) -> Result<(), String> {
 /// duplicates, `params` that are not an object, and names with control characters are
 /// refused rather than read one way here and another way there.
 pub(crate) fn from_body(body: &[u8], headers: &HeaderMap) -> Result<McpOperation, String> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first == Some(&b'[') {
-        return Err(
-            "JSON-RPC batches are not accepted: MCP sends one message per POST \
-                    since 2025-06-18"
-                .to_owned(),
-        );
-    }
-    let message: Members<'_> = serde_json::from_slice(body).map_err(|e| {
-        // Position only: serde's messages can quote the body back.
-        format!(
-            "the request body is not a JSON-RPC message ({} error at line {}, column {})",
-            match e.classify() {
-                serde_json::error::Category::Data => "content",
-                serde_json::error::Category::Eof => "truncated",
-                _ => "syntax",
-            },
-            e.line(),
-            e.column()
-        )
-    })?;
+    let message = parse_message(body)?;
     message.check(MESSAGE_MEMBERS, "the JSON-RPC message")?;
-    let string = |raw: &RawValue, what: &str| {
-        serde_json::from_str::<String>(raw.get()).map_err(|_| format!("{what} must be a string"))
-    };
-    let jsonrpc = message.get("jsonrpc").map(|v| string(v, "\"jsonrpc\""));
-    if !matches!(jsonrpc, Some(Ok(ref v)) if v == "2.0") {
-        return Err("the request body is not JSON-RPC 2.0 (\"jsonrpc\" must be \"2.0\")".into());
-    }
-    let method = match message.get("method") {
-        Some(raw) => Some(string(raw, "the JSON-RPC \"method\"")?),
-        None => None,
-    };
-    if let Some(method) = &method {
-        no_controls(method, "method")?;
-    }
-    let id = match message.get("id") {
-        Some(raw) => Some(
-            serde_json::from_str::<Value>(raw.get())
-                .map_err(|_| "the JSON-RPC \"id\" is not valid JSON".to_owned())?,
-        ),
-        None => None,
-    };
+    let (method, id) = read_method_and_id(&message)?;
     let member = method.as_deref().and_then(name_member);
-    let params = match message.get("params") {
-        // JSON-RPC allows by-position params; MCP never sends them, and a reader that
-        // takes an array for an object is not something to guess at.
-        Some(raw) if raw.get() == "null" && member.is_none() => None,
-        Some(raw) => Some(serde_json::from_str::<Members<'_>>(raw.get()).map_err(|_| {
-            format!(
-                "the params of {} are not a JSON object",
-                shorten(method.as_deref().unwrap_or("the message"))
-            )
-        })?),
-        None => None,
-    };
-    if let Some(params) = &params {
-        params.check(PARAMS_MEMBERS, "params")?;
-    }
+    let params = read_params(&message, method.as_deref(), member)?;
     let name = match (member, &params) {
-        (Some(member), Some(params)) => match params.get(member) {
-            Some(raw) => {
-                let name = string(raw, &format!("params.{member}"))?;
-                no_controls(&name, member)?;
-                if member == "uri" {
-                    plain_uri(&name)?;
-                }
-                if name.len() > MAX_NAME_BYTES {
-                    return Err(format!(
-                        "params.{member} is longer than {MAX_NAME_BYTES} bytes"
-                    ));
-                }
-                Some(name)
-            }
-            None => None,
-        },
+        (Some(member), Some(params)) => read_name(params, member)?,
         _ => None,
     };
     match (&method, member) {
@@ -420,6 +351,109 @@ pub(crate) fn from_body(body: &[u8], headers: &HeaderMap) -> Result<McpOperation
     };
     check_headers(&operation, headers)?;
     Ok(operation)
+}
+
+/// The members of the one JSON-RPC message in `body`; a batch is refused. `Err` says
+/// where the JSON breaks, not what is there.
+fn parse_message(body: &[u8]) -> Result<Members<'_>, String> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        return Err(
+            "JSON-RPC batches are not accepted: MCP sends one message per POST \
+                    since 2025-06-18"
+                .to_owned(),
+        );
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        // Position only: serde's messages can quote the body back.
+        format!(
+            "the request body is not a JSON-RPC message ({} error at line {}, column {})",
+            match e.classify() {
+                serde_json::error::Category::Data => "content",
+                serde_json::error::Category::Eof => "truncated",
+                _ => "syntax",
+            },
+            e.line(),
+            e.column()
+        )
+    })
+}
+
+/// `raw` read as a JSON string; `Err` says that `what` must be one.
+fn json_string(raw: &RawValue, what: &str) -> Result<String, String> {
+    serde_json::from_str::<String>(raw.get()).map_err(|_| format!("{what} must be a string"))
+}
+
+/// The `method` and `id` of a message, once its `jsonrpc` is `"2.0"`; a method with
+/// a control character in it is refused.
+fn read_method_and_id(message: &Members<'_>) -> Result<(Option<String>, Option<Value>), String> {
+    let jsonrpc = message
+        .get("jsonrpc")
+        .map(|v| json_string(v, "\"jsonrpc\""));
+    if !matches!(jsonrpc, Some(Ok(ref v)) if v == "2.0") {
+        return Err("the request body is not JSON-RPC 2.0 (\"jsonrpc\" must be \"2.0\")".into());
+    }
+    let method = match message.get("method") {
+        Some(raw) => Some(json_string(raw, "the JSON-RPC \"method\"")?),
+        None => None,
+    };
+    if let Some(method) = &method {
+        no_controls(method, "method")?;
+    }
+    let id = match message.get("id") {
+        Some(raw) => Some(
+            serde_json::from_str::<Value>(raw.get())
+                .map_err(|_| "the JSON-RPC \"id\" is not valid JSON".to_owned())?,
+        ),
+        None => None,
+    };
+    Ok((method, id))
+}
+
+/// The members of a message's `params`, checked like the message's. `null` params
+/// are none when `method` names nothing (its `member` is `None`); any other params
+/// must be an object.
+fn read_params<'a>(
+    message: &Members<'a>,
+    method: Option<&str>,
+    member: Option<&str>,
+) -> Result<Option<Members<'a>>, String> {
+    let params = match message.get("params") {
+        // JSON-RPC allows by-position params; MCP never sends them, and a reader that
+        // takes an array for an object is not something to guess at.
+        Some(raw) if raw.get() == "null" && member.is_none() => None,
+        Some(raw) => Some(serde_json::from_str::<Members<'_>>(raw.get()).map_err(|_| {
+            format!(
+                "the params of {} are not a JSON object",
+                shorten(method.unwrap_or("the message"))
+            )
+        })?),
+        None => None,
+    };
+    if let Some(params) = &params {
+        params.check(PARAMS_MEMBERS, "params")?;
+    }
+    Ok(params)
+}
+
+/// The name `params.{member}` gives, if it is there: a string without control
+/// characters, at most [`MAX_NAME_BYTES`] long, and for a `uri` a [plain](plain_uri)
+/// one.
+fn read_name(params: &Members<'_>, member: &str) -> Result<Option<String>, String> {
+    let Some(raw) = params.get(member) else {
+        return Ok(None);
+    };
+    let name = json_string(raw, &format!("params.{member}"))?;
+    no_controls(&name, member)?;
+    if member == "uri" {
+        plain_uri(&name)?;
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "params.{member} is longer than {MAX_NAME_BYTES} bytes"
+        ));
+    }
+    Ok(Some(name))
 }
 
 /// The headers, when sent, must say what the body says (SEP-2243).

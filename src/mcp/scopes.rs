@@ -442,11 +442,7 @@ impl McpScopes {
             .default
             .iter()
             .chain(self.rules.iter().flat_map(|r| r.scopes.iter()));
-        for scope in every {
-            if !all.contains(scope) {
-                all.push(scope.clone());
-            }
-        }
+        crate::principal::add_scopes(&mut all, every);
         all
     }
 

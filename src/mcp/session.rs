@@ -10,8 +10,6 @@
 //! principals are kept as SHA-256 digests, bounded in number, forgotten after a
 //! time unused.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -20,14 +18,13 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
-use pin_project::pin_project;
 use sha2::{Digest, Sha256};
-use tower::{Layer, Service};
+use tower::Service;
 
 use crate::body::ResponseBody;
 use crate::challenge;
 use crate::error::AuthError;
-use crate::future::Rejection;
+use crate::future::{Rejection, ResponseFuture};
 use crate::principal::Principal;
 use crate::resource::ProtectedResource;
 use crate::rule::Rule;
@@ -93,13 +90,13 @@ impl BindSessionsLayer {
         }
     }
 
-    /// Answers `404` to a session id this layer did not see issued (or has
+    /// With `true`, answers `404` to a session id this layer did not see issued (or has
     /// forgotten), instead of binding it to the first principal that uses it. Safer,
     /// and right for one replica: a leaked id can never be claimed first. Behind a
     /// load balancer without session affinity, each replica sees only the sessions
-    /// it issued, and clients would be sent to start new ones.
-    pub fn refuse_unknown(mut self) -> Self {
-        self.refuse_unknown = true;
+    /// it issued, and clients would be sent to start new ones. Default `false`.
+    pub fn refuse_unknown(mut self, on: bool) -> Self {
+        self.refuse_unknown = on;
         self
     }
 
@@ -122,23 +119,7 @@ impl BindSessionsLayer {
     }
 }
 
-impl<S> Layer<S> for BindSessionsLayer {
-    type Service = BindSessions<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        BindSessions {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// The service made by [`BindSessionsLayer`].
-#[derive(Clone, Debug)]
-pub struct BindSessions<S> {
-    inner: S,
-    layer: BindSessionsLayer,
-}
+crate::pipeline::layer_service!(BindSessionsLayer => BindSessionsService);
 
 fn digest(parts: &[&[u8]]) -> Digest32 {
     let mut hash = Sha256::new();
@@ -161,14 +142,14 @@ fn whom(principal: &Principal) -> Digest32 {
     ])
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for BindSessions<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for BindSessionsService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ReqBody: Body,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = BindSessionsFuture<S::Future, ResBody, ReqBody>;
+    type Future = ResponseFuture<S::Future, ResBody, ReqBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -176,7 +157,7 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let Some(sessions) = &self.layer.sessions else {
-            return BindSessionsFuture::inner(self.inner.call(req), None);
+            return ResponseFuture::inner(self.inner.call(req));
         };
         let (parts, body) = req.into_parts();
         let Some(principal) = parts.extensions.get::<Principal>() else {
@@ -184,15 +165,19 @@ where
                 "BindSessionsLayer found no Principal: put it behind the verification layers",
             );
             let response = challenge::reject(error, &self.layer.resource, &parts);
-            return BindSessionsFuture::rejected(Rejection::new(response, body));
+            return ResponseFuture::rejected(Rejection::new(response, body));
         };
         let mut ids = parts.headers.get_all(MCP_SESSION_ID).iter();
         match (ids.next(), ids.next()) {
             (None, _) => {
                 // Perhaps an initialize: the id the server issues is bound to this
                 // principal (digested only if one is issued: most answers have none).
-                let record = Some((sessions.clone(), principal.clone()));
-                BindSessionsFuture::inner(self.inner.call(Request::from_parts(parts, body)), record)
+                let binding = SessionBinding {
+                    sessions: sessions.clone(),
+                    principal: principal.clone(),
+                };
+                ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)))
+                    .binding(Some(binding))
             }
             (Some(id), None) => {
                 // MCP: a session id is visible ASCII. Anything else may be read
@@ -206,7 +191,7 @@ where
                         "the Mcp-Session-Id header must be visible ASCII (0x21 to 0x7E)",
                     );
                     let response = challenge::reject(error, &self.layer.resource, &parts);
-                    return BindSessionsFuture::rejected(Rejection::new(response, body));
+                    return ResponseFuture::rejected(Rejection::new(response, body));
                 }
                 let key = digest(&[id.as_bytes()]);
                 let who = whom(principal);
@@ -219,9 +204,9 @@ where
                         rule = RULE.id(),
                         "a session id of another principal was refused"
                     );
-                    return BindSessionsFuture::rejected(Rejection::new(not_found(), body));
+                    return ResponseFuture::rejected(Rejection::new(not_found(), body));
                 }
-                BindSessionsFuture::inner(self.inner.call(Request::from_parts(parts, body)), None)
+                ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)))
             }
             (Some(_), Some(_)) => {
                 let error = AuthError::invalid_request(
@@ -229,7 +214,7 @@ where
                     "the Mcp-Session-Id header is sent more than once",
                 );
                 let response = challenge::reject(error, &self.layer.resource, &parts);
-                BindSessionsFuture::rejected(Rejection::new(response, body))
+                ResponseFuture::rejected(Rejection::new(response, body))
             }
         }
     }
@@ -244,74 +229,29 @@ fn not_found<B>() -> Response<ResponseBody<B>> {
     response
 }
 
-type Record = Option<(Arc<moka::sync::Cache<Digest32, Digest32>>, Principal)>;
-
-/// The response future of [`BindSessions`].
-#[pin_project]
-pub struct BindSessionsFuture<F, B, ReqBody> {
-    #[pin]
-    state: State<F, B, ReqBody>,
-    /// Where to bind a session id the answer issues, and to whom.
-    record: Record,
+/// Where a session id an answer issues is bound, and to whom: carried by the
+/// response future of a request that may be an `initialize`.
+pub(crate) struct SessionBinding {
+    sessions: Arc<moka::sync::Cache<Digest32, Digest32>>,
+    principal: Principal,
 }
 
-#[pin_project(project = StateProj)]
-enum State<F, B, ReqBody> {
-    Inner {
-        #[pin]
-        future: F,
-    },
-    Rejected {
-        rejection: Rejection<ReqBody, B>,
-    },
-}
-
-impl<F, B, ReqBody> BindSessionsFuture<F, B, ReqBody> {
-    fn inner(future: F, record: Record) -> Self {
-        Self {
-            state: State::Inner { future },
-            record,
+impl SessionBinding {
+    /// Binds the session id in `headers`, if the answer issued one.
+    pub(crate) fn record(self, headers: &http::HeaderMap) {
+        let Some(id) = headers.get(MCP_SESSION_ID) else {
+            return;
+        };
+        // The server's word on whose session it is wins over a first use.
+        let (key, who) = (digest(&[id.as_bytes()]), whom(&self.principal));
+        if self.sessions.get(&key).is_some_and(|owner| owner != who) {
+            tracing::warn!(
+                rule = RULE.id(),
+                "a session id the server issued was bound to another principal; \
+                 bound to the one it was issued to"
+            );
         }
-    }
-
-    fn rejected(rejection: Rejection<ReqBody, B>) -> Self {
-        Self {
-            state: State::Rejected { rejection },
-            record: None,
-        }
-    }
-}
-
-impl<F, B, ReqBody, E> Future for BindSessionsFuture<F, B, ReqBody>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-    ReqBody: Body,
-{
-    type Output = Result<Response<ResponseBody<B>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        match this.state.project() {
-            StateProj::Inner { future } => {
-                let response = std::task::ready!(future.poll(cx))?;
-                if let (Some((sessions, principal)), Some(id)) =
-                    (this.record.take(), response.headers().get(MCP_SESSION_ID))
-                {
-                    // The server's word on whose session it is wins over a first use.
-                    let (key, who) = (digest(&[id.as_bytes()]), whom(&principal));
-                    if sessions.get(&key).is_some_and(|owner| owner != who) {
-                        tracing::warn!(
-                            rule = RULE.id(),
-                            "a session id the server issued was bound to another principal; \
-                             bound to the one it was issued to"
-                        );
-                    }
-                    sessions.insert(key, who);
-                }
-                Poll::Ready(Ok(response.map(ResponseBody::inner)))
-            }
-            StateProj::Rejected { rejection } => rejection.poll_response(cx).map(Ok),
-        }
+        self.sessions.insert(key, who);
     }
 }
 

@@ -22,7 +22,7 @@ use crate::fetch::{FetchError, FetchOptions, Fetcher};
 use crate::keys::Discovery;
 use crate::principal::{Principal, TokenKind};
 use crate::rule::Rule;
-use crate::uri;
+use crate::uri::{self, Transport};
 
 /// How the resource server authenticates to the introspection endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -195,9 +195,9 @@ impl Introspection {
         self.endpoint.is_some()
     }
 
-    fn validate(&self, issuer: &str, insecure_http: bool) -> Result<(), ConfigError> {
+    fn validate(&self, issuer: &str, transport: Transport) -> Result<(), ConfigError> {
         if let Some(endpoint) = &self.endpoint {
-            uri::check_url_with(endpoint, "introspection endpoint", insecure_http)?;
+            uri::check_url_with(endpoint, "introspection endpoint", transport)?;
         }
         if self.client_id.is_empty() || self.client_secret.is_empty() {
             return Err(ConfigError::new(format!(
@@ -354,17 +354,17 @@ impl IntrospectionVerifier {
                  Introspection::endpoint (discovery is available through Issuer::introspection)"
             )));
         }
-        Self::build(issuer, config, None, false)
+        Self::build(issuer, config, None, Transport::HttpsOrLoopback)
     }
 
     pub(crate) fn build(
         issuer: String,
         config: Introspection,
         discovery: Option<Discovery>,
-        insecure_http: bool,
+        transport: Transport,
     ) -> Result<Self, ConfigError> {
-        uri::check_url_with(&issuer, "issuer", insecure_http)?;
-        config.validate(&issuer, insecure_http)?;
+        uri::check_url_with(&issuer, "issuer", transport)?;
+        config.validate(&issuer, transport)?;
         let fetcher = Fetcher::new(&config.fetch)?;
         let cache = ResultCache::new(config.cache);
         let inactive = (!config.inactive_ttl.is_zero()).then(|| {

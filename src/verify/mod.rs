@@ -6,7 +6,10 @@
 
 mod cache;
 mod chain;
+mod claims;
 mod introspection;
+mod issuer;
+mod jose;
 mod jwt;
 #[cfg(feature = "kubernetes")]
 mod token_review;
@@ -16,24 +19,24 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use http::request::Parts;
 use http::{Request, Response};
-use pin_project::pin_project;
-use tower::{Layer, Service};
+use tower::Service;
 
 pub use cache::{TokenCacheOptions, TokenCacheUsage};
 pub use chain::VerifierChain;
 #[cfg(feature = "fuzzing")]
 pub(crate) use introspection::parse_answer;
 pub use introspection::{ClientAuth, DEFAULT_INACTIVE_TTL, Introspection, IntrospectionVerifier};
-pub use jwt::{Issuer, JwtVerifier};
+pub use issuer::Issuer;
+pub use jwt::JwtVerifier;
 #[cfg(feature = "kubernetes")]
 pub use token_review::{TokenReview, TokenReviewVerifier};
 
 use crate::bearer::BearerToken;
 use crate::body::ResponseBody;
-use crate::challenge;
 use crate::error::AuthError;
-use crate::future::Rejection;
+use crate::future::{GateFuture, Sealed, Settle, Waiting};
 use crate::principal::Principal;
 use crate::resource::ProtectedResource;
 use crate::rule::Rule;
@@ -193,168 +196,55 @@ impl std::fmt::Debug for VerifyLayer {
     }
 }
 
-impl<S> Layer<S> for VerifyLayer {
-    type Service = Verify<S>;
+crate::pipeline::layer_service!(VerifyLayer => VerifyService);
 
-    fn layer(&self, inner: S) -> Self::Service {
-        Verify {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// The service made by [`VerifyLayer`].
-#[derive(Clone, Debug)]
-pub struct Verify<S> {
-    inner: S,
-    layer: VerifyLayer,
-}
-
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Verify<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for VerifyService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     ReqBody: http_body::Body,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, ReqBody, ResBody>;
+    type Future = GateFuture<Verifying<ReqBody>, S, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let resource = self.layer.resource.clone();
         let verification = match req.extensions().get::<BearerToken>() {
             Some(token) => self.layer.verifier.verify(token),
             None => VerifyFuture::ready(Err(AuthError::misconfigured(
                 "VerifyLayer found no BearerToken: put BearerLayer in front of it",
             ))),
         };
+        let (mut parts, body) = req.into_parts();
         match verification.0 {
-            // The hot path (keys or a verified token at hand): decided now, and the
-            // service that was polled ready is called now, so nothing is cloned.
-            VerifyState::Ready(Some(result)) => {
-                ResponseFuture::decided(result, req, &mut self.inner, resource)
+            // The hot path (keys or a verified token at hand): decided now.
+            VerifyState::Ready(Some(Ok(principal))) => {
+                parts.extensions.insert(principal);
+                GateFuture::pass(Request::from_parts(parts, body), &mut self.inner)
+            }
+            VerifyState::Ready(Some(Err(error))) => {
+                GateFuture::refuse(error, &parts, body, &self.layer.resource)
             }
             pending => {
-                // The service that was polled ready goes into the future; a clone stays.
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture {
-                    state: State::Verifying {
-                        verification: VerifyFuture(pending),
-                    },
-                    request: Some(Box::new((req, inner))),
-                    resource,
-                }
+                let check = Waiting::new(VerifyFuture(pending), body);
+                GateFuture::check(check, parts, &mut self.inner, &self.layer.resource)
             }
         }
     }
 }
 
-/// The response future of [`Verify`].
-#[pin_project]
-pub struct ResponseFuture<S, ReqBody, ResBody>
-where
-    S: Service<Request<ReqBody>>,
-{
-    #[pin]
-    state: State<S::Future, ReqBody, ResBody>,
-    /// Kept only while a verification is pending (boxed: the hot path has none).
-    request: Option<Box<(Request<ReqBody>, S)>>,
-    resource: ProtectedResource,
-}
+/// The pending [`Check`](crate::Check) of a [`VerifyService`]: a verification that
+/// has to wait (a key fetch, a remote call).
+pub type Verifying<B> = Waiting<VerifyFuture, B>;
 
-impl<S, ReqBody, ResBody> ResponseFuture<S, ReqBody, ResBody>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ReqBody: http_body::Body,
-{
-    /// Calls `inner` with the principal, or starts the refusal.
-    fn decided(
-        result: Result<Principal, AuthError>,
-        mut request: Request<ReqBody>,
-        inner: &mut S,
-        resource: ProtectedResource,
-    ) -> Self {
-        let state = match result {
-            Ok(principal) => {
-                request.extensions_mut().insert(principal);
-                State::Calling {
-                    future: inner.call(request),
-                }
-            }
-            Err(error) => {
-                let (parts, body) = request.into_parts();
-                let response = challenge::reject(error, &resource, &parts);
-                State::Rejecting {
-                    rejection: Rejection::new(response, body),
-                }
-            }
-        };
-        Self {
-            state,
-            request: None,
-            resource,
-        }
-    }
-}
+impl Sealed for VerifyFuture {}
 
-#[pin_project(project = StateProj)]
-enum State<F, ReqBody, B> {
-    Verifying {
-        verification: VerifyFuture,
-    },
-    Rejecting {
-        rejection: Rejection<ReqBody, B>,
-    },
-    Calling {
-        #[pin]
-        future: F,
-    },
-}
-
-impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody, ResBody>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ReqBody: http_body::Body,
-{
-    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Verifying { verification } => {
-                    let result = std::task::ready!(Pin::new(verification).poll(cx));
-                    let Some(pending) = this.request.take() else {
-                        panic!("ResponseFuture polled after completion");
-                    };
-                    let (mut request, mut inner) = *pending;
-                    match result {
-                        Ok(principal) => {
-                            request.extensions_mut().insert(principal);
-                            let future = inner.call(request);
-                            this.state.set(State::Calling { future });
-                        }
-                        Err(error) => {
-                            let (parts, body) = request.into_parts();
-                            let response = challenge::reject(error, this.resource, &parts);
-                            let rejection = Rejection::new(response, body);
-                            this.state.set(State::Rejecting { rejection });
-                        }
-                    }
-                }
-                StateProj::Rejecting { rejection } => {
-                    return rejection.poll_response(cx).map(Ok);
-                }
-                StateProj::Calling { future } => {
-                    let response = std::task::ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
-                }
-            }
-        }
+impl Settle for VerifyFuture {
+    fn settle(output: Result<Principal, AuthError>, parts: &mut Parts) -> Result<(), AuthError> {
+        parts.extensions.insert(output?);
+        Ok(())
     }
 }

@@ -247,7 +247,9 @@ impl TokenReviewVerifier {
         }
     }
 
-    async fn review(&self, token: &str) -> Result<Arc<Verified>, AuthError> {
+    /// Asks the API server to review `token` for the configured audiences; its answer,
+    /// read as JSON.
+    async fn request_review(&self, token: &str) -> Result<Value, AuthError> {
         let config = &self.0.config;
         let mut spec = json!({ "token": token });
         if !config.audiences.is_empty() {
@@ -281,43 +283,18 @@ impl TokenReviewVerifier {
                     self.unavailable("the Kubernetes API server could not review the token")
                 }
             })?;
-        let answer: Value = serde_json::from_slice(&fetched.body)
-            .map_err(|_| self.unavailable("the Kubernetes API server answered nonsense"))?;
+        serde_json::from_slice(&fetched.body)
+            .map_err(|_| self.unavailable("the Kubernetes API server answered nonsense"))
+    }
+
+    /// Reviews `token`: the claims of the user the API server authenticated it as, to
+    /// be reused no longer than the token's `exp` or the cache's `max_ttl`.
+    async fn review(&self, token: &str) -> Result<Arc<Verified>, AuthError> {
+        let config = &self.0.config;
+        let answer = self.request_review(token).await?;
         let status = &answer["status"];
-        if status["authenticated"] != Value::Bool(true) {
-            if let Some(error) = status["error"].as_str() {
-                tracing::info!("TokenReview refused the token: {error}");
-            }
-            return Err(AuthError::invalid_token(
-                Rule::Iss2,
-                "the Kubernetes API server did not authenticate the token",
-            ));
-        }
-        let audiences = status["audiences"].as_array().cloned().unwrap_or_default();
-        if !config.audiences.is_empty()
-            && !audiences.iter().any(|a| {
-                a.as_str()
-                    .is_some_and(|a| config.audiences.iter().any(|c| c == a))
-            })
-        {
-            return Err(AuthError::invalid_token(
-                Rule::Iss2,
-                "the token is not for this server's audiences",
-            ));
-        }
-        let user = &status["user"];
-        let mut claims = Map::new();
-        claims.insert("sub".into(), user["username"].clone());
-        claims.insert("username".into(), user["username"].clone());
-        claims.insert("uid".into(), user["uid"].clone());
-        claims.insert(
-            "groups".into(),
-            user.get("groups").cloned().unwrap_or_else(|| json!([])),
-        );
-        claims.insert(
-            "extra".into(),
-            user.get("extra").cloned().unwrap_or_else(|| json!({})),
-        );
+        let audiences = authenticated_audiences(status, config)?;
+        let mut claims = user_claims(&status["user"]);
         claims.insert("aud".into(), Value::Array(audiences));
         let exp = unverified_exp(token);
         if let Some(exp) = &exp {
@@ -340,6 +317,51 @@ impl TokenReviewVerifier {
             verified.claims.clone(),
         ))
     }
+}
+
+/// The audiences a review's `status` gives the token, if it authenticated the token
+/// and, when `config` has audiences, for one of them.
+fn authenticated_audiences(status: &Value, config: &TokenReview) -> Result<Vec<Value>, AuthError> {
+    if status["authenticated"] != Value::Bool(true) {
+        if let Some(error) = status["error"].as_str() {
+            tracing::info!("TokenReview refused the token: {error}");
+        }
+        return Err(AuthError::invalid_token(
+            Rule::Iss2,
+            "the Kubernetes API server did not authenticate the token",
+        ));
+    }
+    let audiences = status["audiences"].as_array().cloned().unwrap_or_default();
+    if !config.audiences.is_empty()
+        && !audiences.iter().any(|a| {
+            a.as_str()
+                .is_some_and(|a| config.audiences.iter().any(|c| c == a))
+        })
+    {
+        return Err(AuthError::invalid_token(
+            Rule::Iss2,
+            "the token is not for this server's audiences",
+        ));
+    }
+    Ok(audiences)
+}
+
+/// The claims of the reviewed `user`: `sub` and `username` (its name), `uid`,
+/// `groups` and `extra`.
+fn user_claims(user: &Value) -> Map<String, Value> {
+    let mut claims = Map::new();
+    claims.insert("sub".into(), user["username"].clone());
+    claims.insert("username".into(), user["username"].clone());
+    claims.insert("uid".into(), user["uid"].clone());
+    claims.insert(
+        "groups".into(),
+        user.get("groups").cloned().unwrap_or_else(|| json!([])),
+    );
+    claims.insert(
+        "extra".into(),
+        user.get("extra").cloned().unwrap_or_else(|| json!({})),
+    );
+    claims
 }
 
 /// The `exp` a JWT-shaped token claims, read without verification: it only ever
