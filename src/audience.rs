@@ -364,7 +364,7 @@ mod tests {
 
     #[test]
     fn client_id_audience_only_when_listed() {
-        // R-AUD-4 (seed 001)
+        // R-AUD-4: an IdP that puts the client id in `aud` is accepted only by opt-in
         assert!(
             AudiencePolicy::resource()
                 .check(&auds(&["my-client"]), Some(RESOURCE))
@@ -384,7 +384,7 @@ mod tests {
 
     #[test]
     fn missing_audience_is_refused_with_the_rfc8707_hint_unless_allowed() {
-        // R-AUD-5 (seed 000)
+        // R-AUD-5: a token without `aud` (no RFC 8707 `resource`) is refused with a hint
         let err = AudiencePolicy::resource().check(&[], Some(RESOURCE)).err();
         let description = err.map(|e| e.description().to_owned()).unwrap_or_default();
         assert!(

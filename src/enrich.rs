@@ -1,6 +1,7 @@
 //! [`EnrichLayer`]: an optional step after verification that adds claims to the
 //! [`Principal`] (from a userinfo endpoint, an upstream token, a directory) — and
-//! whose failure cannot lock everyone out (R-AZ-2, seed 003).
+//! whose failure cannot lock everyone out (R-AZ-2: a gateway whose extra step before its
+//! policy failed on every opaque token denied every request).
 //!
 //! When the [`Enrich`] step fails, the failure is logged and the request goes on with
 //! the principal as verified, so authorization still runs on the claims that are

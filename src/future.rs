@@ -137,7 +137,7 @@ enum State<F, B, ReqBody> {
         future: F,
     },
     Rejected {
-        rejection: Rejection<ReqBody, B>,
+        rejection: Box<Rejection<ReqBody, B>>,
     },
 }
 
@@ -152,7 +152,9 @@ impl<F, B, ReqBody> ResponseFuture<F, B, ReqBody> {
 
     pub(crate) fn rejected(rejection: Rejection<ReqBody, B>) -> Self {
         Self {
-            state: State::Rejected { rejection },
+            state: State::Rejected {
+                rejection: Box::new(rejection),
+            },
             span: Span::none(),
             binding: None,
         }
@@ -287,25 +289,28 @@ where
 {
     #[pin]
     state: Gate<C, S, S::Future, C::Refused, ResBody>,
-    /// Kept only while a check is pending, to render its refusal.
-    resource: Option<ProtectedResource>,
 }
 
+/// The states of a [`GateFuture`]. Only `Calling` is the hot path; the others are
+/// boxed, so that a future decided at once stays as small as the inner one.
 #[pin_project(project = GateProj, project_replace = GateOwn)]
 enum Gate<C, S, F, R, B> {
-    Checking {
-        check: C,
-        parts: Parts,
-        inner: S,
-    },
+    Checking(Box<Pending<C, S>>),
     Calling {
         #[pin]
         future: F,
     },
-    Rejecting {
-        rejection: Rejection<R, B>,
-    },
+    Rejecting(Box<Rejection<R, B>>),
     Done,
+}
+
+/// A pending check, with what it needs to go on: the request's parts, the service
+/// that was polled ready, and the resource to render a refusal for.
+struct Pending<C, S> {
+    check: C,
+    parts: Parts,
+    inner: S,
+    resource: ProtectedResource,
 }
 
 impl<C, S, ResBody> GateFuture<C, S, ResBody>
@@ -319,7 +324,6 @@ where
             state: Gate::Calling {
                 future: inner.call(request),
             },
-            resource: None,
         }
     }
 
@@ -332,10 +336,7 @@ where
     ) -> Self {
         let response = challenge::reject(error, resource, parts);
         Self {
-            state: Gate::Rejecting {
-                rejection: Rejection::draining(response, body, C::DRAIN),
-            },
-            resource: None,
+            state: Gate::Rejecting(Box::new(Rejection::draining(response, body, C::DRAIN))),
         }
     }
 
@@ -347,12 +348,12 @@ where
     {
         let clone = inner.clone();
         Self {
-            state: Gate::Checking {
+            state: Gate::Checking(Box::new(Pending {
                 check,
                 parts,
                 inner: std::mem::replace(inner, clone),
-            },
-            resource: Some(resource.clone()),
+                resource: resource.clone(),
+            })),
         }
     }
 }
@@ -368,29 +369,28 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                GateProj::Checking { check, parts, .. } => {
+                GateProj::Checking(pending) => {
+                    let Pending { check, parts, .. } = &mut **pending;
                     let checked = std::task::ready!(check.poll_check(parts, cx));
-                    let owned = this.state.as_mut().project_replace(Gate::Done);
-                    let (
-                        GateOwn::Checking {
-                            check,
-                            parts,
-                            mut inner,
-                        },
-                        Some(resource),
-                    ) = (owned, this.resource.take())
+                    let GateOwn::Checking(pending) =
+                        this.state.as_mut().project_replace(Gate::Done)
                     else {
                         return Poll::Ready(Ok(challenge::after_completion()));
                     };
+                    let Pending {
+                        check,
+                        parts,
+                        mut inner,
+                        resource,
+                    } = *pending;
                     let next = match checked {
                         Ok(()) => Gate::Calling {
                             future: inner.call(check.pass(parts)),
                         },
                         Err(error) => {
                             let response = challenge::reject(error, &resource, &parts);
-                            Gate::Rejecting {
-                                rejection: Rejection::draining(response, check.refuse(), C::DRAIN),
-                            }
+                            let rejection = Rejection::draining(response, check.refuse(), C::DRAIN);
+                            Gate::Rejecting(Box::new(rejection))
                         }
                     };
                     this.state.set(next);
@@ -400,7 +400,7 @@ where
                     this.state.set(Gate::Done);
                     return Poll::Ready(response.map(|r| r.map(ResponseBody::inner)));
                 }
-                GateProj::Rejecting { rejection } => {
+                GateProj::Rejecting(rejection) => {
                     let response = std::task::ready!(rejection.poll_response(cx));
                     this.state.set(Gate::Done);
                     return Poll::Ready(Ok(response));

@@ -80,7 +80,7 @@ async fn an_active_opaque_token_is_accepted_with_every_field_kept() {
         Issuer::new(&idp.issuer)
             .introspection(introspection(&idp))
             .discovery(false)
-            .introspect_jwts(),
+            .introspect_jwts(true),
     ]);
     let answer = call(&app, "/mcp", Some("ya29.opaque-token")).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
@@ -100,7 +100,7 @@ async fn an_inactive_token_is_401() {
     let app = protect(vec![
         Issuer::new(&idp.issuer)
             .introspection(introspection(&idp))
-            .introspect_jwts(),
+            .introspect_jwts(true),
     ]);
     let answer = call(&app, "/mcp", Some("revoked-token")).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
@@ -115,7 +115,7 @@ async fn an_inactive_token_is_401() {
     let asking = protect(vec![
         Issuer::new(&idp.issuer)
             .introspection(introspection(&idp).inactive_cache_ttl(Duration::ZERO))
-            .introspect_jwts(),
+            .introspect_jwts(true),
     ]);
     call(&asking, "/mcp", Some("revoked-token")).await;
     call(&asking, "/mcp", Some("revoked-token")).await;
@@ -131,7 +131,7 @@ async fn concurrent_requests_with_one_token_share_one_introspection() {
     let app = protect(vec![
         Issuer::new(&idp.issuer)
             .introspection(introspection(&idp))
-            .introspect_jwts(),
+            .introspect_jwts(true),
     ]);
     let tasks: Vec<_> = (0..200)
         .map(|_| {
@@ -153,7 +153,7 @@ async fn a_disabled_result_cache_introspects_every_request() {
     let app = protect(vec![
         Issuer::new(&idp.issuer)
             .introspection(introspection(&idp).cache(TokenCacheOptions::disabled()))
-            .introspect_jwts(),
+            .introspect_jwts(true),
     ]);
     for _ in 0..5 {
         assert_eq!(call(&app, "/mcp", Some("tok")).await.status, StatusCode::OK);
@@ -177,7 +177,7 @@ async fn the_result_cache_stays_within_its_bounds() {
         .issuer(
             Issuer::new(&idp.issuer)
                 .introspection(introspection(&idp).cache(bounds))
-                .introspect_jwts(),
+                .introspect_jwts(true),
         )
         .build()
         .expect("valid");
@@ -211,7 +211,7 @@ async fn results_are_cached_no_longer_than_the_maximum_or_the_tokens_exp() {
     let app = protect(vec![
         Issuer::new(&idp.issuer)
             .introspection(config)
-            .introspect_jwts(),
+            .introspect_jwts(true),
     ]);
     assert_eq!(call(&app, "/mcp", Some("tok")).await.status, StatusCode::OK);
     assert_eq!(call(&app, "/mcp", Some("tok")).await.status, StatusCode::OK);
@@ -236,7 +236,7 @@ async fn results_are_cached_no_longer_than_the_maximum_or_the_tokens_exp() {
     let app = protect(vec![
         Issuer::new(&idp.issuer)
             .introspection(introspection(&idp))
-            .introspect_jwts(),
+            .introspect_jwts(true),
     ]);
     assert_eq!(
         call(&app, "/mcp", Some("short")).await.status,
@@ -257,7 +257,7 @@ async fn an_unreachable_introspection_endpoint_is_503_and_recovers() {
     let app = protect(vec![
         Issuer::new(&idp.issuer)
             .introspection(introspection(&idp))
-            .introspect_jwts(),
+            .introspect_jwts(true),
     ]);
     let answer = call(&app, "/mcp", Some("tok")).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -275,7 +275,7 @@ async fn client_secret_basic_and_post_both_authenticate() {
         let app = protect(vec![
             Issuer::new(&idp.issuer)
                 .introspection(introspection(&idp).auth(auth))
-                .introspect_jwts(),
+                .introspect_jwts(true),
         ]);
         assert_eq!(
             call(&app, "/mcp", Some("tok")).await.status,
@@ -288,7 +288,7 @@ async fn client_secret_basic_and_post_both_authenticate() {
     let app = protect(vec![
         Issuer::new(&idp.issuer)
             .introspection(wrong)
-            .introspect_jwts(),
+            .introspect_jwts(true),
     ]);
     let answer = call(&app, "/mcp", Some("tok")).await;
     // Not the token's fault: the server cannot verify tokens now (503, logged as a
@@ -314,7 +314,7 @@ async fn introspected_tokens_are_audience_checked() {
     let app = protect(vec![
         Issuer::new(&idp.issuer)
             .introspection(introspection(&idp))
-            .introspect_jwts(),
+            .introspect_jwts(true),
     ]);
     assert_eq!(
         call(&app, "/mcp", Some("foreign")).await.status,
@@ -414,7 +414,7 @@ async fn jwts_of_an_issuer_can_be_sent_to_introspection() {
     let app = protect(vec![
         Issuer::new(&idp.issuer)
             .introspection(introspection(&idp))
-            .introspect_jwts(),
+            .introspect_jwts(true),
     ]);
     let answer = call(&app, "/mcp", Some(&token)).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
@@ -445,7 +445,7 @@ async fn refresh_id_and_key_bound_tokens_are_refused_even_when_active() {
     let app = protect(vec![
         Issuer::new(&idp.issuer)
             .introspection(introspection(&idp))
-            .introspect_jwts(),
+            .introspect_jwts(true),
     ]);
     for (token, _) in &cases {
         let answer = call(&app, "/mcp", Some(token)).await;
@@ -469,14 +469,14 @@ async fn client_secrets_and_shared_keys_never_appear_in_logs_or_answers() {
             .introspection(
                 Introspection::new(INTROSPECTION_CLIENT.0, wrong).endpoint(idp.introspection_uri()),
             )
-            .introspect_jwts(),
+            .introspect_jwts(true),
     ]);
     let mut answers = Vec::new();
     answers.push(call(&rejected, "/mcp", Some("tok")).await);
     let good = protect(vec![
         Issuer::new(&idp.issuer)
             .introspection(introspection(&idp))
-            .introspect_jwts(),
+            .introspect_jwts(true),
     ]);
     idp.switches().down.store(true, Ordering::SeqCst);
     answers.push(call(&good, "/mcp", Some("tok")).await);

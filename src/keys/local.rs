@@ -1,6 +1,6 @@
 //! [`LocalKeys`]: the in-process tier (R-KEY-1) — a static key set or PEM, or a handle
 //! the embedding program updates at run time (an embedded authorization server that
-//! rotates its signing keys, seed 004). Reads are an atomic load, never a lock.
+//! rotates its signing keys, whose keys must answer even when discovery cannot). Reads are an atomic load, never a lock.
 
 use std::future::ready;
 use std::sync::Arc;

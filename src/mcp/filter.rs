@@ -1,6 +1,6 @@
 //! [`FilterToolsLayer`]: removes from a `tools/list` answer the tools the caller could
-//! not call, so clients do not offer a model tools that will be refused (seed 003's
-//! gateway filtered everything away because its policy step failed; here the policy
+//! not call, so clients do not offer a model tools that will be refused (a gateway
+//! whose policy step failed on opaque tokens filtered every tool away; here the policy
 //! that filters is the one that decides calls).
 //!
 //! A tool is kept when the authorization policy allows `tools/call` of it for this

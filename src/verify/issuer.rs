@@ -107,12 +107,12 @@ impl Issuer {
         self
     }
 
-    /// Send this issuer's JWT-shaped tokens to introspection too, instead of
-    /// checking them locally (for issuers whose JWTs are not meant to be verified by
-    /// resource servers, or to see revocations at once). Needs
-    /// [`Issuer::introspection`].
-    pub fn introspect_jwts(mut self) -> Self {
-        self.introspect_jwts = true;
+    /// Whether this issuer's JWT-shaped tokens go to introspection too, instead of
+    /// being checked locally (for issuers whose JWTs are not meant to be verified by
+    /// resource servers, or to see revocations at once). Default `false`; `true`
+    /// needs [`Issuer::introspection`].
+    pub fn introspect_jwts(mut self, on: bool) -> Self {
+        self.introspect_jwts = on;
         self
     }
 
