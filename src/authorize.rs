@@ -125,7 +125,11 @@ impl Future for Decide {
                     .take()
                     .unwrap_or_else(|| Decision::deny("the decision was asked for twice")),
             ),
-            DecideState::Pending(future) => future.as_mut().poll(cx),
+            DecideState::Pending(future) => {
+                let decision = std::task::ready!(future.as_mut().poll(cx));
+                self.0 = DecideState::Ready(None);
+                Poll::Ready(decision)
+            }
         }
     }
 }
@@ -338,7 +342,7 @@ impl ServerAuthorize {
         }
         // The scopes this operation needs, all of them (RFC 6750 §3.1, SEP-2350).
         let mut needed = required.to_vec();
-        add_scopes(&mut needed, rule.iter());
+        needed.extend(rule.iter().filter(|s| !required.contains(s)).cloned());
         if let Some(supported) = &self.keep_granted {
             add_scopes(
                 &mut needed,

@@ -45,9 +45,10 @@
 //! never runs at start-up and its failure never blocks another tier. An unreachable
 //! identity provider gives `503` with `Retry-After`, not `401`.
 //!
-//! A JWT that was verified is kept in a cache keyed by its SHA-256
-//! ([`TokenCacheOptions`]): the token a client repeats on every request costs a hash
-//! and a lookup, never past its `exp` nor once its key is gone, and the audience and
+//! A JWT that was verified is kept in a cache keyed by the SHA-256 of its signature,
+//! its header and payload compared byte for byte on each hit ([`TokenCacheOptions`]):
+//! the token a client repeats on every request costs a short hash, a comparison and a
+//! lookup, never past its `exp` nor once its key is gone, and the audience and
 //! authorization steps still run every time.
 //!
 //! [`McpScopes`] declares which scopes each MCP operation needs (`tools/call` of

@@ -335,8 +335,9 @@ impl<V> ResourceServerBuilder<V> {
         verifier: Arc<dyn TokenVerifier>,
         issuer_policies: Vec<(String, AudiencePolicy)>,
     ) -> Result<ResourceServer, ConfigError> {
-        self.check()?;
+        self.check_mcp()?;
         let resource = self.scopes.describe(self.resource.clone())?;
+        self.check_token_len()?;
         resource.validate()?;
         let metadata = MetadataLayer::new(resource.clone()).serve_root(self.serve_root_metadata);
         let policy = self.scopes.policy(&resource);
@@ -375,14 +376,19 @@ impl<V> ResourceServerBuilder<V> {
         })
     }
 
-    /// Refuses settings that contradict each other or cannot work.
-    fn check(&self) -> Result<(), ConfigError> {
+    /// Refuses MCP settings that contradict each other.
+    fn check_mcp(&self) -> Result<(), ConfigError> {
         if !self.mcp.operations && (self.scopes.mcp.is_some() || self.mcp.filter_tools) {
             return Err(ConfigError::new(
                 "mcp_scopes and filter_tools need the MCP operation of each request, but \
                  mcp_operations(false) turns reading it off; drop one of them",
             ));
         }
+        Ok(())
+    }
+
+    /// Refuses a token length cap no real token fits.
+    fn check_token_len(&self) -> Result<(), ConfigError> {
         if self.max_token_len < 64 {
             return Err(ConfigError::new(format!(
                 "max_token_len {} is too small for any real access token; use at least 1024",
@@ -476,10 +482,13 @@ impl ResourceServer {
 
     /// Starts describing `resource` (a URI, or [`ProtectedResource::per_route`]) whose
     /// tokens are verified by a verifier of your own instead of the issuers' JWT
-    /// verifier; name its authorization servers with
-    /// [`ResourceServerBuilder::authorization_server`]. Issuers, routes and the
-    /// verified-token cache belong to that verifier (a [`VerifierChain`] has them),
-    /// so the builder has no methods for them:
+    /// verifier. Issuers, routes and the verified-token cache belong to that verifier
+    /// (a [`VerifierChain`] has them), so the builder has no methods for them; what
+    /// the builder learns from [`Issuers`] it cannot learn from a verifier, so say it
+    /// here: name the authorization servers clients should use with
+    /// [`ResourceServerBuilder::authorization_server`], and give the audience policy
+    /// with [`ResourceServerBuilder::audience`] (an [`Issuer::audience`] inside the
+    /// verifier is not seen by the audience stage).
     ///
     /// ```
     /// use mcp_gatekeeper::{Issuer, ResourceServer, TokenCacheOptions, VerifierChain};
@@ -492,14 +501,39 @@ impl ResourceServer {
     /// # Ok::<(), mcp_gatekeeper::ConfigError>(())
     /// ```
     ///
-    /// ```compile_fail
-    /// use mcp_gatekeeper::{Issuer, ResourceServer, TokenCacheOptions, VerifierChain};
+    /// Each of the following is that example with one line added, and does not
+    /// compile: the line would be ignored next to a verifier of your own.
     ///
-    /// let chain = VerifierChain::new([Issuer::new("https://idp.example.com")])?;
-    /// // The cache would be the builder's, never the verifier's: it does not compile.
+    /// ```compile_fail
+    /// # use mcp_gatekeeper::{Issuer, ResourceServer, TokenCacheOptions, VerifierChain};
+    /// # let chain = VerifierChain::new([Issuer::new("https://idp.example.com")])?
+    /// #     .token_cache(TokenCacheOptions::default());
     /// let server = ResourceServer::with_verifier("https://mcp.example.com/mcp", chain)
     ///     .authorization_server("https://idp.example.com")
     ///     .token_cache(TokenCacheOptions::default())
+    ///     .build()?;
+    /// # Ok::<(), mcp_gatekeeper::ConfigError>(())
+    /// ```
+    ///
+    /// ```compile_fail
+    /// # use mcp_gatekeeper::{Issuer, ResourceServer, TokenCacheOptions, VerifierChain};
+    /// # let chain = VerifierChain::new([Issuer::new("https://idp.example.com")])?
+    /// #     .token_cache(TokenCacheOptions::default());
+    /// let server = ResourceServer::with_verifier("https://mcp.example.com/mcp", chain)
+    ///     .authorization_server("https://idp.example.com")
+    ///     .issuer(Issuer::new("https://other.example.com"))
+    ///     .build()?;
+    /// # Ok::<(), mcp_gatekeeper::ConfigError>(())
+    /// ```
+    ///
+    /// ```compile_fail
+    /// # use mcp_gatekeeper::{Issuer, JwtVerifier, ResourceServer, TokenCacheOptions, VerifierChain};
+    /// # let chain = VerifierChain::new([Issuer::new("https://idp.example.com")])?
+    /// #     .token_cache(TokenCacheOptions::default());
+    /// # let other = JwtVerifier::new([Issuer::new("https://other.example.com")])?;
+    /// let server = ResourceServer::with_verifier("https://mcp.example.com/mcp", chain)
+    ///     .authorization_server("https://idp.example.com")
+    ///     .route_issuer("https://other.example.com", other)
     ///     .build()?;
     /// # Ok::<(), mcp_gatekeeper::ConfigError>(())
     /// ```

@@ -72,7 +72,7 @@ async fn glewlwyd_at_jwts_verify_or_are_refused_per_the_audience_rules() {
     // The token for this resource verifies, in strict RFC 9068 mode too (typ at+jwt,
     // client_id, jti, iat), with keys found through OpenID discovery.
     let strict = app(
-        Issuer::new(&issuer).strict_rfc9068(),
+        Issuer::new(&issuer).strict_rfc9068(true),
         AudiencePolicy::resource(),
     );
     let answer = call(&strict, "/mcp", Some(for_us)).await;

@@ -287,7 +287,7 @@ async fn strict_rfc9068_requires_at_jwt_and_its_claims() {
     let app = protect(
         Issuer::new(ISSUER)
             .local_keys(local(&[&key]))
-            .strict_rfc9068(),
+            .strict_rfc9068(true),
     );
     assert_eq!(
         call(&app, "/mcp", Some(&key.sign(&claims(ISSUER, RESOURCE))))

@@ -3,8 +3,11 @@
 //!
 //! Both follow one set of rules ([`TokenCacheOptions`]):
 //!
-//! - keyed by the SHA-256 of the whole token, never by a weaker hash, since a
-//!   collision would skip verification;
+//! - keyed by a SHA-256, never by a weaker hash, since a collision would skip
+//!   verification: of the whole token for introspection and TokenReview; of a JWT's
+//!   signature for the JWT cache, whose entries keep the header and payload and
+//!   count a hit only when they are the same bytes (a reused signature on other
+//!   claims is verified from scratch, and fails);
 //! - bounded by an entry count and by bytes: each entry weighs the estimated size of
 //!   what it holds, but never less than `max_bytes / max_entries`, so neither bound
 //!   can be passed;
@@ -25,7 +28,8 @@ use sha2::{Digest, Sha256};
 use crate::error::AuthError;
 use crate::rule::Rule;
 
-/// The cache key of a token: its SHA-256.
+/// The cache key of a token: a SHA-256 (of an opaque token, or of a JWT's
+/// signature).
 pub(crate) type TokenDigest = [u8; 32];
 
 /// The SHA-256 of `token`.
@@ -60,7 +64,8 @@ pub struct TokenCacheOptions {
     /// The most entries kept. Default 10,000. Zero turns the cache off.
     pub max_entries: u64,
     /// The most memory the entries take, by an estimate of their size (the parsed
-    /// claims walked value by value, plus a fixed share per entry). Default 16 MiB.
+    /// claims walked value by value, a JWT's header and payload as sent, plus a fixed
+    /// share per entry). Default 16 MiB.
     /// Zero turns the cache off.
     pub max_bytes: u64,
     /// The longest an entry is reused; never beyond the token's `exp` either.
@@ -239,9 +244,10 @@ impl<V: Send + Sync + 'static> TokenCache<V> {
         Self { cache, options }
     }
 
-    /// The key of `token`, or `None` when the cache is off (nothing to hash for).
-    pub(crate) fn key(&self, token: &str) -> Option<TokenDigest> {
-        self.cache.as_ref().map(|_| digest(token))
+    /// The key of `text` (what identifies a token), or `None` when the cache is off
+    /// (nothing to hash for).
+    pub(crate) fn key(&self, text: &str) -> Option<TokenDigest> {
+        self.cache.as_ref().map(|_| digest(text))
     }
 
     /// The value stored for `key`. Its own deadline (the token's `exp`) is the
@@ -267,12 +273,6 @@ impl<V: Send + Sync + 'static> TokenCache<V> {
     pub(crate) fn remove(&self, key: &TokenDigest) {
         if let Some(cache) = &self.cache {
             cache.invalidate(key);
-        }
-    }
-
-    pub(crate) fn forget(&self, token: &str) {
-        if let Some(key) = self.key(token) {
-            self.remove(&key);
         }
     }
 

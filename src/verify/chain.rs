@@ -272,7 +272,7 @@ impl TokenVerifier for VerifierChain {
             .as_ref()
             .and_then(|jwt| jwt.cache_key(token.as_str()));
         if let (Some(jwt), Some(key)) = (&self.0.jwt, &key)
-            && let Some(principal) = jwt.cached(key)
+            && let Some(principal) = jwt.cached(key, token.as_str())
         {
             return VerifyFuture::ready(Ok(principal));
         }

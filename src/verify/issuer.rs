@@ -169,10 +169,11 @@ impl Issuer {
         self
     }
 
-    /// Strict RFC 9068: `typ` must be `at+jwt`, and `iss`, `exp`, `aud`, `sub`,
-    /// `client_id`, `iat` and `jti` must be present (R-JWT-4).
-    pub fn strict_rfc9068(mut self) -> Self {
-        self.strict_rfc9068 = true;
+    /// Whether tokens must be strict RFC 9068 (default `false`): `typ` must be
+    /// `at+jwt`, and `iss`, `exp`, `aud`, `sub`, `client_id`, `iat` and `jti` must be
+    /// present (R-JWT-4).
+    pub fn strict_rfc9068(mut self, on: bool) -> Self {
+        self.strict_rfc9068 = on;
         self
     }
 

@@ -9,8 +9,9 @@
 //! the token's unverified `iss`, then its algorithm must be one the [`Issuer`] allows.
 //! Keys come from the issuer's [`KeyChain`]; when a tier already holds the key (the
 //! steady state) verification is synchronous and allocates no future. Verified tokens
-//! are cached by their SHA-256 (see [`TokenCacheOptions`]) and reused while the key
-//! set that verified them is still the one their issuer's tiers hold.
+//! are cached by the SHA-256 of their signature, with their header and payload kept
+//! and compared byte for byte on each hit (see [`TokenCacheOptions`]), and reused
+//! while the key set that verified them is still the one their issuer's tiers hold.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -66,6 +67,11 @@ impl IssuerRuntime {
 /// verified it is still the one its issuer's tiers hold: a key removed, rotated or
 /// refreshed makes the next request verify the token again.
 struct CachedJwt {
+    /// The token's header and payload as sent (`header.payload`): the key is the
+    /// digest of the signature alone, so a hit counts only when the rest is the same
+    /// bytes. Not secret: the claims are kept anyway, and without the signature they
+    /// are no token.
+    signed: Box<str>,
     principal: Principal,
     exp: u64,
     issuer: Arc<IssuerRuntime>,
@@ -179,9 +185,12 @@ impl JwtVerifier {
     }
 
     /// Drops `token` from the verified-token cache, if it is there: the next request
-    /// with it is verified from scratch.
+    /// with it is verified from scratch. The entry is found by the token's signature,
+    /// so any token with that signature drops it (forgetting more, never less).
     pub fn forget_token(&self, token: &str) {
-        self.0.cache.forget(token);
+        if let Some(key) = self.cache_key(token) {
+            self.0.cache.remove(&key);
+        }
     }
 
     /// The trusted issuer identifiers.
@@ -189,14 +198,26 @@ impl JwtVerifier {
         self.0.issuers.keys().map(String::as_str)
     }
 
-    /// The cache key of `token`; `None` when the cache is off.
+    /// The cache key of `token`: the SHA-256 of its signature, the part that only
+    /// the issuer's key can make; `None` when the cache is off or `token` has not the
+    /// three parts of a JWT. Hashing the signature alone, not the whole token, is
+    /// what makes a repeated token cheap (a 64-byte ES256 signature is two blocks of
+    /// SHA-256; the token, ten or more); [`JwtVerifier::cached`] then compares the
+    /// header and payload byte for byte.
     pub(crate) fn cache_key(&self, token: &str) -> Option<TokenDigest> {
-        self.0.cache.key(token)
+        let (_, signature) = split_signature(token)?;
+        self.0.cache.key(signature)
     }
 
-    /// The principal of a token verified earlier, if it may be reused now.
-    pub(crate) fn cached(&self, key: &TokenDigest) -> Option<Principal> {
+    /// The principal of `token`, verified earlier, if it may be reused now; `key` is
+    /// its [`JwtVerifier::cache_key`].
+    pub(crate) fn cached(&self, key: &TokenDigest, token: &str) -> Option<Principal> {
         let cached = self.0.cache.get(key)?;
+        // The same signature with another header or payload is another token (a
+        // forgery): it is verified from scratch, and fails there.
+        if split_signature(token).map(|(signed, _)| signed) != Some(&*cached.signed) {
+            return None;
+        }
         if !cached.is_current(jsonwebtoken::get_current_timestamp()) {
             self.0.cache.remove(key);
             return None;
@@ -217,14 +238,14 @@ impl JwtVerifier {
         key: Option<TokenDigest>,
     ) -> VerifyFuture {
         match self.verify_now(token.as_str()) {
-            Now::Decided(result) => VerifyFuture::ready(self.remember(key, result)),
+            Now::Decided(result) => VerifyFuture::ready(self.remember(key, token.as_str(), result)),
             Now::Fetch(pending) => {
                 let this = self.clone();
                 let token = token.clone();
                 VerifyFuture::pending(async move {
                     let (parsed, issuer) = *pending;
                     let result = verify_later(token.as_str(), parsed, issuer).await;
-                    this.remember(key, result)
+                    this.remember(key, token.as_str(), result)
                 })
             }
         }
@@ -233,13 +254,15 @@ impl JwtVerifier {
     fn remember(
         &self,
         key: Option<TokenDigest>,
+        token: &str,
         result: Result<Checked, AuthError>,
     ) -> Result<Principal, AuthError> {
         let checked = result?;
-        if let Some(key) = key {
+        if let (Some(key), Some((signed, _))) = (key, split_signature(token)) {
             let now = jsonwebtoken::get_current_timestamp();
             let ttl = Duration::from_secs(checked.exp.saturating_sub(now));
             let entry = CachedJwt {
+                signed: signed.into(),
                 principal: checked.principal.clone(),
                 exp: checked.exp,
                 issuer: checked.issuer,
@@ -251,7 +274,7 @@ impl JwtVerifier {
                 key,
                 Arc::new(entry),
                 ttl,
-                cache::estimate(checked.principal.claims()),
+                cache::estimate(checked.principal.claims()) + signed.len(),
             );
         }
         Ok(checked.principal)
@@ -333,7 +356,10 @@ async fn verify_later(
 impl TokenVerifier for JwtVerifier {
     fn verify(&self, token: &BearerToken) -> VerifyFuture {
         let key = self.cache_key(token.as_str());
-        if let Some(principal) = key.as_ref().and_then(|key| self.cached(key)) {
+        if let Some(principal) = key
+            .as_ref()
+            .and_then(|key| self.cached(key, token.as_str()))
+        {
             return VerifyFuture::ready(Ok(principal));
         }
         self.verify_uncached(token, key)
@@ -435,4 +461,12 @@ fn describe(kind: &ErrorKind) -> AuthError {
         }
         _ => AuthError::invalid_token(Rule::Jwt1, "the token could not be verified"),
     }
+}
+
+/// A JWT's signed part (`header.payload`) and its signature, split at the last dot;
+/// `None` unless the token has exactly three parts.
+fn split_signature(token: &str) -> Option<(&str, &str)> {
+    let [header, payload, signature] = super::jose::segments(token)?;
+    let signed = &token[..header.len() + 1 + payload.len()];
+    Some((signed, signature))
 }
