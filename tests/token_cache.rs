@@ -222,6 +222,7 @@ async fn a_token_differing_in_any_part_is_not_a_hit() {
     let Fixture {
         key, app, token, ..
     } = fixture(SigningKey::rsa("k"), |b| b);
+    let (_guard, logs) = capture_logs();
     allowed(&app, "/mcp", &token).await;
     let [header, payload, signature] = {
         let parts: Vec<&str> = token.split('.').collect();
@@ -245,7 +246,9 @@ async fn a_token_differing_in_any_part_is_not_a_hit() {
         let answer = call(&app, "/mcp", Some(&forged)).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
     }
+    // The forgeries neither hit the genuine token's entry nor evicted it.
     allowed(&app, "/mcp", &token).await;
+    assert_eq!(tiers(&logs), ["local", "cache"]);
 }
 
 #[tokio::test]
