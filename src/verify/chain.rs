@@ -266,19 +266,16 @@ impl TokenVerifier for VerifierChain {
     fn verify(&self, token: &BearerToken) -> VerifyFuture {
         // The hot path: a JWT verified before. Only the JWT path fills this cache, and
         // routing depends on the token alone, so a hit is a token that path verified.
-        let key = self
-            .0
-            .jwt
-            .as_ref()
-            .and_then(|jwt| jwt.cache_key(token.as_str()));
+        let text = token.as_str();
+        let key = self.0.jwt.as_ref().and_then(|jwt| jwt.cache_key(text));
         if let (Some(jwt), Some(key)) = (&self.0.jwt, &key)
-            && let Some(principal) = jwt.cached(key, token.as_str())
+            && let Some(principal) = jwt.cached(key, text)
         {
             return VerifyFuture::ready(Ok(principal));
         }
-        if is_jwt_shaped(token.as_str()) {
+        if is_jwt_shaped(text) {
             if !self.0.remote.is_empty()
-                && let Some(issuer) = super::jwt::unverified_issuer(token.as_str())
+                && let Some(issuer) = super::jwt::unverified_issuer(text)
                 && let Some(verifier) = self.0.remote.get(&issuer)
             {
                 return verifier.verify(token);

@@ -22,6 +22,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde_json::Value;
 
 use super::cache::{self, TokenCache, TokenCacheOptions, TokenCacheUsage, TokenDigest};
+
 use super::claims::check_claims;
 use super::issuer::Issuer;
 use super::jose::{Parsed, parse};
@@ -89,6 +90,13 @@ impl CachedJwt {
                 // The Weak keeps the old set's allocation, so its address is not reused.
                 .is_some_and(|found| std::ptr::eq(Arc::as_ptr(&found.keys), self.keys.as_ptr()))
     }
+}
+
+/// Where a JWT's entry is in the verified-token cache: the SHA-256 of its signature,
+/// and the length of what it signs (`header.payload`), compared on a hit.
+pub(crate) struct JwtKey {
+    digest: TokenDigest,
+    signed_len: usize,
 }
 
 /// A token that passed every check, with what the cache needs to keep it.
@@ -189,7 +197,7 @@ impl JwtVerifier {
     /// so any token with that signature drops it (forgetting more, never less).
     pub fn forget_token(&self, token: &str) {
         if let Some(key) = self.cache_key(token) {
-            self.0.cache.remove(&key);
+            self.0.cache.remove(&key.digest);
         }
     }
 
@@ -204,22 +212,26 @@ impl JwtVerifier {
     /// what makes a repeated token cheap (a 64-byte ES256 signature is two blocks of
     /// SHA-256; the token, ten or more); [`JwtVerifier::cached`] then compares the
     /// header and payload byte for byte.
-    pub(crate) fn cache_key(&self, token: &str) -> Option<TokenDigest> {
-        let (_, signature) = split_signature(token)?;
-        self.0.cache.key(signature)
+    pub(crate) fn cache_key(&self, token: &str) -> Option<JwtKey> {
+        let (signed, signature) = split_signature(token)?;
+        let digest = self.0.cache.key(signature)?;
+        Some(JwtKey {
+            digest,
+            signed_len: signed.len(),
+        })
     }
 
     /// The principal of `token`, verified earlier, if it may be reused now; `key` is
     /// its [`JwtVerifier::cache_key`].
-    pub(crate) fn cached(&self, key: &TokenDigest, token: &str) -> Option<Principal> {
-        let cached = self.0.cache.get(key)?;
+    pub(crate) fn cached(&self, key: &JwtKey, token: &str) -> Option<Principal> {
+        let cached = self.0.cache.get(&key.digest)?;
         // The same signature with another header or payload is another token (a
         // forgery): it is verified from scratch, and fails there.
-        if split_signature(token).map(|(signed, _)| signed) != Some(&*cached.signed) {
+        if token.get(..key.signed_len) != Some(&*cached.signed) {
             return None;
         }
         if !cached.is_current(jsonwebtoken::get_current_timestamp()) {
-            self.0.cache.remove(key);
+            self.0.cache.remove(&key.digest);
             return None;
         }
         let span = tracing::Span::current();
@@ -232,11 +244,7 @@ impl JwtVerifier {
     }
 
     /// Verifies `token`, whose cache key is `key`, and caches it when it passes.
-    pub(crate) fn verify_uncached(
-        &self,
-        token: &BearerToken,
-        key: Option<TokenDigest>,
-    ) -> VerifyFuture {
+    pub(crate) fn verify_uncached(&self, token: &BearerToken, key: Option<JwtKey>) -> VerifyFuture {
         match self.verify_now(token.as_str()) {
             Now::Decided(result) => VerifyFuture::ready(self.remember(key, token.as_str(), result)),
             Now::Fetch(pending) => {
@@ -253,12 +261,13 @@ impl JwtVerifier {
 
     fn remember(
         &self,
-        key: Option<TokenDigest>,
+        key: Option<JwtKey>,
         token: &str,
         result: Result<Checked, AuthError>,
     ) -> Result<Principal, AuthError> {
         let checked = result?;
-        if let (Some(key), Some((signed, _))) = (key, split_signature(token)) {
+        let signed = key.as_ref().and_then(|key| token.get(..key.signed_len));
+        if let (Some(key), Some(signed)) = (key, signed) {
             let now = jsonwebtoken::get_current_timestamp();
             let ttl = Duration::from_secs(checked.exp.saturating_sub(now));
             let entry = CachedJwt {
@@ -271,7 +280,7 @@ impl JwtVerifier {
                 keys: Arc::downgrade(&checked.keys),
             };
             self.0.cache.insert(
-                key,
+                key.digest,
                 Arc::new(entry),
                 ttl,
                 cache::estimate(checked.principal.claims()) + signed.len(),
