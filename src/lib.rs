@@ -137,7 +137,9 @@ mod mcp;
 // 8. authorization
 mod authorize;
 
-// All the stages: the pipeline written once, and the builder that makes it.
+// All the stages: the pipeline written once, the server that holds it, and the
+// builder that makes it.
+mod builder;
 mod pipeline;
 mod server;
 
@@ -196,8 +198,9 @@ pub use authorize::{
 };
 
 // All stages in order.
+pub use builder::{Issuers, OwnVerifier, ResourceServerBuilder};
 pub use pipeline::{Gatekeeper, GatekeeperLayer};
-pub use server::{Issuers, OwnVerifier, ResourceServer, ResourceServerBuilder};
+pub use server::ResourceServer;
 
 // What the stages share.
 pub use body::ResponseBody;

@@ -1,0 +1,474 @@
+//! [`ResourceServerBuilder`]: one description of the resource — its canonical URI,
+//! how tokens are verified, the scopes — checked and turned into the pipeline by
+//! `build()`, in named steps. Building checks the configuration (R-OPS-2) and does
+//! no I/O (R-KEY-2).
+//!
+//! The builder's type says how tokens are verified, so settings that would be
+//! ignored do not compile: [`ResourceServer::builder`] starts with the [`Issuers`]
+//! the server trusts (and their verified-token cache, and routes to other
+//! verifiers); [`ResourceServer::with_verifier`] starts with [`OwnVerifier`], which
+//! has none of those.
+
+use std::sync::Arc;
+
+use crate::audience::{AudienceLayer, AudiencePolicy};
+use crate::authorize::{Authorize, AuthorizeLayer, BoxAuthorize, ServerAuthorize};
+use crate::bearer::{BearerLayer, DEFAULT_MAX_TOKEN_LEN};
+use crate::enrich::{Enrich, EnrichLayer, ServerEnrich};
+use crate::error::ConfigError;
+use crate::mcp::{
+    BindSessionsLayer, DEFAULT_MCP_BODY_LIMIT, FilterToolsLayer, McpScopes, OperationLayer,
+};
+use crate::metadata::MetadataLayer;
+use crate::pipeline::GatekeeperLayer;
+use crate::principal::add_scopes;
+use crate::resource::ProtectedResource;
+use crate::server::ResourceServer;
+use crate::verify::{Issuer, TokenCacheOptions, TokenVerifier, VerifierChain, VerifyLayer};
+
+/// Builds a [`ResourceServer`]; see [`ResourceServer::builder`] and
+/// [`ResourceServer::with_verifier`]. `V` is how tokens are verified: [`Issuers`] or
+/// [`OwnVerifier`].
+#[must_use]
+pub struct ResourceServerBuilder<V = Issuers> {
+    resource: ProtectedResource,
+    verification: V,
+    audience: AudiencePolicy,
+    scopes: ScopeSettings,
+    enrich: EnrichLayer<ServerEnrich>,
+    max_token_len: usize,
+    serve_root_metadata: bool,
+    mcp: McpSettings,
+    sessions: SessionSettings,
+}
+
+/// How a [`ResourceServerBuilder`] from [`ResourceServer::builder`] verifies tokens:
+/// the JWT issuers it trusts, their verified-token cache, and the issuers routed to
+/// other verifiers.
+pub struct Issuers {
+    issuers: Vec<Issuer>,
+    routed: Vec<(String, Arc<dyn TokenVerifier>)>,
+    token_cache: Option<TokenCacheOptions>,
+}
+
+/// How a [`ResourceServerBuilder`] from [`ResourceServer::with_verifier`] verifies
+/// tokens: with that verifier alone.
+pub struct OwnVerifier(Arc<dyn TokenVerifier>);
+
+impl OwnVerifier {
+    pub(crate) fn new(verifier: impl TokenVerifier) -> Self {
+        Self(Arc::new(verifier))
+    }
+}
+
+/// What the authorization stage requires.
+struct ScopeSettings {
+    required: Vec<String>,
+    mcp: Option<McpScopes>,
+    callback: Option<BoxAuthorize>,
+    challenge_granted: bool,
+}
+
+/// How MCP request bodies are read and answers filtered.
+struct McpSettings {
+    operations: bool,
+    body_limit: usize,
+    filter_tools: bool,
+}
+
+/// Whether sessions are bound, and whether unknown ones are refused.
+struct SessionSettings {
+    bind: bool,
+    refuse_unknown: bool,
+}
+
+impl ResourceServerBuilder<Issuers> {
+    /// Trusts an issuer of JWT access tokens (repeatable, R-ISS-1).
+    pub fn issuer(mut self, issuer: Issuer) -> Self {
+        self.verification.issuers.push(issuer);
+        self
+    }
+
+    /// Sends the JWT-shaped tokens of `issuer` to `verifier` instead of checking
+    /// them locally (R-ISS-2); see [`VerifierChain::route_issuer`]. The issuer is
+    /// not listed in the metadata document; name the authorization server clients
+    /// should use with [`ResourceServerBuilder::authorization_server`].
+    pub fn route_issuer(mut self, issuer: impl Into<String>, verifier: impl TokenVerifier) -> Self {
+        self.verification
+            .routed
+            .push((issuer.into(), Arc::new(verifier)));
+        self
+    }
+
+    /// Reviews the service-account tokens of a Kubernetes cluster with its
+    /// TokenReview API (feature `kubernetes`, R-ISS-2).
+    #[cfg(feature = "kubernetes")]
+    pub fn token_review(self, review: crate::TokenReview) -> Result<Self, ConfigError> {
+        let issuer = review.issuer().to_owned();
+        Ok(self.route_issuer(issuer, crate::TokenReviewVerifier::new(review)?))
+    }
+
+    /// The bounds of the verified-token cache of the issuers' JWTs (default
+    /// [`TokenCacheOptions::default`]: 10,000 tokens, 16 MiB, 5 min).
+    ///
+    /// A repeated token (MCP clients send the same one until it expires) then costs a
+    /// SHA-256 and a lookup instead of a signature check. An entry is reused only
+    /// while the token has not expired and the key that verified it is still held by
+    /// its issuer's tiers; the audience, enrichment and authorization layers run on
+    /// every request all the same. [`TokenCacheOptions::disabled`] turns it off.
+    /// Introspection and TokenReview have caches of their own
+    /// ([`Introspection::cache`](crate::Introspection::cache)).
+    pub fn token_cache(mut self, options: TokenCacheOptions) -> Self {
+        self.verification.token_cache = Some(options);
+        self
+    }
+
+    /// Checks the configuration and builds the server. Synchronous; no I/O.
+    pub fn build(mut self) -> Result<ResourceServer, ConfigError> {
+        let Issuers {
+            issuers,
+            routed,
+            token_cache,
+        } = std::mem::replace(&mut self.verification, Issuers::none());
+        let policies: Vec<(String, AudiencePolicy)> = issuers
+            .iter()
+            .filter_map(|i| i.audience_policy().map(|p| (i.id().to_owned(), p.clone())))
+            .collect();
+        for issuer in &issuers {
+            self.resource = self.resource.authorization_server(issuer.id());
+        }
+        let mut chain = VerifierChain::new(issuers)?;
+        if let Some(options) = token_cache {
+            chain = chain.token_cache(options);
+        }
+        for (issuer, verifier) in routed {
+            chain = chain.route_issuer(issuer, verifier)?;
+        }
+        if chain.is_empty() {
+            return Err(ConfigError::new(
+                "no trusted issuer; add at least one Issuer",
+            ));
+        }
+        self.finish(Arc::new(chain), policies)
+    }
+}
+
+impl Issuers {
+    /// No issuer yet.
+    pub(crate) fn none() -> Self {
+        Self {
+            issuers: Vec::new(),
+            routed: Vec::new(),
+            token_cache: None,
+        }
+    }
+}
+
+impl ResourceServerBuilder<OwnVerifier> {
+    /// Checks the configuration and builds the server. Synchronous; no I/O.
+    pub fn build(self) -> Result<ResourceServer, ConfigError> {
+        let verifier = self.verification.0.clone();
+        self.finish(verifier, Vec::new())
+    }
+}
+
+impl<V> ResourceServerBuilder<V> {
+    /// A builder for `resource`, verifying tokens as `verification` says, with every
+    /// other setting at its default.
+    pub(crate) fn new(resource: ProtectedResource, verification: V) -> Self {
+        Self {
+            resource,
+            verification,
+            audience: AudiencePolicy::resource(),
+            scopes: ScopeSettings {
+                required: Vec::new(),
+                mcp: None,
+                callback: None,
+                challenge_granted: false,
+            },
+            enrich: EnrichLayer::new(ServerEnrich::default()),
+            max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            serve_root_metadata: false,
+            mcp: McpSettings {
+                operations: true,
+                body_limit: DEFAULT_MCP_BODY_LIMIT,
+                filter_tools: false,
+            },
+            sessions: SessionSettings {
+                bind: true,
+                refuse_unknown: false,
+            },
+        }
+    }
+
+    /// Per-operation scopes for the MCP server (`tools/call` of `write*` needs
+    /// `mcp:write`, everything else `mcp:read`): a request without them gets
+    /// `403 insufficient_scope` naming exactly the scopes of its operation, the `401`
+    /// challenge names the default scopes, and `scopes_supported` lists them all.
+    ///
+    /// ```
+    /// use http::request::Parts;
+    /// use mcp_gatekeeper::{Decision, Issuer, McpOperation, McpScopes, Principal, ResourceServer};
+    ///
+    /// let server = ResourceServer::builder("https://mcp.example.com/mcp")
+    ///     .issuer(Issuer::new("https://idp.example.com"))
+    ///     .mcp_scopes(McpScopes::new(["mcp:read"]).tool("write*", ["mcp:write"]))
+    ///     .filter_tools(true)
+    ///     .authorize(|p: &Principal, op: &McpOperation, _: &Parts| {
+    ///         let refused = op.name() == Some("delete_repo") && p.subject() != Some("admin");
+    ///         async move { if refused { Decision::deny("only admin deletes") } else { Decision::Allow } }
+    ///     })
+    ///     .build()?;
+    /// let scopes = server.resource().supported_scopes();
+    /// assert_eq!(scopes, ["mcp:read", "mcp:write"]);
+    /// # Ok::<(), mcp_gatekeeper::ConfigError>(())
+    /// ```
+    pub fn mcp_scopes(mut self, scopes: McpScopes) -> Self {
+        self.scopes.mcp = Some(scopes);
+        self
+    }
+
+    /// Removes from `tools/list` answers the tools the caller could not call (by the
+    /// [`mcp_scopes`](Self::mcp_scopes) and the [`authorize`](Self::authorize)
+    /// callback). Off by default.
+    pub fn filter_tools(mut self, on: bool) -> Self {
+        self.mcp.filter_tools = on;
+        self
+    }
+
+    /// Makes `insufficient_scope` challenges also name the scopes the token already
+    /// has (those in `scopes_supported`), so that a client which *replaces* its scopes
+    /// when it steps up keeps them. MCP since 2026-07-28 (SEP-2350) has clients add
+    /// the challenged scopes to what they hold, and RFC 6750 asks for the scopes the
+    /// request needs, which is the default; `@modelcontextprotocol/sdk` 1.x and other
+    /// clients of earlier revisions replace them, and then lose `mcp:read` when they
+    /// step up to `mcp:write`. Applies to the required scopes and
+    /// [`mcp_scopes`](Self::mcp_scopes), not to decisions of a callback.
+    pub fn challenge_granted_scopes(mut self, on: bool) -> Self {
+        self.scopes.challenge_granted = on;
+        self
+    }
+
+    /// Whether MCP sessions are bound to the principal they were issued to (default
+    /// `true`): a request carrying an `Mcp-Session-Id` issued to another issuer,
+    /// subject or client id is answered `404`, as for an unknown session, so a
+    /// leaked session id is useless to anyone else (R-GW-5; see
+    /// [`BindSessionsLayer`]).
+    pub fn bind_sessions(mut self, on: bool) -> Self {
+        self.sessions.bind = on;
+        self
+    }
+
+    /// With session binding on, also answers `404` to a session id the server was
+    /// not seen issuing (default `false`: such an id is bound to the first principal
+    /// that uses it, which keeps working after a restart and across replicas). Turn
+    /// it on for a single replica; see [`BindSessionsLayer::refuse_unknown`].
+    pub fn refuse_unknown_sessions(mut self, on: bool) -> Self {
+        self.sessions.refuse_unknown = on;
+        self
+    }
+
+    /// The most of a request body read to find its MCP operation; longer bodies are
+    /// refused with `400` when a rule needs the operation. Default
+    /// [`DEFAULT_MCP_BODY_LIMIT`](crate::DEFAULT_MCP_BODY_LIMIT) (1 MiB).
+    pub fn mcp_body_limit(mut self, bytes: usize) -> Self {
+        self.mcp.body_limit = bytes;
+        self
+    }
+
+    /// Whether request bodies are MCP JSON-RPC, read to find the operation when the
+    /// authorization needs it (default `true`): then every `POST` behind the layer
+    /// (gRPC excepted) must be a JSON-RPC message when a rule needs it, or it is
+    /// refused with `400`. Turn it off for a service that is not MCP (a REST API);
+    /// callbacks then see [`McpOperation::unknown`](crate::McpOperation::unknown).
+    pub fn mcp_operations(mut self, on: bool) -> Self {
+        self.mcp.operations = on;
+        self
+    }
+
+    /// An enrichment step after verification, before authorization (R-AZ-2); its
+    /// failure is logged and the request goes on with the verified claims.
+    pub fn enrich(mut self, enrich: impl Enrich) -> Self {
+        self.enrich = self.enrich.step(ServerEnrich::new(enrich));
+        self
+    }
+
+    /// How long the enrichment step may take before it counts as failed. Default
+    /// [`DEFAULT_ENRICH_TIMEOUT`](crate::DEFAULT_ENRICH_TIMEOUT).
+    pub fn enrich_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.enrich = self.enrich.timeout(timeout);
+        self
+    }
+
+    /// Lists an authorization server in the metadata document (issuers added with
+    /// [`ResourceServerBuilder::issuer`] are listed already).
+    pub fn authorization_server(mut self, issuer: impl Into<String>) -> Self {
+        self.resource = self.resource.authorization_server(issuer);
+        self
+    }
+
+    /// The audience policy (R-AUD-1..5). Default: [`AudiencePolicy::resource`], the
+    /// resource URI of the request.
+    pub fn audience(mut self, policy: AudiencePolicy) -> Self {
+        self.audience = policy;
+        self
+    }
+
+    /// `scopes_supported` of the metadata document.
+    pub fn scopes_supported<I, T>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.resource = self.resource.scopes_supported(scopes);
+        self
+    }
+
+    /// Scopes every request needs; missing ones get `403 insufficient_scope`, and the
+    /// `401` challenge names them so clients ask for them up front.
+    pub fn required_scopes<I, T>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.scopes.required = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// An authorization callback, run after the scope requirement (R-AZ-1).
+    pub fn authorize(mut self, authorize: impl Authorize) -> Self {
+        self.scopes.callback = Some(BoxAuthorize::new(authorize));
+        self
+    }
+
+    /// A `resource_name` for the metadata document.
+    pub fn resource_name(mut self, name: impl Into<String>) -> Self {
+        self.resource = self.resource.resource_name(name);
+        self
+    }
+
+    /// The cap on token length (R-BEAR-4).
+    pub fn max_token_len(mut self, len: usize) -> Self {
+        self.max_token_len = len;
+        self
+    }
+
+    /// Whether the metadata is also served at the root well-known URL (default
+    /// `false`).
+    pub fn serve_root_metadata(mut self, on: bool) -> Self {
+        self.serve_root_metadata = on;
+        self
+    }
+
+    /// The steps of `build` after the verifier is made: the scopes, the checks, the
+    /// policy and the layers in order.
+    fn finish(
+        self,
+        verifier: Arc<dyn TokenVerifier>,
+        issuer_policies: Vec<(String, AudiencePolicy)>,
+    ) -> Result<ResourceServer, ConfigError> {
+        self.check_mcp()?;
+        let resource = self.scopes.describe(self.resource.clone())?;
+        self.check_token_len()?;
+        resource.validate()?;
+        let metadata = MetadataLayer::new(resource.clone()).serve_root(self.serve_root_metadata);
+        let policy = self.scopes.policy(&resource);
+        let operation = OperationLayer::new(resource.clone()).body_limit(self.mcp.body_limit);
+        let operation = match self.mcp.operations {
+            true => operation.needed_by(policy.clone()),
+            false => operation.off(),
+        };
+        let audience = issuer_policies.into_iter().fold(
+            AudienceLayer::new(resource.clone(), self.audience),
+            |layer, (issuer, policy)| layer.issuer_policy(issuer, policy),
+        );
+        let sessions = match self.sessions.bind {
+            true => BindSessionsLayer::new(resource.clone())
+                .refuse_unknown(self.sessions.refuse_unknown),
+            false => BindSessionsLayer::off(resource.clone()),
+        };
+        let layer = GatekeeperLayer {
+            metadata: metadata.clone(),
+            bearer: BearerLayer::new(resource.clone()).max_token_len(self.max_token_len),
+            verify: VerifyLayer::new(resource.clone(), verifier),
+            audience,
+            enrich: self.enrich,
+            sessions,
+            operation,
+            authorize: AuthorizeLayer::new(resource.clone(), policy.clone()),
+            filter: match self.mcp.filter_tools {
+                true => FilterToolsLayer::new(policy),
+                false => FilterToolsLayer::off(),
+            },
+        };
+        Ok(ResourceServer {
+            resource,
+            metadata,
+            layer,
+        })
+    }
+
+    /// Refuses MCP settings that contradict each other.
+    fn check_mcp(&self) -> Result<(), ConfigError> {
+        if !self.mcp.operations && (self.scopes.mcp.is_some() || self.mcp.filter_tools) {
+            return Err(ConfigError::new(
+                "mcp_scopes and filter_tools need the MCP operation of each request, but \
+                 mcp_operations(false) turns reading it off; drop one of them",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a token length cap no real token fits.
+    fn check_token_len(&self) -> Result<(), ConfigError> {
+        if self.max_token_len < 64 {
+            return Err(ConfigError::new(format!(
+                "max_token_len {} is too small for any real access token; use at least 1024",
+                self.max_token_len
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl ScopeSettings {
+    /// `resource` with the scopes the `401` challenge names (the required ones and
+    /// the MCP default) and `scopes_supported` (derived from every scope named, or
+    /// checked to hold them all).
+    fn describe(&self, mut resource: ProtectedResource) -> Result<ProtectedResource, ConfigError> {
+        let mut baseline = self.required.clone();
+        let mut implied = self.required.clone();
+        if let Some(rules) = &self.mcp {
+            add_scopes(&mut baseline, rules.default_scopes());
+            add_scopes(&mut implied, &rules.all_scopes());
+        }
+        if !baseline.is_empty() {
+            resource = resource.challenge_scope(baseline);
+        }
+        if resource.supported_scopes().is_empty() {
+            return Ok(resource.scopes_supported(implied));
+        }
+        match implied
+            .iter()
+            .find(|s| !resource.supported_scopes().contains(s))
+        {
+            Some(missing) => Err(ConfigError::new(format!(
+                "scope {missing:?} is required but not in scopes_supported; add it to \
+                 scopes_supported, or leave scopes_supported out to have it derived from the \
+                 required scopes and the MCP scope rules"
+            ))),
+            None => Ok(resource),
+        }
+    }
+
+    /// The authorization policy these settings make, for `resource`.
+    fn policy(&self, resource: &ProtectedResource) -> ServerAuthorize {
+        ServerAuthorize::new(
+            self.required.clone(),
+            self.mcp.clone(),
+            self.challenge_granted
+                .then(|| resource.supported_scopes().into()),
+            self.callback.clone(),
+        )
+    }
+}
