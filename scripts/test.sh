@@ -112,6 +112,15 @@ cargo clippy --manifest-path fuzz/Cargo.toml --target-dir target/fuzz-check --al
 step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
 
+step "cargo package (what crates.io would get: the file list, no warning; the build is the one above)"
+package_log=$(cargo package -p mcp-gatekeeper --no-verify --allow-dirty 2>&1) || { echo "$package_log"; exit 1; }
+if grep -q '^warning' <<<"$package_log"; then
+    echo "$package_log"
+    echo "cargo package warns; see above (cargo publish --dry-run would too)"
+    exit 1
+fi
+grep -E '^ *Packaged' <<<"$package_log"
+
 echo
 echo "target/ uses $(du -sh target | cut -f1)"
 echo "all checks passed"
