@@ -15,6 +15,8 @@
 //! - `--filter-tools`  leave out of `tools/list` the tools the caller may not call;
 //! - `--challenge-granted-scopes`  `insufficient_scope` challenges also name the scopes
 //!   the token has, for clients that replace their scopes when they step up;
+//! - `--allow-origin URL`  let the pages of this origin call the server (repeatable;
+//!   the resource's own origin always may, any other browser origin gets 403);
 //! - `--help`.
 //!
 //! Tools: `whoami` and `notes` need scope `mcp:read`, `write` needs `mcp:write`
@@ -39,7 +41,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 const USAGE: &str = "\
 usage: mcp_server [--listen ADDR] [--resource URL] [--issuer URL]...
                   [--introspection-client-id ID --introspection-client-secret SECRET]
-                  [--filter-tools] [--challenge-granted-scopes]
+                  [--filter-tools] [--challenge-granted-scopes] [--allow-origin URL]...
 
   --listen ADDR    address to listen on (default 127.0.0.1:3000; port 0 picks one)
   --resource URL   canonical resource URI clients connect to (default http://ADDR/mcp)
@@ -53,6 +55,10 @@ usage: mcp_server [--listen ADDR] [--resource URL] [--issuer URL]...
   --challenge-granted-scopes
                    insufficient_scope challenges also name the scopes the token has,
                    for clients that replace their scopes when they step up
+  --allow-origin URL
+                   let the pages of this origin (e.g. http://localhost:6274) call the
+                   server (repeatable); the resource's own origin always may, any
+                   other browser origin is answered 403
 
 tools: whoami and notes need scope mcp:read, write needs mcp:write
 ";
@@ -65,6 +71,7 @@ struct Args {
     introspection_client_secret: Option<String>,
     filter_tools: bool,
     challenge_granted_scopes: bool,
+    allow_origins: Vec<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -76,6 +83,7 @@ fn parse_args() -> Result<Args, String> {
         introspection_client_secret: None,
         filter_tools: false,
         challenge_granted_scopes: false,
+        allow_origins: Vec::new(),
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
@@ -92,6 +100,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--filter-tools" => args.filter_tools = true,
             "--challenge-granted-scopes" => args.challenge_granted_scopes = true,
+            "--allow-origin" => args.allow_origins.push(value("--allow-origin")?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -130,6 +139,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter_tools(args.filter_tools)
         .challenge_granted_scopes(args.challenge_granted_scopes)
         .resource_name("mcp-gatekeeper example");
+    for origin in &args.allow_origins {
+        builder = builder.allow_origin(origin);
+    }
     let mut embedded = None;
     if args.issuers.is_empty() {
         // The embedded issuer: keys made now, kept in process (seed 004's case).

@@ -20,6 +20,7 @@ use crate::mcp::{
     BindSessionsLayer, DEFAULT_MCP_BODY_LIMIT, FilterToolsLayer, McpScopes, OperationLayer,
 };
 use crate::metadata::MetadataLayer;
+use crate::origin::OriginLayer;
 use crate::pipeline::GatekeeperLayer;
 use crate::principal::add_scopes;
 use crate::resource::ProtectedResource;
@@ -38,6 +39,7 @@ pub struct ResourceServerBuilder<V = Issuers> {
     enrich: EnrichLayer<ServerEnrich>,
     max_token_len: usize,
     serve_root_metadata: bool,
+    origins: OriginSettings,
     mcp: McpSettings,
     sessions: SessionSettings,
 }
@@ -74,6 +76,12 @@ struct McpSettings {
     operations: bool,
     body_limit: usize,
     filter_tools: bool,
+}
+
+/// Whether `Origin` is checked, and the origins allowed besides the resource's own.
+struct OriginSettings {
+    check: bool,
+    allowed: Vec<String>,
 }
 
 /// Whether sessions are bound, and whether unknown ones are refused.
@@ -189,6 +197,10 @@ impl<V> ResourceServerBuilder<V> {
             enrich: EnrichLayer::new(ServerEnrich::default()),
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             serve_root_metadata: false,
+            origins: OriginSettings {
+                check: true,
+                allowed: Vec::new(),
+            },
             mcp: McpSettings {
                 operations: true,
                 body_limit: DEFAULT_MCP_BODY_LIMIT,
@@ -353,6 +365,24 @@ impl<V> ResourceServerBuilder<V> {
         self
     }
 
+    /// Also lets the pages of `origin` (`http://localhost:6274`, the MCP Inspector)
+    /// call the server (repeatable); the resource's own origin is always allowed. A
+    /// browser request from any other origin is answered `403` before its token is
+    /// looked at (R-MCP-7; see [`OriginLayer`](crate::OriginLayer)). What is not an
+    /// origin is a build error.
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        self.origins.allowed.push(origin.into());
+        self
+    }
+
+    /// Whether the `Origin` header is checked (default `true`: the transport requires
+    /// it, against DNS rebinding; R-MCP-7). Turn it off only when a proxy in front
+    /// checks it, or no browser can reach the server.
+    pub fn check_origin(mut self, on: bool) -> Self {
+        self.origins.check = on;
+        self
+    }
+
     /// Whether the metadata is also served at the root well-known URL (default
     /// `false`).
     pub fn serve_root_metadata(mut self, on: bool) -> Self {
@@ -372,6 +402,10 @@ impl<V> ResourceServerBuilder<V> {
         self.check_token_len()?;
         resource.validate()?;
         let metadata = MetadataLayer::new(resource.clone()).serve_root(self.serve_root_metadata);
+        let origin = match self.origins.check {
+            true => OriginLayer::new(resource.clone()).allow(&self.origins.allowed)?,
+            false => OriginLayer::off(resource.clone()),
+        };
         let policy = self.scopes.policy(&resource);
         let operation = OperationLayer::new(resource.clone()).body_limit(self.mcp.body_limit);
         let operation = match self.mcp.operations {
@@ -389,6 +423,7 @@ impl<V> ResourceServerBuilder<V> {
         };
         let layer = GatekeeperLayer {
             metadata: metadata.clone(),
+            origin,
             bearer: BearerLayer::new(resource.clone()).max_token_len(self.max_token_len),
             verify: VerifyLayer::new(resource.clone(), verifier),
             audience,

@@ -7,7 +7,7 @@
 //!
 //! ## The pipeline
 //!
-//! A request meets nine stages, in this order; [`ResourceServer`] builds them all
+//! A request meets ten stages, in this order; [`ResourceServer`] builds them all
 //! (the modules below are listed in the same order, and so are the re-exports):
 //!
 //! ```text
@@ -15,14 +15,15 @@
 //!    │
 //!    ▼
 //!  1 MetadataLayer      GET of the RFC 9728 document → answered here       (R-PRM)
-//!  2 BearerLayer        the token, from exactly one Authorization header   (R-BEAR)
-//!  3 VerifyLayer        signature, iss, exp… by a TokenVerifier → Principal (R-JWT, R-KEY, R-ISS, R-GW-3)
-//!  4 AudienceLayer      is the token meant for this resource (this route)? (R-AUD)
-//!  5 EnrichLayer        optional extra claims; its failure lets the request on (R-AZ-2)
-//!  6 BindSessionsLayer  an Mcp-Session-Id works only for its principal    (R-GW-5)
-//!  7 OperationLayer     the MCP method and tool, read from the body        (MCP-1, R-GW-1, R-GW-2)
-//!  8 AuthorizeLayer     scopes and your policy: allow, 403, or step-up     (R-AZ-1, MCP-2)
-//!  9 FilterToolsLayer   tools/list answers without what the caller cannot call (MCP-3, R-GW-4)
+//!  2 OriginLayer        a browser page of a foreign origin → 403           (R-MCP-7)
+//!  3 BearerLayer        the token, from exactly one Authorization header   (R-BEAR)
+//!  4 VerifyLayer        signature, iss, exp… by a TokenVerifier → Principal (R-JWT, R-KEY, R-ISS, R-GW-3)
+//!  5 AudienceLayer      is the token meant for this resource (this route)? (R-AUD)
+//!  6 EnrichLayer        optional extra claims; its failure lets the request on (R-AZ-2)
+//!  7 BindSessionsLayer  an Mcp-Session-Id works only for its principal    (R-GW-5)
+//!  8 OperationLayer     the MCP method and tool, read from the body        (MCP-1, R-GW-1, R-GW-2)
+//!  9 AuthorizeLayer     scopes and your policy: allow, 403, or step-up     (R-AZ-1, MCP-2)
+//! 10 FilterToolsLayer   tools/list answers without what the caller cannot call (MCP-3, R-GW-4)
 //!    │
 //!    ▼
 //!  your service
@@ -124,17 +125,19 @@ compile_error!(
 // The stages, in the order a request meets them.
 // 1. the RFC 9728 metadata document
 mod metadata;
-// 2. the bearer token
+// 2. the Origin check
+mod origin;
+// 3. the bearer token
 mod bearer;
-// 3. verification: the token becomes a principal
+// 4. verification: the token becomes a principal
 mod verify;
-// 4. the audience
+// 5. the audience
 mod audience;
-// 5. enrichment
+// 6. enrichment
 mod enrich;
-// 6. session binding, 7. the MCP operation, 9. the tools/list filter
+// 7. session binding, 8. the MCP operation, 10. the tools/list filter
 mod mcp;
-// 8. authorization
+// 9. authorization
 mod authorize;
 
 // All the stages: the pipeline written once, the server that holds it, and the
@@ -163,10 +166,13 @@ pub use metadata::{
     MetadataEndpoint, MetadataLayer, MetadataService, document as metadata_document, metadata_path,
 };
 
-// 2. bearer
+// 2. origin
+pub use origin::{OriginLayer, OriginService};
+
+// 3. bearer
 pub use bearer::{BearerLayer, BearerService, BearerToken, DEFAULT_MAX_TOKEN_LEN};
 
-// 3. verify
+// 4. verify
 pub use verify::{
     CacheFuture, ClientAuth, DEFAULT_INACTIVE_TTL, Introspection, IntrospectionVerifier, Issuer,
     JwtVerifier, TokenCacheOptions, TokenCacheUsage, TokenVerifier, VerifierChain, VerifyFuture,
@@ -175,15 +181,15 @@ pub use verify::{
 #[cfg(feature = "kubernetes")]
 pub use verify::{TokenReview, TokenReviewVerifier};
 
-// 4. audience
+// 5. audience
 pub use audience::{AudienceLayer, AudienceMatch, AudiencePolicy, AudienceService};
 
-// 5. enrich
+// 6. enrich
 pub use enrich::{
     DEFAULT_ENRICH_TIMEOUT, Enrich, EnrichFuture, EnrichLayer, EnrichService, ServerEnrich,
 };
 
-// 6. sessions, 7. the operation, 9. the tool filter
+// 7. sessions, 8. the operation, 10. the tool filter
 pub use mcp::{
     BindSessionsLayer, BindSessionsService, DEFAULT_MCP_BODY_LIMIT, DEFAULT_SESSION_CAPACITY,
     DEFAULT_SESSION_IDLE, DEFAULT_TOOLS_LIST_LIMIT, FilterToolsFuture, FilterToolsLayer,
@@ -191,7 +197,7 @@ pub use mcp::{
     McpScopes, OperationLayer, OperationService, OperationSource, ReadingOperation,
 };
 
-// 8. authorize
+// 9. authorize
 pub use authorize::{
     Authorize, AuthorizeLayer, AuthorizeService, BoxAuthorize, Decide, Deciding, Decision,
     RequireScopes, ServerAuthorize,

@@ -14,6 +14,7 @@ use crate::mcp::{
     OperationService,
 };
 use crate::metadata::{MetadataLayer, MetadataService};
+use crate::origin::{OriginLayer, OriginService};
 use crate::verify::{VerifyLayer, VerifyService};
 
 /// Declares the service a stage's layer makes, `$service<S>` (the inner service and
@@ -47,6 +48,7 @@ pub(crate) use layer_service;
 #[derive(Clone, Debug)]
 pub struct GatekeeperLayer {
     pub(crate) metadata: MetadataLayer,
+    pub(crate) origin: OriginLayer,
     pub(crate) bearer: BearerLayer,
     pub(crate) verify: VerifyLayer,
     pub(crate) audience: AudienceLayer,
@@ -59,19 +61,21 @@ pub struct GatekeeperLayer {
 
 /// The service of a [`GatekeeperLayer`] around `S`: the stages, outermost first.
 pub type Gatekeeper<S> = MetadataService<
-    BearerService<
-        VerifyService<
-            AudienceService<
-                EnrichService<
-                    BindSessionsService<
-                        OperationService<
-                            AuthorizeService<
-                                FilterToolsService<S, ServerAuthorize>,
-                                ServerAuthorize,
+    OriginService<
+        BearerService<
+            VerifyService<
+                AudienceService<
+                    EnrichService<
+                        BindSessionsService<
+                            OperationService<
+                                AuthorizeService<
+                                    FilterToolsService<S, ServerAuthorize>,
+                                    ServerAuthorize,
+                                >,
                             >,
                         >,
+                        ServerEnrich,
                     >,
-                    ServerEnrich,
                 >,
             >,
         >,
@@ -90,6 +94,7 @@ impl<S> Layer<S> for GatekeeperLayer {
         let inner = self.audience.layer(inner);
         let inner = self.verify.layer(inner);
         let inner = self.bearer.layer(inner);
+        let inner = self.origin.layer(inner);
         self.metadata.layer(inner)
     }
 }

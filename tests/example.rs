@@ -185,3 +185,84 @@ async fn the_example_shows_the_step_up_flow_and_filters_tools_on_request() {
         assert_eq!(names, expected);
     }
 }
+
+/// A `whoami` call to the example as a browser page of `origin` would make it.
+async fn call_from(resource: &str, origin: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(resource)
+        .header("accept", "application/json, text/event-stream")
+        .header("origin", origin)
+        .json(&whoami());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.expect("request to the example")
+}
+
+#[tokio::test]
+async fn a_page_of_a_foreign_origin_is_refused_403_before_its_token_is_looked_at() {
+    // R-MCP-7: DNS rebinding. A page of http://evil.example that reached the server
+    // through a rebound name sends its own origin; with or without a token it gets the
+    // transport's 403 (a JSON-RPC error without id), never the 401 challenge.
+    let running = start(
+        "mcp_server",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--allow-origin",
+            "http://localhost:6274",
+        ],
+        "try:",
+    )
+    .await;
+    let resource = running.field("resource");
+    let token = running.field("token");
+    for token in [Some(token.as_str()), None] {
+        let answer = call_from(&resource, "http://evil.example", token).await;
+        assert_eq!(answer.status(), 403);
+        assert!(answer.headers().get("www-authenticate").is_none());
+        let body: Value = answer.json().await.expect("a JSON-RPC error");
+        assert_eq!(body["jsonrpc"], "2.0");
+        assert_eq!(body["error"]["code"], -32000);
+        assert!(body.get("id").is_none(), "{body}");
+    }
+    // A sandboxed frame or file: page (origin `null`) is foreign too.
+    let answer = call_from(&resource, "null", Some(&token)).await;
+    assert_eq!(answer.status(), 403);
+
+    // The resource's own origin and the allowed one pass to the tool.
+    let own = resource.trim_end_matches("/mcp").to_owned();
+    for origin in [own.as_str(), "http://localhost:6274"] {
+        let answer = call_from(&resource, origin, Some(&token)).await;
+        assert_eq!(answer.status(), 200, "{origin}");
+        let reply: Value = answer.json().await.expect("json-rpc reply");
+        assert_eq!(reply["result"]["structuredContent"]["subject"], "demo-user");
+    }
+    // Without a token, an allowed origin meets the usual challenge.
+    let answer = call_from(&resource, "http://localhost:6274", None).await;
+    assert_eq!(answer.status(), 401);
+
+    // The metadata document stays public to every origin: clients read it first.
+    let answer = reqwest::Client::new()
+        .get(running.field("metadata"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .expect("GET metadata");
+    assert_eq!(answer.status(), 200);
+
+    // A value that is not an origin is a start-up error that says so.
+    let output = Command::new(support::process::example_binary("mcp_server"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--allow-origin",
+            "http://localhost:6274/app",
+        ])
+        .output()
+        .await
+        .expect("run the example");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not an origin"), "{stderr}");
+}

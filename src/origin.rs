@@ -1,0 +1,255 @@
+//! [`OriginLayer`]: the `Origin` check of MCP's Streamable HTTP transport (R-MCP-7).
+//!
+//! A web page that reaches a server on `localhost` through DNS rebinding sends its own
+//! origin (`http://evil.example:3000`) with every request its script makes. The
+//! transport says a server MUST answer a request whose `Origin` header is present and
+//! invalid with `403`, and MAY give a JSON-RPC error without `id` as the body: this
+//! stage does so before any token is looked at, so such a page learns nothing, not even
+//! the challenge. A request without `Origin` (every client that is not a browser)
+//! passes; so does one from an allowed origin: by default the resource's own (for a
+//! per-route resource, the origin of the route's resource URI), and those added with
+//! [`OriginLayer::allow`].
+//!
+//! An origin is compared in its serialized form (`scheme://host[:port]`, lower case,
+//! the scheme's default port left out, a domain name in its ASCII form), so
+//! `HTTP://LOCALHOST:80` and `http://localhost` are one origin. `null` (sandboxed
+//! frames, `file:` pages) is never allowed, nor is a header given twice.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue, ORIGIN};
+use http::request::Parts;
+use http::{Request, Response, StatusCode};
+use tower::Service;
+
+use crate::body::ResponseBody;
+use crate::error::ConfigError;
+use crate::future::{Rejection, ResponseFuture};
+use crate::resource::ProtectedResource;
+use crate::rule::Rule;
+
+/// The rule id this stage's refusals carry in logs.
+const RULE: Rule = Rule::Mcp7;
+
+/// A layer that refuses requests from browser origins that are not allowed; see the
+/// module docs.
+#[derive(Clone, Debug)]
+pub struct OriginLayer {
+    resource: ProtectedResource,
+    /// Serialized origins allowed besides the resource's own.
+    allowed: Arc<[String]>,
+    on: bool,
+}
+
+impl OriginLayer {
+    /// Allows the resource's own origin only.
+    pub fn new(resource: ProtectedResource) -> Self {
+        Self {
+            resource,
+            allowed: Arc::new([]),
+            on: true,
+        }
+    }
+
+    /// Checks nothing: every request passes. For a service behind a proxy that checks
+    /// `Origin` itself, or one no browser can reach.
+    pub fn off(resource: ProtectedResource) -> Self {
+        Self {
+            on: false,
+            ..Self::new(resource)
+        }
+    }
+
+    /// Also allows `origins` (`http://localhost:6274`, `https://app.example.com`):
+    /// the pages of these origins may call the server. Each must be an origin, a
+    /// scheme and a host with an optional port and nothing after it; the error says
+    /// which is not.
+    pub fn allow<I, T>(mut self, origins: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        let mut allowed = self.allowed.to_vec();
+        for origin in origins {
+            let origin = origin.as_ref();
+            let serialized = serialize(origin).ok_or_else(|| {
+                ConfigError::new(format!(
+                    "allowed origin {origin:?} is not an origin: give a scheme and a host \
+                     with an optional port and nothing after them, e.g. \
+                     \"http://localhost:6274\""
+                ))
+            })?;
+            if !allowed.contains(&serialized) {
+                allowed.push(serialized);
+            }
+        }
+        self.allowed = allowed.into();
+        Ok(self)
+    }
+
+    /// Whether `parts` may go on: no `Origin`, or one allowed origin.
+    fn admits(&self, parts: &Parts) -> bool {
+        if !self.on {
+            return true;
+        }
+        let mut values = parts.headers.get_all(ORIGIN).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            // No Origin passes; two are refused.
+            return parts.headers.get(ORIGIN).is_none();
+        };
+        let Some(origin) = value.to_str().ok().and_then(serialize) else {
+            return false;
+        };
+        if self.allowed.contains(&origin) {
+            return true;
+        }
+        self.resource
+            .resource_for(parts)
+            .and_then(|resource| serialize_prefix(&resource))
+            .is_some_and(|own| own == origin)
+    }
+}
+
+/// The serialized origin `text` denotes, if it is exactly an origin: a tuple origin
+/// with nothing after the host and port (a trailing `/` aside).
+fn serialize(text: &str) -> Option<String> {
+    let url = reqwest::Url::parse(text).ok()?;
+    let bare = url.username().is_empty()
+        && url.password().is_none()
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && matches!(url.path(), "" | "/");
+    let origin = url.origin();
+    (bare && origin.is_tuple()).then(|| origin.ascii_serialization())
+}
+
+/// The serialized origin of a URL (a resource URI, whose path does not matter).
+fn serialize_prefix(url: &str) -> Option<String> {
+    let origin = reqwest::Url::parse(url).ok()?.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
+}
+
+/// The `403` of a refused origin: a JSON-RPC error without `id`, as the transport
+/// allows.
+fn forbidden<B>() -> Response<ResponseBody<B>> {
+    const BODY: &str = r#"{"jsonrpc":"2.0","error":{"code":-32000,"message":"Forbidden: requests from this Origin are not allowed (MCP Streamable HTTP: Origin validation)"}}"#;
+    let mut response = Response::new(ResponseBody::full(Bytes::from_static(BODY.as_bytes())));
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+crate::pipeline::layer_service!(OriginLayer => OriginService);
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for OriginService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: http_body::Body,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let (parts, body) = req.into_parts();
+        if self.layer.admits(&parts) {
+            return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)));
+        }
+        tracing::info!(
+            rule = RULE.id(),
+            status = 403,
+            "request refused: its Origin header is not an allowed origin"
+        );
+        ResponseFuture::rejected(Rejection::new(forbidden(), body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(origins: &[&str]) -> Parts {
+        let mut request = Request::builder().uri("https://mcp.example.com/mcp");
+        for origin in origins {
+            request = request.header(ORIGIN, *origin);
+        }
+        request
+            .body(())
+            .map(|r| r.into_parts().0)
+            .unwrap_or_else(|_| Request::new(()).into_parts().0)
+    }
+
+    fn layer() -> OriginLayer {
+        OriginLayer::new(ProtectedResource::new("https://mcp.example.com/mcp"))
+    }
+
+    #[test]
+    fn origins_compare_in_their_serialized_form() {
+        assert_eq!(
+            serialize("HTTP://LOCALHOST:80").as_deref(),
+            Some("http://localhost")
+        );
+        assert_eq!(
+            serialize("https://App.Example.com:443/").as_deref(),
+            Some("https://app.example.com")
+        );
+        for not_an_origin in [
+            "null",
+            "file:///etc/passwd",
+            "http://localhost:6274/app",
+            "http://user@localhost",
+            "http://localhost?x",
+            "localhost:6274",
+            "",
+        ] {
+            assert_eq!(serialize(not_an_origin), None, "{not_an_origin:?}");
+        }
+    }
+
+    #[test]
+    fn without_origin_or_from_the_resources_own_origin_a_request_passes() {
+        assert!(layer().admits(&parts(&[])));
+        assert!(layer().admits(&parts(&["https://mcp.example.com"])));
+        assert!(layer().admits(&parts(&["https://MCP.example.com:443"])));
+    }
+
+    #[test]
+    fn a_foreign_null_malformed_or_repeated_origin_is_refused() {
+        for origins in [
+            &["http://evil.example"][..],
+            &["http://mcp.example.com"],
+            &["https://mcp.example.com:8443"],
+            &["null"],
+            &["https://mcp.example.com/path"],
+            &["https://mcp.example.com", "https://mcp.example.com"],
+        ] {
+            assert!(!layer().admits(&parts(origins)), "{origins:?}");
+        }
+    }
+
+    #[test]
+    fn allowed_origins_pass_and_what_is_not_an_origin_is_a_build_error() {
+        let layer = layer().allow(["http://localhost:6274"]);
+        let Ok(layer) = layer else {
+            panic!("a valid origin");
+        };
+        assert!(layer.admits(&parts(&["http://localhost:6274"])));
+        assert!(!layer.admits(&parts(&["http://localhost:6275"])));
+        let error = OriginLayer::new(ProtectedResource::new("https://mcp.example.com/mcp"))
+            .allow(["http://localhost:6274/app"])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("not an origin"), "{error}");
+        let off = OriginLayer::off(ProtectedResource::new("https://mcp.example.com/mcp"));
+        assert!(off.admits(&parts(&["http://evil.example"])));
+    }
+}
