@@ -19,6 +19,7 @@ use crate::error::AuthError;
 use crate::future::{GateFuture, Sealed, Settle, Waiting};
 use crate::mcp::{McpOperation, McpScopes, OperationSource, shorten};
 use crate::principal::{Principal, add_scopes};
+use crate::resource::OFFLINE_ACCESS;
 use crate::resource::ProtectedResource;
 
 /// What an authorization callback decided.
@@ -61,7 +62,10 @@ impl Decision {
         match self {
             Self::Allow => None,
             Self::Deny { reason } => Some(AuthError::forbidden(reason)),
-            Self::InsufficientScope { scopes } => {
+            Self::InsufficientScope { mut scopes } => {
+                // Never a requirement of a resource (R-MCP-5): a policy that asks for
+                // it does not put it into the challenge.
+                scopes.retain(|s| s != OFFLINE_ACCESS);
                 let asked = match (operation.method(), operation.name()) {
                     (Some(method), Some(name)) => {
                         format!("{} of {:?}", shorten(method), shorten(name))

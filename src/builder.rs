@@ -23,7 +23,7 @@ use crate::metadata::MetadataLayer;
 use crate::origin::OriginLayer;
 use crate::pipeline::GatekeeperLayer;
 use crate::principal::add_scopes;
-use crate::resource::ProtectedResource;
+use crate::resource::{OFFLINE_ACCESS, ProtectedResource, offline_access_named};
 use crate::server::ResourceServer;
 use crate::verify::{Issuer, TokenCacheOptions, TokenVerifier, VerifierChain, VerifyLayer};
 
@@ -398,6 +398,7 @@ impl<V> ResourceServerBuilder<V> {
         issuer_policies: Vec<(String, AudiencePolicy)>,
     ) -> Result<ResourceServer, ConfigError> {
         self.check_mcp()?;
+        self.check_offline_access()?;
         let resource = self.scopes.describe(self.resource.clone())?;
         self.check_token_len()?;
         resource.validate()?;
@@ -441,6 +442,26 @@ impl<V> ResourceServerBuilder<V> {
             metadata,
             layer,
         })
+    }
+
+    /// Refuses `offline_access` among the scopes, naming the setting that has it.
+    fn check_offline_access(&self) -> Result<(), ConfigError> {
+        let has = |scopes: &[String]| scopes.iter().any(|s| s == OFFLINE_ACCESS);
+        if has(&self.scopes.required) {
+            return Err(offline_access_named("required_scopes"));
+        }
+        if self
+            .scopes
+            .mcp
+            .as_ref()
+            .is_some_and(|m| has(&m.all_scopes()))
+        {
+            return Err(offline_access_named("mcp_scopes"));
+        }
+        if has(self.resource.supported_scopes()) {
+            return Err(offline_access_named("scopes_supported"));
+        }
+        Ok(())
     }
 
     /// Refuses MCP settings that contradict each other.

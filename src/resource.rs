@@ -195,6 +195,15 @@ impl ProtectedResource {
                  (R-PRM-2); add a trusted issuer",
             ));
         }
+        let named = self.0.challenge_scope.iter().flat_map(|s| s.split(' '));
+        if named
+            .chain(self.0.scopes_supported.iter().map(String::as_str))
+            .any(|s| s == OFFLINE_ACCESS)
+        {
+            return Err(offline_access_named(
+                "scopes_supported or the challenge scope",
+            ));
+        }
         if let Some(scope) = &self.0.challenge_scope
             && !self.0.scopes_supported.is_empty()
             && let Some(missing) = scope
@@ -210,6 +219,21 @@ impl ProtectedResource {
     }
 }
 
+/// The OpenID Connect scope that asks for a refresh token: never a requirement of a
+/// resource (R-MCP-5).
+pub(crate) const OFFLINE_ACCESS: &str = "offline_access";
+
+/// The build error of a configuration that names `offline_access` in `place`.
+pub(crate) fn offline_access_named(place: &str) -> ConfigError {
+    ConfigError::new(format!(
+        "scope \"offline_access\" is named in {place}: it asks the authorization server \
+         for a refresh token, which is not a requirement of this resource, and MCP \
+         (2026-07-28) says a resource server should not name it in scopes_supported nor \
+         in a challenge (R-MCP-5); remove it (clients that want refresh tokens ask the \
+         authorization server for it themselves)"
+    ))
+}
+
 impl fmt::Debug for ProtectedResource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ProtectedResource");
@@ -220,5 +244,31 @@ impl fmt::Debug for ProtectedResource {
         d.field("authorization_servers", &self.0.authorization_servers)
             .field("scopes_supported", &self.0.scopes_supported)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resource_naming_offline_access_does_not_validate() {
+        // R-MCP-5, for a ProtectedResource used without the builder.
+        let resource = ProtectedResource::new("https://mcp.example.com/mcp")
+            .authorization_server("https://idp.example.com");
+        assert!(resource.validate().is_ok());
+        for named in [
+            resource
+                .clone()
+                .scopes_supported(["mcp:read", "offline_access"]),
+            resource.clone().challenge_scope(["offline_access"]),
+        ] {
+            let error = named
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(error.contains("\"offline_access\" is named in"), "{error}");
+        }
     }
 }

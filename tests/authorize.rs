@@ -267,3 +267,64 @@ async fn a_jwt_principal_carries_every_field_and_raw_claim() {
         json!({"sub": "user-1", "iss": ISSUER, "client_id": "azp-client", "aud": [RESOURCE], "exp": true, "kind": "Jwt", "tenant": {"id": 7}})
     );
 }
+
+#[tokio::test]
+async fn offline_access_is_never_a_requirement_of_the_resource() {
+    // R-MCP-5: a configuration naming offline_access fails at build, saying why and
+    // where; a callback asking for it does not get it into the challenge.
+    let key = SigningKey::ec("k");
+    let build_error = |builder: mcp_gatekeeper::ResourceServerBuilder| match builder.build() {
+        Ok(_) => String::new(),
+        Err(error) => error.to_string(),
+    };
+    for (builder, place) in [
+        (
+            ResourceServer::builder(RESOURCE)
+                .issuer(issuer(&key))
+                .required_scopes(["mcp:read", "offline_access"]),
+            "required_scopes",
+        ),
+        (
+            ResourceServer::builder(RESOURCE)
+                .issuer(issuer(&key))
+                .mcp_scopes(
+                    mcp_gatekeeper::McpScopes::new(["mcp:read"]).tool("w*", ["offline_access"]),
+                ),
+            "mcp_scopes",
+        ),
+        (
+            ResourceServer::builder(RESOURCE)
+                .issuer(issuer(&key))
+                .scopes_supported(["mcp:read", "offline_access"]),
+            "scopes_supported",
+        ),
+    ] {
+        let error = build_error(builder);
+        assert!(
+            error.contains("\"offline_access\" is named in") && error.contains(place),
+            "{place}: {error}"
+        );
+    }
+
+    let server = ResourceServer::builder(RESOURCE)
+        .issuer(issuer(&key))
+        .scopes_supported(["mcp:read", "mcp:write"])
+        .authorize(|_: &Principal, _: &McpOperation, _: &Parts| async {
+            Decision::insufficient_scope(["mcp:write", "offline_access"])
+        })
+        .build()
+        .expect("valid");
+    let app = support::app(server.layer());
+    let answer = call(&app, "/mcp", Some(&with_scope(&key, json!(["mcp:read"])))).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    let challenge = answer.challenge();
+    assert!(
+        challenge.contains("scope=\"mcp:write\"") && !challenge.contains("offline_access"),
+        "{challenge}"
+    );
+    assert!(
+        !answer.body.to_string().contains("offline_access"),
+        "{}",
+        answer.body
+    );
+}
