@@ -15,8 +15,9 @@ use tower::{Layer, Service};
 
 use crate::bearer::BearerToken;
 use crate::body::ResponseBody;
-use crate::error::AuthError;
+use crate::error::{AuthError, ConfigError};
 use crate::future::{GateFuture, Sealed, Settle, Waiting};
+use crate::hierarchy::ScopeHierarchy;
 use crate::mcp::{McpOperation, McpScopes, OperationSource, shorten};
 use crate::principal::{Principal, add_scopes};
 use crate::resource::OFFLINE_ACCESS;
@@ -219,6 +220,7 @@ where
 #[derive(Debug, Clone)]
 pub struct RequireScopes {
     scopes: Arc<[String]>,
+    hierarchy: ScopeHierarchy,
 }
 
 impl RequireScopes {
@@ -230,7 +232,16 @@ impl RequireScopes {
     {
         Self {
             scopes: scopes.into_iter().map(Into::into).collect(),
+            hierarchy: ScopeHierarchy::new(),
         }
+    }
+
+    /// The same requirement, met also by scopes that imply the required ones
+    /// (R-MCP-4); a hierarchy with a cycle is an error.
+    pub fn with_hierarchy(mut self, hierarchy: ScopeHierarchy) -> Result<Self, ConfigError> {
+        hierarchy.validate()?;
+        self.hierarchy = hierarchy;
+        Ok(self)
     }
 
     /// The required scopes.
@@ -240,7 +251,12 @@ impl RequireScopes {
 
     /// Decides synchronously.
     pub fn decide(&self, principal: &Principal) -> Decision {
-        if self.scopes.iter().all(|s| principal.scopes().contains(s)) {
+        let granted = principal.scopes();
+        if self
+            .scopes
+            .iter()
+            .all(|s| self.hierarchy.satisfies(granted, s))
+        {
             Decision::Allow
         } else {
             Decision::insufficient_scope(self.scopes.iter().cloned())
@@ -306,6 +322,7 @@ pub struct ServerAuthorize {
     /// With `challenge_granted_scopes`: the supported scopes a challenge may repeat.
     keep_granted: Option<Arc<[String]>>,
     callback: Option<BoxAuthorize>,
+    hierarchy: ScopeHierarchy,
 }
 
 impl std::fmt::Debug for ServerAuthorize {
@@ -315,22 +332,27 @@ impl std::fmt::Debug for ServerAuthorize {
             .field("mcp", &self.mcp)
             .field("keep_granted", &self.keep_granted)
             .field("callback", &self.callback.is_some())
+            .field("hierarchy", &self.hierarchy)
             .finish()
     }
 }
 
 impl ServerAuthorize {
+    /// The policy of the required scopes, the MCP rules and the callback, with
+    /// `hierarchy` (validated already) for every scope check.
     pub(crate) fn new(
         required: Vec<String>,
         mcp: Option<McpScopes>,
         keep_granted: Option<Arc<[String]>>,
         callback: Option<BoxAuthorize>,
+        hierarchy: ScopeHierarchy,
     ) -> Self {
         Self {
             scopes: (!required.is_empty()).then(|| RequireScopes::all(required)),
-            mcp,
+            mcp: mcp.map(|m| m.hierarchy_checked(hierarchy.clone())),
             keep_granted,
             callback,
+            hierarchy,
         }
     }
 
@@ -341,7 +363,11 @@ impl ServerAuthorize {
         let rule = self.mcp.as_ref().map(|m| m.scopes_for(operation));
         let rule: &[String] = rule.as_deref().unwrap_or_default();
         let granted = principal.scopes();
-        if required.iter().chain(rule).all(|s| granted.contains(s)) {
+        if required
+            .iter()
+            .chain(rule)
+            .all(|s| self.hierarchy.satisfies(granted, s))
+        {
             return None;
         }
         // The scopes this operation needs, all of them (RFC 6750 §3.1, SEP-2350).

@@ -16,6 +16,7 @@ use crate::authorize::{Authorize, AuthorizeLayer, BoxAuthorize, ServerAuthorize}
 use crate::bearer::{BearerLayer, DEFAULT_MAX_TOKEN_LEN};
 use crate::enrich::{Enrich, EnrichLayer, ServerEnrich};
 use crate::error::ConfigError;
+use crate::hierarchy::ScopeHierarchy;
 use crate::mcp::{
     BindSessionsLayer, DEFAULT_MCP_BODY_LIMIT, FilterToolsLayer, McpScopes, OperationLayer,
 };
@@ -66,6 +67,7 @@ impl OwnVerifier {
 /// What the authorization stage requires.
 struct ScopeSettings {
     required: Vec<String>,
+    hierarchy: ScopeHierarchy,
     mcp: Option<McpScopes>,
     callback: Option<BoxAuthorize>,
     challenge_granted: bool,
@@ -190,6 +192,7 @@ impl<V> ResourceServerBuilder<V> {
             audience: AudiencePolicy::resource(),
             scopes: ScopeSettings {
                 required: Vec::new(),
+                hierarchy: ScopeHierarchy::new(),
                 mcp: None,
                 callback: None,
                 challenge_granted: false,
@@ -359,6 +362,31 @@ impl<V> ResourceServerBuilder<V> {
         self
     }
 
+    /// Which scopes imply which (R-MCP-4): with `mcp:admin` ⊇ `mcp:write` ⊇
+    /// `mcp:read`, a token with `mcp:admin` passes every rule that needs `mcp:write`
+    /// or `mcp:read`, in the required scopes, the MCP scope rules and the tool-list
+    /// filter; challenges still name the scopes an operation needs. A cycle is a
+    /// build error.
+    ///
+    /// ```
+    /// use mcp_gatekeeper::{Issuer, McpScopes, ResourceServer, ScopeHierarchy};
+    ///
+    /// let server = ResourceServer::builder("https://mcp.example.com/mcp")
+    ///     .issuer(Issuer::new("https://idp.example.com"))
+    ///     .mcp_scopes(McpScopes::new(["mcp:read"]).tool("write*", ["mcp:write"]))
+    ///     .scope_hierarchy(
+    ///         ScopeHierarchy::new()
+    ///             .implies("mcp:admin", ["mcp:write"])
+    ///             .implies("mcp:write", ["mcp:read"]),
+    ///     )
+    ///     .build()?;
+    /// # Ok::<(), mcp_gatekeeper::ConfigError>(())
+    /// ```
+    pub fn scope_hierarchy(mut self, hierarchy: ScopeHierarchy) -> Self {
+        self.scopes.hierarchy = hierarchy;
+        self
+    }
+
     /// The cap on token length (R-BEAR-4).
     pub fn max_token_len(mut self, len: usize) -> Self {
         self.max_token_len = len;
@@ -399,6 +427,7 @@ impl<V> ResourceServerBuilder<V> {
     ) -> Result<ResourceServer, ConfigError> {
         self.check_mcp()?;
         self.check_offline_access()?;
+        self.scopes.hierarchy.validate()?;
         let resource = self.scopes.describe(self.resource.clone())?;
         self.check_token_len()?;
         resource.validate()?;
@@ -525,6 +554,7 @@ impl ScopeSettings {
             self.challenge_granted
                 .then(|| resource.supported_scopes().into()),
             self.callback.clone(),
+            self.hierarchy.clone(),
         )
     }
 }

@@ -155,6 +155,7 @@ mod future;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod hierarchy;
 pub mod keys;
 mod principal;
 mod resource;
@@ -213,6 +214,7 @@ pub use body::ResponseBody;
 pub use error::{AuthError, AuthErrorKind, ConfigError};
 pub use fetch::FetchOptions;
 pub use future::{Check, GateFuture, ResponseFuture, Settle, Waiting};
+pub use hierarchy::ScopeHierarchy;
 pub use jsonwebtoken::Algorithm;
 #[cfg(feature = "axum")]
 pub use principal::MissingPrincipal;

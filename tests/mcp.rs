@@ -868,3 +868,84 @@ async fn a_read_body_is_handed_on_with_its_trailers() {
     assert_eq!(body, message, "the same bytes");
     assert_eq!(got_trailers, Some(trailers), "the same trailers");
 }
+
+fn mcp_hierarchy() -> mcp_gatekeeper::ScopeHierarchy {
+    mcp_gatekeeper::ScopeHierarchy::new()
+        .implies("mcp:admin", ["mcp:write"])
+        .implies("mcp:write", ["mcp:read"])
+}
+
+#[tokio::test]
+async fn a_broader_scope_passes_the_rules_of_the_narrower_ones_and_challenges_stay_minimal() {
+    // R-MCP-4: mcp:admin ⊇ mcp:write ⊇ mcp:read, through the real rmcp server.
+    let served = Served::start(true, |b| {
+        b.scope_hierarchy(mcp_hierarchy())
+            .required_scopes(["mcp:read"])
+            .filter_tools(true)
+    })
+    .await;
+    for scope in ["mcp:admin", "mcp:write"] {
+        let (status, _, body) = reply(
+            served
+                .ask(scope, &call("write", json!({"text": "hi"})))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{scope}: {body}");
+        let (status, _, body) = reply(served.ask(scope, &call("whoami", json!({}))).await).await;
+        assert_eq!(status, 200, "{scope}: {body}");
+        let (_, tools) = listed_tools(served.ask(scope, &list_tools()).await).await;
+        assert_eq!(tools, ["notes", "whoami", "write"], "{scope}");
+    }
+    // Narrower never implies broader, and the challenge names what the call needs.
+    let (status, challenge, _) = reply(
+        served
+            .ask("mcp:read", &call("write", json!({"text": "hi"})))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        challenge.ends_with("scope=\"mcp:read mcp:write\""),
+        "{challenge}"
+    );
+    assert!(!challenge.contains("mcp:admin"), "{challenge}");
+    let (_, tools) = listed_tools(served.ask("mcp:read", &list_tools()).await).await;
+    assert_eq!(tools, ["notes", "whoami"]);
+
+    // Without the hierarchy, mcp:admin is just another scope.
+    let plain = Served::start(true, |b| b).await;
+    let (status, _, _) = reply(plain.ask("mcp:admin", &call("whoami", json!({}))).await).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn prefix_wildcards_and_cycles_in_the_scope_hierarchy() {
+    // R-MCP-4: `mcp:*` stands for every mcp: scope only when wildcards are on; a
+    // cycle is a build error.
+    let served = Served::start(true, |b| {
+        b.scope_hierarchy(mcp_gatekeeper::ScopeHierarchy::new().prefix_wildcards(true))
+    })
+    .await;
+    let (status, _, body) = reply(
+        served
+            .ask("mcp:*", &call("write", json!({"text": "hi"})))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, _) = reply(served.ask("*", &call("whoami", json!({}))).await).await;
+    assert_eq!(status, 403, "a bare * is no wildcard");
+    let off = Served::start(true, |b| b.scope_hierarchy(mcp_hierarchy())).await;
+    let (status, _, _) = reply(off.ask("mcp:*", &call("whoami", json!({}))).await).await;
+    assert_eq!(status, 403, "wildcards are off by default");
+
+    let error = ResourceServer::builder("https://mcp.example.com/mcp")
+        .issuer(Issuer::new(ISSUER))
+        .scope_hierarchy(mcp_hierarchy().implies("mcp:read", ["mcp:admin"]))
+        .build()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(error.contains("cycle through"), "{error}");
+}

@@ -3,6 +3,8 @@
 //! the operation, the MCP step-up challenge), filters `tools/list`, and fills the
 //! metadata document's `scopes_supported`, so the three never disagree.
 
+use crate::error::ConfigError;
+use crate::hierarchy::ScopeHierarchy;
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -32,6 +34,7 @@ use super::operation::{McpOperation, OperationSource};
 pub struct McpScopes {
     default: Arc<[String]>,
     rules: Vec<Rule>,
+    hierarchy: ScopeHierarchy,
 }
 
 #[derive(Debug, Clone)]
@@ -324,7 +327,23 @@ impl McpScopes {
         Self {
             default: collect(default_scopes),
             rules: Vec::new(),
+            hierarchy: ScopeHierarchy::new(),
         }
+    }
+
+    /// The same rules, met also by scopes that imply the ones a rule names (R-MCP-4:
+    /// with `mcp:admin` ⊇ `mcp:write`, a token with `mcp:admin` passes a
+    /// `mcp:write` rule); challenges still name the rule's own scopes. A hierarchy
+    /// with a cycle is an error.
+    pub fn with_hierarchy(self, hierarchy: ScopeHierarchy) -> Result<Self, ConfigError> {
+        hierarchy.validate()?;
+        Ok(self.hierarchy_checked(hierarchy))
+    }
+
+    /// [`McpScopes::with_hierarchy`] for a hierarchy validated already.
+    pub(crate) fn hierarchy_checked(mut self, hierarchy: ScopeHierarchy) -> Self {
+        self.hierarchy = hierarchy;
+        self
     }
 
     fn rule(
@@ -454,14 +473,15 @@ impl McpScopes {
             .default
             .iter()
             .chain(self.rules.iter().flat_map(|r| r.scopes.iter()))
-            .all(|s| granted.contains(s))
+            .all(|s| self.hierarchy.satisfies(granted, s))
     }
 
     /// Decides `operation` for `principal`: allowed when every scope it needs was
     /// granted, else `insufficient_scope` naming all of them.
     pub fn decide(&self, principal: &Principal, operation: &McpOperation) -> Decision {
         let needed = self.scopes_for(operation);
-        if needed.iter().all(|s| principal.scopes().contains(s)) {
+        let granted = principal.scopes();
+        if needed.iter().all(|s| self.hierarchy.satisfies(granted, s)) {
             Decision::Allow
         } else {
             Decision::insufficient_scope(needed.iter().cloned())
