@@ -67,6 +67,12 @@ impl Decision {
                 // Never a requirement of a resource (R-MCP-5): a policy that asks for
                 // it does not put it into the challenge.
                 scopes.retain(|s| s != OFFLINE_ACCESS);
+                if scopes.is_empty() {
+                    return Some(AuthError::forbidden(
+                        "the authorization policy asked only for offline_access, which no \
+                         resource requires; a refresh token is not a scope of this server",
+                    ));
+                }
                 let asked = match (operation.method(), operation.name()) {
                     (Some(method), Some(name)) => {
                         format!("{} of {:?}", shorten(method), shorten(name))
@@ -347,6 +353,11 @@ impl ServerAuthorize {
         callback: Option<BoxAuthorize>,
         hierarchy: ScopeHierarchy,
     ) -> Self {
+        // The builder's hierarchy when one is set, else the one the rules carry.
+        let hierarchy = match (&mcp, hierarchy.is_empty()) {
+            (Some(rules), true) => rules.hierarchy().clone(),
+            _ => hierarchy,
+        };
         Self {
             scopes: (!required.is_empty()).then(|| RequireScopes::all(required)),
             mcp: mcp.map(|m| m.hierarchy_checked(hierarchy.clone())),

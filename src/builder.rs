@@ -432,8 +432,10 @@ impl<V> ResourceServerBuilder<V> {
         self.check_token_len()?;
         resource.validate()?;
         let metadata = MetadataLayer::new(resource.clone()).serve_root(self.serve_root_metadata);
+        // Allowed origins are checked even with the check off: a typo stays an error.
+        let origin = OriginLayer::new(resource.clone()).allow(&self.origins.allowed)?;
         let origin = match self.origins.check {
-            true => OriginLayer::new(resource.clone()).allow(&self.origins.allowed)?,
+            true => origin,
             false => OriginLayer::off(resource.clone()),
         };
         let policy = self.scopes.policy(&resource);

@@ -5,8 +5,10 @@
 //! operation." A hierarchy declares which scope implies which (`mcp:admin` ⊇
 //! `mcp:write` ⊇ `mcp:read`, transitively) and, when asked, lets a granted scope
 //! ending in `*` stand for every scope it prefixes (`repo:*` implies `repo:read`).
-//! Every scope check of the crate asks it: the required scopes, [`McpScopes`] rules,
-//! [`RequireScopes`] and the tool-list filter. Challenges keep naming the scopes
+//! Every scope check the crate makes asks it: the required scopes, [`McpScopes`]
+//! rules, [`RequireScopes`] and the tool-list filter (a callback sees the granted
+//! scopes as they are, and may ask [`ScopeHierarchy::satisfies`] itself). Challenges
+//! keep naming the scopes
 //! the operation needs, never broader ones. A cycle (`a` ⊇ `b` ⊇ `a`) is a
 //! configuration error: it would make the two one scope under two names.
 //!
@@ -71,9 +73,10 @@ impl ScopeHierarchy {
         }))
     }
 
-    /// Whether a scope ending in `*` implies every scope it prefixes (`repo:*`
-    /// implies `repo:read`; a bare `*` never counts). Default `false`: turn it on only
-    /// when the authorization server grants such scopes deliberately.
+    /// Whether a scope ending in `:*`, `.*` or `/*` implies every scope it prefixes
+    /// (`repo:*` implies `repo:read`; `*`, `m*` or `repo:read*` never count). Default
+    /// `false`: turn it on only when the authorization server grants such scopes
+    /// deliberately.
     pub fn prefix_wildcards(self, on: bool) -> Self {
         Self(Arc::new(Inner {
             direct: self.0.direct.clone(),
@@ -121,10 +124,11 @@ impl ScopeHierarchy {
     }
 
     fn wildcard_covers(&self, scope: &str, needed: &str) -> bool {
+        // The prefix ends at a separator, so `files:read*` or `m*` cover nothing.
         self.0.wildcards
-            && scope
-                .strip_suffix('*')
-                .is_some_and(|prefix| !prefix.is_empty() && needed.starts_with(prefix))
+            && scope.strip_suffix('*').is_some_and(|prefix| {
+                prefix.len() > 1 && prefix.ends_with([':', '.', '/']) && needed.starts_with(prefix)
+            })
     }
 }
 
@@ -175,6 +179,9 @@ mod tests {
         assert!(on.implies_scope("repo:*", "repo:read"));
         assert!(!on.implies_scope("repo:*", "repos:read"));
         assert!(!on.implies_scope("*", "repo:read"));
+        assert!(!on.implies_scope("r*", "repo:read"));
+        assert!(!on.implies_scope("files:read*", "files:readwrite"));
+        assert!(on.implies_scope("files.*", "files.read"));
         // A wildcard reached through the hierarchy counts too.
         let through = on.implies("owner", ["repo:*"]);
         assert!(through.implies_scope("owner", "repo:write"));

@@ -12,8 +12,14 @@
 //!
 //! An origin is compared in its serialized form (`scheme://host[:port]`, lower case,
 //! the scheme's default port left out, a domain name in its ASCII form), so
-//! `HTTP://LOCALHOST:80` and `http://localhost` are one origin. `null` (sandboxed
-//! frames, `file:` pages) is never allowed, nor is a header given twice.
+//! `HTTP://LOCALHOST:80` and `http://localhost` are one origin; an origin of another
+//! scheme (`chrome-extension://<id>`, `tauri://localhost`) is compared as its text in
+//! lower case. There are no wildcards. `null` (sandboxed frames, `file:` pages) is
+//! never allowed, nor is a header given twice.
+//!
+//! Browsers leave `Origin` off same-origin `GET`s, so a rebinding page's `GET` of its
+//! own name passes this stage; it still needs a token the stages after this one
+//! accept.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -122,7 +128,18 @@ fn serialize(text: &str) -> Option<String> {
         && url.fragment().is_none()
         && matches!(url.path(), "" | "/");
     let origin = url.origin();
-    (bare && origin.is_tuple()).then(|| origin.ascii_serialization())
+    if !bare {
+        return None;
+    }
+    if origin.is_tuple() {
+        return Some(origin.ascii_serialization());
+    }
+    // Schemes the URL standard gives opaque origins to, which browsers still send
+    // as `scheme://host` (`chrome-extension://<id>`, `tauri://localhost`): compared
+    // as that text, in lower case. `file:` and `data:` pages send `null`.
+    let host = url.host_str().filter(|h| !h.is_empty())?;
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    Some(format!("{}://{host}{port}", url.scheme()).to_ascii_lowercase())
 }
 
 /// The serialized origin of a URL (a resource URI, whose path does not matter).
@@ -163,9 +180,14 @@ where
         if self.layer.admits(&parts) {
             return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)));
         }
+        let origin = parts
+            .headers
+            .get(ORIGIN)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()));
         tracing::info!(
             rule = RULE.id(),
             status = 403,
+            origin = %crate::mcp::shorten(origin.as_deref().unwrap_or("(repeated)")),
             "request refused: its Origin header is not an allowed origin"
         );
         ResponseFuture::rejected(Rejection::new(forbidden(), body))
@@ -212,6 +234,10 @@ mod tests {
         ] {
             assert_eq!(serialize(not_an_origin), None, "{not_an_origin:?}");
         }
+        assert_eq!(
+            serialize("Chrome-Extension://AbC").as_deref(),
+            Some("chrome-extension://abc")
+        );
     }
 
     #[test]

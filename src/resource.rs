@@ -184,7 +184,9 @@ impl ProtectedResource {
 
     /// Checks the description for mistakes (R-OPS-2): a fixed URI that is not an
     /// absolute `https` URL, no authorization server, a challenge scope outside
-    /// `scopes_supported`.
+    /// `scopes_supported`, `offline_access` among either (R-MCP-5).
+    /// [`ResourceServer`](crate::ResourceServer) calls it; layers composed by hand
+    /// should too.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let ResourceUri::Fixed { uri, .. } = &self.0.uri {
             uri::check_url(uri, "resource URI")?;

@@ -327,4 +327,19 @@ async fn offline_access_is_never_a_requirement_of_the_resource() {
         "{}",
         answer.body
     );
+
+    // Asking for nothing but offline_access cannot be a step-up: it is a denial.
+    let server = ResourceServer::builder(RESOURCE)
+        .issuer(issuer(&key))
+        .scopes_supported(["mcp:read"])
+        .authorize(|_: &Principal, _: &McpOperation, _: &Parts| async {
+            Decision::insufficient_scope(["offline_access"])
+        })
+        .build()
+        .expect("valid");
+    let app = support::app(server.layer());
+    let answer = call(&app, "/mcp", Some(&with_scope(&key, json!(["mcp:read"])))).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(answer.body["error"], "access_denied", "{}", answer.body);
+    assert!(!answer.challenge().contains("insufficient_scope"));
 }

@@ -917,6 +917,22 @@ async fn a_broader_scope_passes_the_rules_of_the_narrower_ones_and_challenges_st
     let plain = Served::start(true, |b| b).await;
     let (status, _, _) = reply(plain.ask("mcp:admin", &call("whoami", json!({}))).await).await;
     assert_eq!(status, 403);
+
+    // A hierarchy the rules carry themselves counts when the builder sets none.
+    let own = Served::start(true, |b| {
+        b.mcp_scopes(
+            notes::scope_rules()
+                .with_hierarchy(mcp_hierarchy())
+                .expect("no cycle"),
+        )
+    })
+    .await;
+    let (status, _, body) = reply(
+        own.ask("mcp:admin", &call("write", json!({"text": "hi"})))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]

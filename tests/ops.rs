@@ -297,3 +297,19 @@ async fn spans_record_decision_rule_issuer_and_key_tier() {
         "the rule that refused is named: {refused}"
     );
 }
+
+#[test]
+fn an_allowed_origin_that_is_not_an_origin_is_a_build_error_even_with_the_check_off() {
+    // R-MCP-7: a typo in the allow-list does not wait for the day the check is on.
+    for check in [true, false] {
+        let error = ResourceServer::builder(RESOURCE)
+            .issuer(Issuer::new(ISSUER))
+            .allow_origin("https://app.example.com/path")
+            .check_origin(check)
+            .build()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("is not an origin"), "check {check}: {error}");
+    }
+}

@@ -334,10 +334,17 @@ impl McpScopes {
     /// The same rules, met also by scopes that imply the ones a rule names (R-MCP-4:
     /// with `mcp:admin` ⊇ `mcp:write`, a token with `mcp:admin` passes a
     /// `mcp:write` rule); challenges still name the rule's own scopes. A hierarchy
-    /// with a cycle is an error.
+    /// with a cycle is an error. In a [`ResourceServer`](crate::ResourceServer), the
+    /// builder's [`scope_hierarchy`](crate::ResourceServerBuilder::scope_hierarchy),
+    /// when set, is used instead, for these rules and the required scopes alike.
     pub fn with_hierarchy(self, hierarchy: ScopeHierarchy) -> Result<Self, ConfigError> {
         hierarchy.validate()?;
         Ok(self.hierarchy_checked(hierarchy))
+    }
+
+    /// The hierarchy the rules are met with (empty unless set).
+    pub(crate) fn hierarchy(&self) -> &ScopeHierarchy {
+        &self.hierarchy
     }
 
     /// [`McpScopes::with_hierarchy`] for a hierarchy validated already.
