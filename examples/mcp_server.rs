@@ -15,6 +15,8 @@
 //! - `--filter-tools`  leave out of `tools/list` the tools the caller may not call;
 //! - `--challenge-granted-scopes`  `insufficient_scope` challenges also name the scopes
 //!   the token has, for clients that replace their scopes when they step up;
+//! - `--challenge-all-scopes`  the `401` challenge names every supported scope, for
+//!   clients that register with exactly the first challenge's scopes;
 //! - `--allow-origin URL`  let the pages of this origin call the server (repeatable;
 //!   the resource's own origin always may, any other browser origin gets 403);
 //! - `--help`.
@@ -41,7 +43,8 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 const USAGE: &str = "\
 usage: mcp_server [--listen ADDR] [--resource URL] [--issuer URL]...
                   [--introspection-client-id ID --introspection-client-secret SECRET]
-                  [--filter-tools] [--challenge-granted-scopes] [--allow-origin URL]...
+                  [--filter-tools] [--challenge-granted-scopes] [--challenge-all-scopes]
+                  [--allow-origin URL]...
 
   --listen ADDR    address to listen on (default 127.0.0.1:3000; port 0 picks one)
   --resource URL   canonical resource URI clients connect to (default http://ADDR/mcp)
@@ -55,6 +58,10 @@ usage: mcp_server [--listen ADDR] [--resource URL] [--issuer URL]...
   --challenge-granted-scopes
                    insufficient_scope challenges also name the scopes the token has,
                    for clients that replace their scopes when they step up
+  --challenge-all-scopes
+                   the 401 challenge names every supported scope, for clients that
+                   register with exactly the first challenge's scopes and cannot
+                   step up beyond them
   --allow-origin URL
                    let the pages of this origin (e.g. http://localhost:6274) call the
                    server (repeatable); the resource's own origin always may, any
@@ -71,6 +78,7 @@ struct Args {
     introspection_client_secret: Option<String>,
     filter_tools: bool,
     challenge_granted_scopes: bool,
+    challenge_all_scopes: bool,
     allow_origins: Vec<String>,
 }
 
@@ -83,6 +91,7 @@ fn parse_args() -> Result<Args, String> {
         introspection_client_secret: None,
         filter_tools: false,
         challenge_granted_scopes: false,
+        challenge_all_scopes: false,
         allow_origins: Vec::new(),
     };
     let mut iter = std::env::args().skip(1);
@@ -100,6 +109,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--filter-tools" => args.filter_tools = true,
             "--challenge-granted-scopes" => args.challenge_granted_scopes = true,
+            "--challenge-all-scopes" => args.challenge_all_scopes = true,
             "--allow-origin" => args.allow_origins.push(value("--allow-origin")?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -138,6 +148,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .mcp_scopes(notes::scope_rules())
         .filter_tools(args.filter_tools)
         .challenge_granted_scopes(args.challenge_granted_scopes)
+        .challenge_all_scopes(args.challenge_all_scopes)
         .resource_name("mcp-gatekeeper example");
     for origin in &args.allow_origins {
         builder = builder.allow_origin(origin);

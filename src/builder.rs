@@ -71,6 +71,7 @@ struct ScopeSettings {
     mcp: Option<McpScopes>,
     callback: Option<BoxAuthorize>,
     challenge_granted: bool,
+    challenge_all: bool,
 }
 
 /// How MCP request bodies are read and answers filtered.
@@ -196,6 +197,7 @@ impl<V> ResourceServerBuilder<V> {
                 mcp: None,
                 callback: None,
                 challenge_granted: false,
+                challenge_all: false,
             },
             enrich: EnrichLayer::new(ServerEnrich::default()),
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
@@ -261,6 +263,17 @@ impl<V> ResourceServerBuilder<V> {
     /// [`mcp_scopes`](Self::mcp_scopes), not to decisions of a callback.
     pub fn challenge_granted_scopes(mut self, on: bool) -> Self {
         self.scopes.challenge_granted = on;
+        self
+    }
+
+    /// Makes the `401` challenge name every scope in `scopes_supported`, not only
+    /// the default ones (default `false`). For clients that register themselves
+    /// (dynamic client registration) with exactly the scopes of the first `401` and
+    /// then cannot step up beyond them, because the authorization server refuses a
+    /// scope the client did not register (the MCP Python SDK does this). It never
+    /// names `offline_access`, which `scopes_supported` cannot hold (R-MCP-5).
+    pub fn challenge_all_scopes(mut self, on: bool) -> Self {
+        self.scopes.challenge_all = on;
         self
     }
 
@@ -533,19 +546,22 @@ impl ScopeSettings {
             resource = resource.challenge_scope(baseline);
         }
         if resource.supported_scopes().is_empty() {
-            return Ok(resource.scopes_supported(implied));
-        }
-        match implied
+            resource = resource.scopes_supported(implied);
+        } else if let Some(missing) = implied
             .iter()
             .find(|s| !resource.supported_scopes().contains(s))
         {
-            Some(missing) => Err(ConfigError::new(format!(
+            return Err(ConfigError::new(format!(
                 "scope {missing:?} is required but not in scopes_supported; add it to \
                  scopes_supported, or leave scopes_supported out to have it derived from the \
                  required scopes and the MCP scope rules"
-            ))),
-            None => Ok(resource),
+            )));
         }
+        if self.challenge_all && !resource.supported_scopes().is_empty() {
+            let all = resource.supported_scopes().to_vec();
+            resource = resource.challenge_scope(all);
+        }
+        Ok(resource)
     }
 
     /// The authorization policy these settings make, for `resource`.

@@ -147,6 +147,16 @@ impl Served {
         self.post(scope).json(message).send().await.expect("send")
     }
 
+    /// POSTs `message` without a token.
+    async fn ask_without_token(&self, message: &Value) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(&self.resource)
+            .json(message)
+            .send()
+            .await
+            .expect("send")
+    }
+
     fn bodies_seen(&self) -> Vec<Vec<u8>> {
         self.seen
             .lock()
@@ -258,13 +268,8 @@ async fn the_metadata_and_the_401_challenge_come_from_the_same_rules() {
         .await
         .expect("json");
     assert_eq!(doc["scopes_supported"], json!(["mcp:read", "mcp:write"]));
-    let response = reqwest::Client::new()
-        .post(&served.resource)
-        .json(&call("whoami", json!({})))
-        .send()
-        .await
-        .expect("send");
-    let (status, challenge, _) = reply(response).await;
+    let (status, challenge, _) =
+        reply(served.ask_without_token(&call("whoami", json!({}))).await).await;
     assert_eq!(status, 401);
     assert!(challenge.ends_with("scope=\"mcp:read\""), "{challenge}");
 }
@@ -720,14 +725,7 @@ async fn the_mcp_layers_compose_by_hand() {
     .await;
     let (_, tools) = listed_tools(served.ask("mcp:read", &list_tools()).await).await;
     assert_eq!(tools, ["notes", "whoami"]);
-    let (status, challenge, _) = reply(
-        served
-            .ask("mcp:read", &call("write", json!({"text": "x"})))
-            .await,
-    )
-    .await;
-    assert_eq!(status, 403);
-    assert!(challenge.ends_with("scope=\"mcp:write\""), "{challenge}");
+    assert_write_steps_up_to_mcp_write(&served).await;
 }
 
 #[tokio::test]
@@ -964,4 +962,32 @@ async fn prefix_wildcards_and_cycles_in_the_scope_hierarchy() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(error.contains("cycle through"), "{error}");
+}
+
+#[tokio::test]
+async fn the_401_can_name_every_supported_scope_for_clients_that_register_with_it() {
+    // Issue 14, item 9: a client that registers with exactly the first 401's scopes
+    // can only step up if that 401 named them all.
+    let served = Served::start(true, |b| b.challenge_all_scopes(true)).await;
+    let (status, challenge, _) =
+        reply(served.ask_without_token(&call("whoami", json!({}))).await).await;
+    assert_eq!(status, 401);
+    assert!(
+        challenge.ends_with("scope=\"mcp:read mcp:write\""),
+        "{challenge}"
+    );
+    // A step-up challenge still names what the call needs.
+    assert_write_steps_up_to_mcp_write(&served).await;
+}
+
+/// A `write` call with only `mcp:read` is refused with the step-up to `mcp:write`.
+async fn assert_write_steps_up_to_mcp_write(served: &Served) {
+    let (status, challenge, _) = reply(
+        served
+            .ask("mcp:read", &call("write", json!({"text": "x"})))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(challenge.ends_with("scope=\"mcp:write\""), "{challenge}");
 }
