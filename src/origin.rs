@@ -118,8 +118,9 @@ impl OriginLayer {
     }
 }
 
-/// The serialized origin `text` denotes, if it is exactly an origin: a tuple origin
-/// with nothing after the host and port (a trailing `/` aside).
+/// The serialized origin `text` denotes, if it is exactly an origin: a scheme, a host
+/// and an optional port with nothing after them (a trailing `/` aside); for a scheme
+/// with opaque origins, that text in lower case.
 fn serialize(text: &str) -> Option<String> {
     let url = reqwest::Url::parse(text).ok()?;
     let bare = url.username().is_empty()
