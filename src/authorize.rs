@@ -557,3 +557,27 @@ impl Settle for Decide {
         decision.into_error(operation_of(parts)).map_or(Ok(()), Err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll(decide: &mut Decide) -> Poll<Decision> {
+        Pin::new(decide).poll(&mut Context::from_waker(std::task::Waker::noop()))
+    }
+
+    #[test]
+    fn a_decision_polled_again_after_it_was_given_denies() {
+        // Issue 13: the server's decision used to answer Allow when polled again.
+        for mut decide in [
+            Decide::ready(Decision::Allow),
+            Decide::pending(async { Decision::Allow }),
+        ] {
+            assert_eq!(poll(&mut decide), Poll::Ready(Decision::Allow));
+            assert!(
+                matches!(poll(&mut decide), Poll::Ready(Decision::Deny { .. })),
+                "{decide:?}"
+            );
+        }
+    }
+}

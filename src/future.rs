@@ -410,3 +410,62 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http::StatusCode;
+    use http_body_util::Empty;
+
+    use super::*;
+    use crate::verify::Verifying;
+
+    #[derive(Clone)]
+    struct Noop;
+
+    impl Service<Request<Empty<Bytes>>> for Noop {
+        type Response = Response<Empty<Bytes>>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<Empty<Bytes>>) -> Self::Future {
+            std::future::ready(Ok(Response::new(Empty::new())))
+        }
+    }
+
+    type Gate = GateFuture<Verifying<Empty<Bytes>>, Noop, Empty<Bytes>>;
+
+    fn status(gate: &mut Pin<Box<Gate>>) -> Option<StatusCode> {
+        match gate
+            .as_mut()
+            .poll(&mut Context::from_waker(std::task::Waker::noop()))
+        {
+            Poll::Ready(Ok(response)) => Some(response.status()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_gate_polled_again_after_it_answered_fails_closed_with_500() {
+        // Issue 13: the gate futures panicked here; the inner future is never polled
+        // twice and nothing is allowed.
+        let resource = ProtectedResource::new("https://mcp.example.com/mcp");
+        let (parts, body) = Request::new(Empty::<Bytes>::new()).into_parts();
+        let refused = Gate::refuse(AuthError::missing_token(), &parts, body, &resource);
+        let passed = Gate::pass(Request::new(Empty::new()), &mut Noop);
+        for (gate, first) in [
+            (refused, StatusCode::UNAUTHORIZED),
+            (passed, StatusCode::OK),
+        ] {
+            let mut gate = Box::pin(gate);
+            assert_eq!(status(&mut gate), Some(first));
+            assert_eq!(status(&mut gate), Some(StatusCode::INTERNAL_SERVER_ERROR));
+        }
+    }
+}

@@ -44,6 +44,9 @@ const RULE: Rule = Rule::Mcp7;
 #[derive(Clone, Debug)]
 pub struct OriginLayer {
     resource: ProtectedResource,
+    /// The resource's own origin, when it has one URI (a per-route resource's is
+    /// found per request).
+    own: Option<Arc<str>>,
     /// Serialized origins allowed besides the resource's own.
     allowed: Arc<[String]>,
     on: bool,
@@ -52,8 +55,13 @@ pub struct OriginLayer {
 impl OriginLayer {
     /// Allows the resource's own origin only.
     pub fn new(resource: ProtectedResource) -> Self {
+        let own = resource
+            .fixed_uri()
+            .and_then(serialize_prefix)
+            .map(Into::into);
         Self {
             resource,
+            own,
             allowed: Arc::new([]),
             on: true,
         }
@@ -101,9 +109,10 @@ impl OriginLayer {
             return true;
         }
         let mut values = parts.headers.get_all(ORIGIN).iter();
-        let (Some(value), None) = (values.next(), values.next()) else {
-            // No Origin passes; two are refused.
-            return parts.headers.get(ORIGIN).is_none();
+        let value = match (values.next(), values.next()) {
+            (None, _) => return true,
+            (Some(value), None) => value,
+            (Some(_), Some(_)) => return false,
         };
         let Some(origin) = value.to_str().ok().and_then(serialize) else {
             return false;
@@ -111,10 +120,14 @@ impl OriginLayer {
         if self.allowed.contains(&origin) {
             return true;
         }
-        self.resource
-            .resource_for(parts)
-            .and_then(|resource| serialize_prefix(&resource))
-            .is_some_and(|own| own == origin)
+        match &self.own {
+            Some(own) => **own == *origin,
+            None => self
+                .resource
+                .resource_for(parts)
+                .and_then(|resource| serialize_prefix(&resource))
+                .is_some_and(|own| own == origin),
+        }
     }
 }
 
@@ -278,5 +291,21 @@ mod tests {
         assert!(error.contains("not an origin"), "{error}");
         let off = OriginLayer::off(ProtectedResource::new("https://mcp.example.com/mcp"));
         assert!(off.admits(&parts(&["http://evil.example"])));
+    }
+
+    #[test]
+    fn a_per_route_resource_allows_the_origin_of_the_routes_resource() {
+        let layer = OriginLayer::new(ProtectedResource::per_route(|parts| {
+            (parts.uri.path() == "/mcp").then(|| "https://gw.example.com/mcp".to_owned())
+        }));
+        let with = |origin: &str, path: &str| {
+            let mut parts = parts(&[origin]);
+            parts.uri = path.parse().unwrap_or_default();
+            parts
+        };
+        assert!(layer.admits(&with("https://gw.example.com", "/mcp")));
+        assert!(!layer.admits(&with("https://mcp.example.com", "/mcp")));
+        // A path that is no resource has no own origin to allow.
+        assert!(!layer.admits(&with("https://gw.example.com", "/other")));
     }
 }
