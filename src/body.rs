@@ -40,6 +40,15 @@ impl<B> ResponseBody<B> {
     }
 }
 
+/// An empty body (CORS preflight answers are made with it).
+impl<B> Default for ResponseBody<B> {
+    fn default() -> Self {
+        Self {
+            kind: Kind::Full(None),
+        }
+    }
+}
+
 impl<B> Body for ResponseBody<B>
 where
     B: Body<Data = Bytes>,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::audience::{AudienceLayer, AudiencePolicy};
 use crate::authorize::{Authorize, AuthorizeLayer, BoxAuthorize, ServerAuthorize};
 use crate::bearer::{BearerLayer, DEFAULT_MAX_TOKEN_LEN};
+use crate::cors::CorsLayer;
 use crate::enrich::{Enrich, EnrichLayer, ServerEnrich};
 use crate::error::ConfigError;
 use crate::hierarchy::ScopeHierarchy;
@@ -21,7 +22,7 @@ use crate::mcp::{
     BindSessionsLayer, DEFAULT_MCP_BODY_LIMIT, FilterToolsLayer, McpScopes, OperationLayer,
 };
 use crate::metadata::MetadataLayer;
-use crate::origin::OriginLayer;
+use crate::origin::{AllowedOrigins, OriginLayer};
 use crate::pipeline::GatekeeperLayer;
 use crate::principal::add_scopes;
 use crate::resource::{OFFLINE_ACCESS, ProtectedResource, offline_access_named};
@@ -81,9 +82,11 @@ struct McpSettings {
     filter_tools: bool,
 }
 
-/// Whether `Origin` is checked, and the origins allowed besides the resource's own.
+/// Whether `Origin` is checked, whether CORS answers browsers, and the origins allowed
+/// besides the resource's own.
 struct OriginSettings {
     check: bool,
+    cors: bool,
     allowed: Vec<String>,
 }
 
@@ -204,6 +207,7 @@ impl<V> ResourceServerBuilder<V> {
             serve_root_metadata: false,
             origins: OriginSettings {
                 check: true,
+                cors: true,
                 allowed: Vec::new(),
             },
             mcp: McpSettings {
@@ -424,6 +428,16 @@ impl<V> ResourceServerBuilder<V> {
         self
     }
 
+    /// Whether CORS answers browser-based MCP clients (default `true`): preflights are
+    /// answered without a token, and the pages of the allowed origins (the resource's
+    /// own and those of [`allow_origin`](Self::allow_origin)) may read every answer,
+    /// the `401` challenge included (see [`CorsLayer`](crate::CorsLayer)). Turn it off
+    /// only for a service with a CORS layer of its own.
+    pub fn cors(mut self, on: bool) -> Self {
+        self.origins.cors = on;
+        self
+    }
+
     /// Whether the metadata is also served at the root well-known URL (default
     /// `false`).
     pub fn serve_root_metadata(mut self, on: bool) -> Self {
@@ -446,11 +460,9 @@ impl<V> ResourceServerBuilder<V> {
         resource.validate()?;
         let metadata = MetadataLayer::new(resource.clone()).serve_root(self.serve_root_metadata);
         // Allowed origins are checked even with the check off: a typo stays an error.
-        let origin = OriginLayer::new(resource.clone()).allow(&self.origins.allowed)?;
-        let origin = match self.origins.check {
-            true => origin,
-            false => OriginLayer::off(resource.clone()),
-        };
+        let origins = AllowedOrigins::new(resource.clone()).allow(&self.origins.allowed)?;
+        let origin = OriginLayer::with_origins(origins.clone(), self.origins.check);
+        let cors = CorsLayer::with_origins(origins, self.origins.cors);
         let policy = self.scopes.policy(&resource);
         let operation = OperationLayer::new(resource.clone()).body_limit(self.mcp.body_limit);
         let operation = match self.mcp.operations {
@@ -467,6 +479,7 @@ impl<V> ResourceServerBuilder<V> {
             false => BindSessionsLayer::off(resource.clone()),
         };
         let layer = GatekeeperLayer {
+            cors,
             metadata: metadata.clone(),
             origin,
             bearer: BearerLayer::new(resource.clone()).max_token_len(self.max_token_len),

@@ -7,23 +7,24 @@
 //!
 //! ## The pipeline
 //!
-//! A request meets ten stages, in this order; [`ResourceServer`] builds them all
+//! A request meets eleven stages, in this order; [`ResourceServer`] builds them all
 //! (the modules below are listed in the same order, and so are the re-exports):
 //!
 //! ```text
 //!  request
 //!    │
 //!    ▼
-//!  1 MetadataLayer      GET of the RFC 9728 document → answered here       (R-PRM)
-//!  2 OriginLayer        a browser page of a foreign origin → 403           (R-MCP-7)
-//!  3 BearerLayer        the token, from exactly one Authorization header   (R-BEAR)
-//!  4 VerifyLayer        signature, iss, exp… by a TokenVerifier → Principal (R-JWT, R-KEY, R-ISS, R-GW-3)
-//!  5 AudienceLayer      is the token meant for this resource (this route)? (R-AUD)
-//!  6 EnrichLayer        optional extra claims; its failure lets the request on (R-AZ-2)
-//!  7 BindSessionsLayer  an Mcp-Session-Id works only for its principal    (R-GW-5)
-//!  8 OperationLayer     the MCP method and tool, read from the body        (MCP-1, R-GW-1, R-GW-2)
-//!  9 AuthorizeLayer     scopes and your policy: allow, 403, or step-up     (R-AZ-1, MCP-2)
-//! 10 FilterToolsLayer   tools/list answers without what the caller cannot call (MCP-3, R-GW-4)
+//!  1 CorsLayer          preflights answered; allowed pages may read answers (R-MCP-7)
+//!  2 MetadataLayer      GET of the RFC 9728 document → answered here       (R-PRM)
+//!  3 OriginLayer        a browser page of a foreign origin → 403           (R-MCP-7)
+//!  4 BearerLayer        the token, from exactly one Authorization header   (R-BEAR)
+//!  5 VerifyLayer        signature, iss, exp… by a TokenVerifier → Principal (R-JWT, R-KEY, R-ISS, R-GW-3)
+//!  6 AudienceLayer      is the token meant for this resource (this route)? (R-AUD)
+//!  7 EnrichLayer        optional extra claims; its failure lets the request on (R-AZ-2)
+//!  8 BindSessionsLayer  an Mcp-Session-Id works only for its principal    (R-GW-5)
+//!  9 OperationLayer     the MCP method and tool, read from the body        (MCP-1, R-GW-1, R-GW-2)
+//! 10 AuthorizeLayer     scopes and your policy: allow, 403, or step-up     (R-AZ-1, MCP-2)
+//! 11 FilterToolsLayer   tools/list answers without what the caller cannot call (MCP-3, R-GW-4)
 //!    │
 //!    ▼
 //!  your service
@@ -123,21 +124,23 @@ compile_error!(
 );
 
 // The stages, in the order a request meets them.
-// 1. the RFC 9728 metadata document
+// 1. CORS
+mod cors;
+// 2. the RFC 9728 metadata document
 mod metadata;
-// 2. the Origin check
+// 3. the Origin check
 mod origin;
-// 3. the bearer token
+// 4. the bearer token
 mod bearer;
-// 4. verification: the token becomes a principal
+// 5. verification: the token becomes a principal
 mod verify;
-// 5. the audience
+// 6. the audience
 mod audience;
-// 6. enrichment
+// 7. enrichment
 mod enrich;
-// 7. session binding, 8. the MCP operation, 10. the tools/list filter
+// 8. session binding, 9. the MCP operation, 11. the tools/list filter
 mod mcp;
-// 9. authorization
+// 10. authorization
 mod authorize;
 
 // All the stages: the pipeline written once, the server that holds it, and the
@@ -162,18 +165,21 @@ mod resource;
 mod rule;
 mod uri;
 
-// 1. metadata
+// 1. CORS
+pub use cors::{CorsFuture, CorsLayer, CorsService};
+
+// 2. metadata
 pub use metadata::{
     MetadataEndpoint, MetadataLayer, MetadataService, document as metadata_document, metadata_path,
 };
 
-// 2. origin
+// 3. origin
 pub use origin::{OriginLayer, OriginService};
 
-// 3. bearer
+// 4. bearer
 pub use bearer::{BearerLayer, BearerService, BearerToken, DEFAULT_MAX_TOKEN_LEN};
 
-// 4. verify
+// 5. verify
 pub use verify::{
     CacheFuture, ClientAuth, DEFAULT_INACTIVE_TTL, Introspection, IntrospectionVerifier, Issuer,
     JwtVerifier, TokenCacheOptions, TokenCacheUsage, TokenVerifier, VerifierChain, VerifyFuture,
@@ -182,23 +188,24 @@ pub use verify::{
 #[cfg(feature = "kubernetes")]
 pub use verify::{TokenReview, TokenReviewVerifier};
 
-// 5. audience
+// 6. audience
 pub use audience::{AudienceLayer, AudienceMatch, AudiencePolicy, AudienceService};
 
-// 6. enrich
+// 7. enrich
 pub use enrich::{
     DEFAULT_ENRICH_TIMEOUT, Enrich, EnrichFuture, EnrichLayer, EnrichService, ServerEnrich,
 };
 
-// 7. sessions, 8. the operation, 10. the tool filter
+// 8. sessions, 9. the operation, 11. the tool filter
 pub use mcp::{
     BindSessionsLayer, BindSessionsService, DEFAULT_MCP_BODY_LIMIT, DEFAULT_SESSION_CAPACITY,
     DEFAULT_SESSION_IDLE, DEFAULT_TOOLS_LIST_LIMIT, FilterToolsFuture, FilterToolsLayer,
-    FilterToolsService, FilteredBody, MCP_METHOD, MCP_NAME, MCP_SESSION_ID, McpBody, McpOperation,
-    McpScopes, OperationLayer, OperationService, OperationSource, ReadingOperation,
+    FilterToolsService, FilteredBody, MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION, MCP_SESSION_ID,
+    McpBody, McpOperation, McpScopes, OperationLayer, OperationService, OperationSource,
+    ReadingOperation,
 };
 
-// 9. authorize
+// 10. authorize
 pub use authorize::{
     Authorize, AuthorizeLayer, AuthorizeService, BoxAuthorize, Decide, Deciding, Decision,
     RequireScopes, ServerAuthorize,

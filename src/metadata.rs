@@ -11,10 +11,7 @@ use std::future::{Ready, ready};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{
-    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW,
-    CACHE_CONTROL, CONTENT_TYPE, HeaderValue,
-};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
@@ -68,7 +65,7 @@ fn answer(
             }
         }
     };
-    let mut response = match parts.method {
+    let response = match parts.method {
         Method::GET | Method::HEAD => {
             let body = document(resource, &resource_uri).to_string();
             let mut response = Response::new(Bytes::from(body));
@@ -80,28 +77,15 @@ fn answer(
             );
             response
         }
-        // CORS preflight: browser-based MCP clients read this document cross-origin.
-        Method::OPTIONS => {
-            let mut response = plain(StatusCode::NO_CONTENT);
-            let headers = response.headers_mut();
-            headers.insert(
-                ACCESS_CONTROL_ALLOW_METHODS,
-                HeaderValue::from_static("GET, HEAD, OPTIONS"),
-            );
-            headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
-            response
-        }
+        // CORS (preflights included) is the CorsLayer's, in front of this one.
         _ => {
             let mut response = plain(StatusCode::METHOD_NOT_ALLOWED);
             response
                 .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
             response
         }
     };
-    response
-        .headers_mut()
-        .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     Some(response)
 }
 

@@ -39,22 +39,22 @@ use crate::rule::Rule;
 /// The rule id this stage's refusals carry in logs.
 const RULE: Rule = Rule::Mcp7;
 
-/// A layer that refuses requests from browser origins that are not allowed; see the
-/// module docs.
+/// The origins whose pages may call the server: the resource's own, and those added
+/// with [`OriginLayer::allow`]. The [`OriginLayer`] refuses the others; the
+/// [`CorsLayer`](crate::CorsLayer) lets only these read the answers.
 #[derive(Clone, Debug)]
-pub struct OriginLayer {
+pub(crate) struct AllowedOrigins {
     resource: ProtectedResource,
     /// The resource's own origin, when it has one URI (a per-route resource's is
     /// found per request).
     own: Option<Arc<str>>,
     /// Serialized origins allowed besides the resource's own.
     allowed: Arc<[String]>,
-    on: bool,
 }
 
-impl OriginLayer {
-    /// Allows the resource's own origin only.
-    pub fn new(resource: ProtectedResource) -> Self {
+impl AllowedOrigins {
+    /// The resource's own origin only.
+    pub(crate) fn new(resource: ProtectedResource) -> Self {
         let own = resource
             .fixed_uri()
             .and_then(serialize_prefix)
@@ -63,6 +63,65 @@ impl OriginLayer {
             resource,
             own,
             allowed: Arc::new([]),
+        }
+    }
+
+    /// Also `origins`; the error names the one that is not an origin.
+    pub(crate) fn allow<I, T>(mut self, origins: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        let mut allowed = self.allowed.to_vec();
+        for origin in origins {
+            let origin = origin.as_ref();
+            let serialized = serialize(origin).ok_or_else(|| {
+                ConfigError::new(format!(
+                    "allowed origin {origin:?} is not an origin: give a scheme and a host \
+                     with an optional port and nothing after it, e.g. \
+                     \"http://localhost:6274\""
+                ))
+            })?;
+            if !allowed.contains(&serialized) {
+                allowed.push(serialized);
+            }
+        }
+        self.allowed = allowed.into();
+        Ok(self)
+    }
+
+    /// Whether the `Origin` header value `value` of the request `parts` is allowed.
+    pub(crate) fn contains(&self, value: &HeaderValue, parts: &Parts) -> bool {
+        let Some(origin) = value.to_str().ok().and_then(serialize) else {
+            return false;
+        };
+        if self.allowed.contains(&origin) {
+            return true;
+        }
+        match &self.own {
+            Some(own) => **own == *origin,
+            None => self
+                .resource
+                .resource_for(parts)
+                .and_then(|resource| serialize_prefix(&resource))
+                .is_some_and(|own| own == origin),
+        }
+    }
+}
+
+/// A layer that refuses requests from browser origins that are not allowed; see the
+/// module docs.
+#[derive(Clone, Debug)]
+pub struct OriginLayer {
+    origins: AllowedOrigins,
+    on: bool,
+}
+
+impl OriginLayer {
+    /// Allows the resource's own origin only.
+    pub fn new(resource: ProtectedResource) -> Self {
+        Self {
+            origins: AllowedOrigins::new(resource),
             on: true,
         }
     }
@@ -85,22 +144,13 @@ impl OriginLayer {
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        let mut allowed = self.allowed.to_vec();
-        for origin in origins {
-            let origin = origin.as_ref();
-            let serialized = serialize(origin).ok_or_else(|| {
-                ConfigError::new(format!(
-                    "allowed origin {origin:?} is not an origin: give a scheme and a host \
-                     with an optional port and nothing after them, e.g. \
-                     \"http://localhost:6274\""
-                ))
-            })?;
-            if !allowed.contains(&serialized) {
-                allowed.push(serialized);
-            }
-        }
-        self.allowed = allowed.into();
+        self.origins = self.origins.allow(origins)?;
         Ok(self)
+    }
+
+    /// The same check with the allowed origins of `origins`.
+    pub(crate) fn with_origins(origins: AllowedOrigins, on: bool) -> Self {
+        Self { origins, on }
     }
 
     /// Whether `parts` may go on: no `Origin`, or one allowed origin.
@@ -109,24 +159,10 @@ impl OriginLayer {
             return true;
         }
         let mut values = parts.headers.get_all(ORIGIN).iter();
-        let value = match (values.next(), values.next()) {
-            (None, _) => return true,
-            (Some(value), None) => value,
-            (Some(_), Some(_)) => return false,
-        };
-        let Some(origin) = value.to_str().ok().and_then(serialize) else {
-            return false;
-        };
-        if self.allowed.contains(&origin) {
-            return true;
-        }
-        match &self.own {
-            Some(own) => **own == *origin,
-            None => self
-                .resource
-                .resource_for(parts)
-                .and_then(|resource| serialize_prefix(&resource))
-                .is_some_and(|own| own == origin),
+        match (values.next(), values.next()) {
+            (None, _) => true,
+            (Some(value), None) => self.origins.contains(value, parts),
+            (Some(_), Some(_)) => false,
         }
     }
 }

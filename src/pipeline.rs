@@ -8,6 +8,7 @@ use tower::Layer;
 use crate::audience::{AudienceLayer, AudienceService};
 use crate::authorize::{AuthorizeLayer, AuthorizeService, ServerAuthorize};
 use crate::bearer::{BearerLayer, BearerService};
+use crate::cors::{CorsLayer, CorsService};
 use crate::enrich::{EnrichLayer, EnrichService, ServerEnrich};
 use crate::mcp::{
     BindSessionsLayer, BindSessionsService, FilterToolsLayer, FilterToolsService, OperationLayer,
@@ -47,6 +48,7 @@ pub(crate) use layer_service;
 /// the order a request meets them.
 #[derive(Clone, Debug)]
 pub struct GatekeeperLayer {
+    pub(crate) cors: CorsLayer,
     pub(crate) metadata: MetadataLayer,
     pub(crate) origin: OriginLayer,
     pub(crate) bearer: BearerLayer,
@@ -60,21 +62,23 @@ pub struct GatekeeperLayer {
 }
 
 /// The service of a [`GatekeeperLayer`] around `S`: the stages, outermost first.
-pub type Gatekeeper<S> = MetadataService<
-    OriginService<
-        BearerService<
-            VerifyService<
-                AudienceService<
-                    EnrichService<
-                        BindSessionsService<
-                            OperationService<
-                                AuthorizeService<
-                                    FilterToolsService<S, ServerAuthorize>,
-                                    ServerAuthorize,
+pub type Gatekeeper<S> = CorsService<
+    MetadataService<
+        OriginService<
+            BearerService<
+                VerifyService<
+                    AudienceService<
+                        EnrichService<
+                            BindSessionsService<
+                                OperationService<
+                                    AuthorizeService<
+                                        FilterToolsService<S, ServerAuthorize>,
+                                        ServerAuthorize,
+                                    >,
                                 >,
                             >,
+                            ServerEnrich,
                         >,
-                        ServerEnrich,
                     >,
                 >,
             >,
@@ -95,7 +99,8 @@ impl<S> Layer<S> for GatekeeperLayer {
         let inner = self.verify.layer(inner);
         let inner = self.bearer.layer(inner);
         let inner = self.origin.layer(inner);
-        self.metadata.layer(inner)
+        let inner = self.metadata.layer(inner);
+        self.cors.layer(inner)
     }
 }
 

@@ -6,6 +6,7 @@
 use http::request::Parts;
 
 use crate::builder::{Issuers, OwnVerifier, ResourceServerBuilder};
+use crate::cors::CorsLayer;
 use crate::metadata::{MetadataEndpoint, MetadataLayer};
 use crate::pipeline::GatekeeperLayer;
 use crate::resource::ProtectedResource;
@@ -123,6 +124,13 @@ impl ResourceServer {
     /// stack's layer does not see the well-known path.
     pub fn metadata_service(&self) -> MetadataEndpoint {
         MetadataEndpoint::new(self.metadata.clone())
+    }
+
+    /// The server's CORS stage alone, to put around what the stack's layer does not
+    /// cover (the [`metadata_service`](Self::metadata_service) on a router of its own,
+    /// say): the same origins, headers and switch.
+    pub fn cors(&self) -> CorsLayer {
+        self.layer.cors.clone()
     }
 
     /// The description of the protected resource.

@@ -242,7 +242,8 @@ async fn a_page_of_a_foreign_origin_is_refused_403_before_its_token_is_looked_at
     let answer = call_from(&resource, "http://localhost:6274", None).await;
     assert_eq!(answer.status(), 401);
 
-    // The metadata document stays public to every origin: clients read it first.
+    // The metadata document stays public to every origin (clients read it first);
+    // only allowed pages are told they may read it (see the test below).
     let answer = reqwest::Client::new()
         .get(running.field("metadata"))
         .header("origin", "http://evil.example")
@@ -265,4 +266,75 @@ async fn a_page_of_a_foreign_origin_is_refused_403_before_its_token_is_looked_at
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not an origin"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_browser_client_of_an_allowed_origin_preflights_without_a_token_and_reads_every_answer() {
+    // R-MCP-7, CORS: the preflight needs no token; the 401's challenge, the tool's
+    // answer and its session id are readable by the allowed page; a foreign page is
+    // never told it may read anything, its 403 included.
+    const APP: &str = "http://localhost:6274";
+    let running = start(
+        "mcp_server",
+        &["--listen", "127.0.0.1:0", "--allow-origin", APP],
+        "try:",
+    )
+    .await;
+    let resource = running.field("resource");
+    let token = running.field("token");
+    let client = reqwest::Client::new();
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, &resource)
+        .header("origin", APP)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type, mcp-protocol-version, mcp-session-id",
+        )
+        .send()
+        .await
+        .expect("preflight");
+    assert_eq!(preflight.status(), 200);
+    let header = |answer: &reqwest::Response, name: &str| {
+        answer
+            .headers()
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    assert_eq!(header(&preflight, "access-control-allow-origin"), APP);
+    assert!(header(&preflight, "access-control-allow-methods").contains("POST"));
+    let allowed = header(&preflight, "access-control-allow-headers");
+    for name in ["authorization", "mcp-protocol-version", "mcp-session-id"] {
+        assert!(allowed.contains(name), "{allowed}");
+    }
+    assert_eq!(header(&preflight, "access-control-allow-credentials"), "");
+
+    let refused = call_from(&resource, APP, None).await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(header(&refused, "access-control-allow-origin"), APP);
+    assert!(header(&refused, "access-control-expose-headers").contains("www-authenticate"));
+    assert!(header(&refused, "www-authenticate").starts_with("Bearer "));
+
+    let answered = call_from(&resource, APP, Some(&token)).await;
+    assert_eq!(answered.status(), 200);
+    assert_eq!(header(&answered, "access-control-allow-origin"), APP);
+    assert!(header(&answered, "access-control-expose-headers").contains("mcp-session-id"));
+
+    let foreign = call_from(&resource, "http://evil.example", Some(&token)).await;
+    assert_eq!(foreign.status(), 403);
+    assert_eq!(header(&foreign, "access-control-allow-origin"), "");
+    let foreign_preflight = client
+        .request(reqwest::Method::OPTIONS, &resource)
+        .header("origin", "http://evil.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .expect("preflight");
+    assert_eq!(
+        header(&foreign_preflight, "access-control-allow-origin"),
+        ""
+    );
 }

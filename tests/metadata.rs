@@ -12,6 +12,8 @@ use serde_json::json;
 use support::{SigningKey, call, send};
 
 const RESOURCE: &str = "https://mcp.example.com/mcp";
+/// A browser-based MCP client's origin the server allows.
+const BROWSER_APP: &str = "http://localhost:6274";
 
 fn server(root: bool) -> ResourceServer {
     let key = SigningKey::ec("k");
@@ -29,7 +31,8 @@ fn server(root: bool) -> ResourceServer {
                 .jwks_uri("https://b.example.com/jwks"),
         )
         .scopes_supported(["mcp:read", "mcp:write"])
-        .resource_name("Example MCP");
+        .resource_name("Example MCP")
+        .allow_origin(BROWSER_APP);
     if root {
         builder = builder.serve_root_metadata(true);
     }
@@ -52,7 +55,9 @@ async fn the_layer_serves_the_document_at_the_path_inserted_url_without_a_token(
             "resource_name": "Example MCP",
         })
     );
-    assert_eq!(answer.header("access-control-allow-origin"), "*");
+    // No Origin, no CORS; the answer varies by Origin for shared caches.
+    assert_eq!(answer.header("access-control-allow-origin"), "");
+    assert!(answer.header("vary").contains("origin"));
     assert_eq!(
         call(&app, "/.well-known/oauth-protected-resource", None)
             .await
@@ -81,27 +86,41 @@ async fn the_challenge_points_at_the_document_for_the_requested_resource() {
 }
 
 #[tokio::test]
-async fn preflight_and_wrong_methods_are_answered() {
-    // R-PRM-1: browser clients fetch the document cross-origin.
+async fn allowed_pages_read_the_document_and_other_origins_get_no_cors() {
+    // R-PRM-1, R-MCP-7: a browser-based client of an allowed origin fetches the
+    // document cross-origin; a page of another origin is not told it may read it.
     let app = support::app(server(false).layer());
-    let preflight = Request::options("/.well-known/oauth-protected-resource/mcp")
+    let path = "/.well-known/oauth-protected-resource/mcp";
+    let preflight = Request::options(path)
+        .header("origin", BROWSER_APP)
+        .header("access-control-request-method", "GET")
         .body(Body::empty())
         .expect("request");
     let answer = send(&app, preflight).await;
-    assert_eq!(answer.status, StatusCode::NO_CONTENT);
-    assert_eq!(answer.header("access-control-allow-origin"), "*");
-    let post = Request::post("/.well-known/oauth-protected-resource/mcp")
-        .body(Body::empty())
-        .expect("request");
-    assert_eq!(
-        send(&app, post).await.status,
-        StatusCode::METHOD_NOT_ALLOWED
-    );
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.header("access-control-allow-origin"), BROWSER_APP);
+    let get = |origin: &'static str| {
+        Request::get(path)
+            .header("origin", origin)
+            .body(Body::empty())
+            .expect("request")
+    };
+    let answer = send(&app, get(BROWSER_APP)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body["resource"], RESOURCE);
+    assert_eq!(answer.header("access-control-allow-origin"), BROWSER_APP);
+    let foreign = send(&app, get("http://evil.example")).await;
+    assert_eq!(foreign.header("access-control-allow-origin"), "");
+    let post = Request::post(path).body(Body::empty()).expect("request");
+    let answer = send(&app, post).await;
+    assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(answer.header("allow"), "GET, HEAD");
 }
 
 #[tokio::test]
 async fn the_metadata_service_serves_the_document_alone() {
-    // R-PRM-1: for routers where the layer sits on one route only.
+    // R-PRM-1: for routers where the layer sits on one route only; the server's CORS
+    // stage wraps it for browser-based clients.
     let server = server(false);
     async fn mcp() -> &'static str {
         "mcp"
@@ -110,7 +129,7 @@ async fn the_metadata_service_serves_the_document_alone() {
         .route("/mcp", post(mcp).route_layer(server.layer()))
         .route_service(
             "/.well-known/oauth-protected-resource/mcp",
-            server.metadata_service(),
+            tower::Layer::layer(&server.cors(), server.metadata_service()),
         );
     assert_eq!(
         call(&app, "/.well-known/oauth-protected-resource/mcp", None)
@@ -118,4 +137,10 @@ async fn the_metadata_service_serves_the_document_alone() {
             .body["resource"],
         RESOURCE
     );
+    let from_app = Request::get("/.well-known/oauth-protected-resource/mcp")
+        .header("origin", BROWSER_APP)
+        .body(Body::empty())
+        .expect("request");
+    let answer = send(&app, from_app).await;
+    assert_eq!(answer.header("access-control-allow-origin"), BROWSER_APP);
 }

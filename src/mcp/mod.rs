@@ -20,7 +20,7 @@ pub use layer::{
 #[cfg(feature = "fuzzing")]
 pub(crate) use operation::from_body;
 pub(crate) use operation::shorten;
-pub use operation::{MCP_METHOD, MCP_NAME, McpOperation, OperationSource};
+pub use operation::{MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION, McpOperation, OperationSource};
 pub use scopes::McpScopes;
 pub(crate) use session::SessionBinding;
 pub use session::{

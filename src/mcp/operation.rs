@@ -21,6 +21,8 @@ use serde_json::value::RawValue;
 pub const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
 /// The `Mcp-Name` request header: the tool, prompt or resource the body names.
 pub const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+/// The `MCP-Protocol-Version` request header: the protocol revision the client speaks.
+pub const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
 /// How a header value that is not plain visible ASCII travels (SEP-2243).
 const BASE64_PREFIX: &str = "=?base64?";
