@@ -5,7 +5,6 @@
 //! [`McpScopes`](crate::McpScopes) are the built-in ones.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -15,144 +14,13 @@ use tower::{Layer, Service};
 
 use crate::bearer::BearerToken;
 use crate::body::ResponseBody;
+use crate::decision::{Decide, Decision};
 use crate::error::{AuthError, ConfigError};
 use crate::future::{GateFuture, Sealed, Settle, Waiting};
 use crate::hierarchy::ScopeHierarchy;
-use crate::mcp::{McpOperation, McpScopes, OperationSource, shorten};
+use crate::mcp::{Argument, McpOperation, McpScopes, OperationSource};
 use crate::principal::{Principal, add_scopes};
-use crate::resource::OFFLINE_ACCESS;
 use crate::resource::ProtectedResource;
-
-/// What an authorization callback decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// Let the request through.
-    Allow,
-    /// Refuse with `403`; `reason` is sent as `error_description`, so keep it safe.
-    Deny {
-        /// Why, in words safe to show the client.
-        reason: String,
-    },
-    /// Refuse with `403 insufficient_scope`, asking for `scopes` (step-up).
-    InsufficientScope {
-        /// The scopes this operation needs (all of them, not only the missing ones).
-        scopes: Vec<String>,
-    },
-}
-
-impl Decision {
-    /// A denial with a reason safe to show.
-    pub fn deny(reason: impl Into<String>) -> Self {
-        Self::Deny {
-            reason: reason.into(),
-        }
-    }
-
-    /// A step-up challenge for `scopes`.
-    pub fn insufficient_scope<I, T>(scopes: I) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<String>,
-    {
-        Self::InsufficientScope {
-            scopes: scopes.into_iter().map(Into::into).collect(),
-        }
-    }
-
-    fn into_error(self, operation: &McpOperation) -> Option<AuthError> {
-        match self {
-            Self::Allow => None,
-            Self::Deny { reason } => Some(AuthError::forbidden(reason)),
-            Self::InsufficientScope { mut scopes } => {
-                // Never a requirement of a resource (R-MCP-5): a policy that asks for
-                // it does not put it into the challenge.
-                scopes.retain(|s| s != OFFLINE_ACCESS);
-                if scopes.is_empty() {
-                    return Some(AuthError::forbidden(
-                        "the authorization policy asked only for offline_access, which no \
-                         resource requires; a refresh token is not a scope of this server",
-                    ));
-                }
-                let asked = match (operation.method(), operation.name()) {
-                    (Some(method), Some(name)) => {
-                        format!("{} of {:?}", shorten(method), shorten(name))
-                    }
-                    (Some(method), None) => shorten(method).into_owned(),
-                    _ => "this request".to_owned(),
-                };
-                let description = format!("{asked} needs the scopes: {}", scopes.join(" "));
-                Some(AuthError::insufficient_scope(scopes, description))
-            }
-        }
-    }
-}
-
-/// The decision of an [`Authorize`] policy: ready at once (scope rules: no
-/// allocation, no future to wait on) or a boxed future for a policy that must wait.
-/// Polled again after it gave its decision, it denies.
-pub struct Decide(DecideState);
-
-enum DecideState {
-    Ready(Option<Decision>),
-    Pending(Pin<Box<dyn Future<Output = Decision> + Send>>),
-}
-
-impl Decide {
-    /// A decision made already.
-    pub fn ready(decision: Decision) -> Self {
-        Self(DecideState::Ready(Some(decision)))
-    }
-
-    /// A decision that has to wait (a remote policy, a database).
-    pub fn pending<F>(future: F) -> Self
-    where
-        F: Future<Output = Decision> + Send + 'static,
-    {
-        Self(DecideState::Pending(Box::pin(future)))
-    }
-
-    /// The decision, if it is made already; else the pending decision back.
-    fn now(self) -> Result<Decision, Self> {
-        match self.0 {
-            DecideState::Ready(Some(decision)) => Ok(decision),
-            state => Err(Self(state)),
-        }
-    }
-}
-
-impl From<Decision> for Decide {
-    fn from(decision: Decision) -> Self {
-        Self::ready(decision)
-    }
-}
-
-impl Future for Decide {
-    type Output = Decision;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Decision> {
-        match &mut self.0 {
-            DecideState::Ready(decision) => Poll::Ready(
-                decision
-                    .take()
-                    .unwrap_or_else(|| Decision::deny("the decision was asked for twice")),
-            ),
-            DecideState::Pending(future) => {
-                let decision = std::task::ready!(future.as_mut().poll(cx));
-                self.0 = DecideState::Ready(None);
-                Poll::Ready(decision)
-            }
-        }
-    }
-}
-
-impl std::fmt::Debug for Decide {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            DecideState::Ready(decision) => f.debug_tuple("Decide::Ready").field(decision).finish(),
-            DecideState::Pending(_) => f.write_str("Decide::Pending"),
-        }
-    }
-}
 
 /// An authorization policy. Implemented for closures
 /// `Fn(&Principal, &McpOperation, &Parts) -> impl Future<Output = Decision>`; the
@@ -208,6 +76,14 @@ pub trait Authorize: Send + Sync + 'static {
     fn needs_operation(&self, principal: &Principal) -> bool {
         let _ = principal;
         true
+    }
+
+    /// The members of a `tools/call`'s `arguments` the policy reads, so the
+    /// [`OperationLayer`](crate::OperationLayer) keeps them for
+    /// [`McpOperation::argument`] and checks the `Mcp-Param-*` headers that mirror
+    /// them (none unless the policy says otherwise).
+    fn arguments(&self) -> Vec<Argument> {
+        Vec::new()
     }
 }
 
@@ -288,6 +164,10 @@ impl Authorize for McpScopes {
     fn needs_operation(&self, principal: &Principal) -> bool {
         self.depends_on_operation(principal)
     }
+
+    fn arguments(&self) -> Vec<Argument> {
+        McpScopes::arguments(self)
+    }
 }
 
 /// A type-erased [`Authorize`], as the [`ResourceServer`](crate::ResourceServer) keeps it.
@@ -314,6 +194,10 @@ impl Authorize for BoxAuthorize {
 
     fn needs_operation(&self, principal: &Principal) -> bool {
         self.0.needs_operation(principal)
+    }
+
+    fn arguments(&self) -> Vec<Argument> {
+        self.0.arguments()
     }
 }
 
@@ -396,12 +280,15 @@ impl ServerAuthorize {
 
 impl Authorize for ServerAuthorize {
     fn authorize(&self, principal: &Principal, operation: &McpOperation, parts: &Parts) -> Decide {
-        if let Some(refusal) = self.missing_scopes(principal, operation) {
-            return Decide::ready(refusal);
-        }
-        match &self.callback {
-            Some(callback) => callback.authorize(principal, operation, parts),
-            None => Decide::ready(Decision::Allow),
+        let missing = self.missing_scopes(principal, operation);
+        match (&self.callback, missing) {
+            (None, missing) => Decide::ready(missing.unwrap_or(Decision::Allow)),
+            (Some(callback), None) => callback.authorize(principal, operation, parts),
+            // The callback is asked too, so that a step-up it wants joins this one
+            // in a single challenge (SEP-2350: the client steps up once per call).
+            (Some(callback), Some(missing)) => {
+                callback.authorize(principal, operation, parts).and(missing)
+            }
         }
     }
 
@@ -413,6 +300,22 @@ impl Authorize for ServerAuthorize {
                 .callback
                 .as_ref()
                 .is_some_and(|c| c.needs_operation(principal))
+    }
+
+    fn arguments(&self) -> Vec<Argument> {
+        let mut read = self
+            .mcp
+            .as_ref()
+            .map(McpScopes::arguments)
+            .unwrap_or_default();
+        if let Some(callback) = &self.callback {
+            for argument in callback.arguments() {
+                if !read.iter().any(|a| a.name() == argument.name()) {
+                    read.push(argument);
+                }
+            }
+        }
+        read
     }
 }
 
@@ -561,6 +464,7 @@ impl Settle for Decide {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::pin::Pin;
 
     fn poll(decide: &mut Decide) -> Poll<Decision> {
         Pin::new(decide).poll(&mut Context::from_waker(std::task::Waker::noop()))

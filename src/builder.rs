@@ -19,7 +19,8 @@ use crate::enrich::{Enrich, EnrichLayer, ServerEnrich};
 use crate::error::ConfigError;
 use crate::hierarchy::ScopeHierarchy;
 use crate::mcp::{
-    BindSessionsLayer, DEFAULT_MCP_BODY_LIMIT, FilterToolsLayer, McpScopes, OperationLayer,
+    Argument, BindSessionsLayer, DEFAULT_MCP_BODY_LIMIT, FilterToolsLayer, McpScopes,
+    OperationLayer,
 };
 use crate::metadata::MetadataLayer;
 use crate::origin::{AllowedOrigins, OriginLayer};
@@ -462,8 +463,15 @@ impl<V> ResourceServerBuilder<V> {
         // Allowed origins are checked even with the check off: a typo stays an error.
         let origins = AllowedOrigins::new(resource.clone()).allow(&self.origins.allowed)?;
         let origin = OriginLayer::with_origins(origins.clone(), self.origins.check);
-        let cors = CorsLayer::with_origins(origins, self.origins.cors);
         let policy = self.scopes.policy(&resource);
+        // Browser pages may send the Mcp-Param-* headers the rules check.
+        let cors = CorsLayer::with_origins(origins, self.origins.cors).allow_headers(
+            policy
+                .arguments()
+                .iter()
+                .filter_map(Argument::header_name)
+                .filter_map(|name| http::HeaderName::from_bytes(name.as_bytes()).ok()),
+        );
         let operation = OperationLayer::new(resource.clone()).body_limit(self.mcp.body_limit);
         let operation = match self.mcp.operations {
             true => operation.needed_by(policy.clone()),

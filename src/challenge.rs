@@ -45,7 +45,8 @@ pub(crate) fn reject<B>(
             });
             headers.insert(RETRY_AFTER, HeaderValue::from(secs));
         }
-        AuthErrorKind::Misconfigured => {}
+        // A JSON-RPC error about the request's headers, not about its token.
+        AuthErrorKind::Misconfigured | AuthErrorKind::HeaderMismatch => {}
         _ => {
             let metadata_url = resource
                 .resource_for(parts)
@@ -186,11 +187,11 @@ pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
 /// `WWW-Authenticate` challenge rides along as metadata.
 fn grpc_status<B>(error: &AuthError) -> Response<ResponseBody<B>> {
     let code: u16 = match error.kind() {
-        AuthErrorKind::InvalidRequest => 3, // INVALID_ARGUMENT
-        AuthErrorKind::MissingToken | AuthErrorKind::InvalidToken => 16, // UNAUTHENTICATED
-        AuthErrorKind::InsufficientScope | AuthErrorKind::Forbidden => 7, // PERMISSION_DENIED
-        AuthErrorKind::Unavailable => 14,   // UNAVAILABLE
-        AuthErrorKind::Misconfigured => 13, // INTERNAL
+        AuthErrorKind::InvalidRequest | AuthErrorKind::HeaderMismatch => 3, // INVALID_ARGUMENT
+        AuthErrorKind::MissingToken | AuthErrorKind::InvalidToken => 16,    // UNAUTHENTICATED
+        AuthErrorKind::InsufficientScope | AuthErrorKind::Forbidden => 7,   // PERMISSION_DENIED
+        AuthErrorKind::Unavailable => 14,                                   // UNAVAILABLE
+        AuthErrorKind::Misconfigured => 13,                                 // INTERNAL
     };
     let mut response = Response::new(ResponseBody::full(Bytes::new()));
     let headers = response.headers_mut();
@@ -215,7 +216,24 @@ fn grpc_status<B>(error: &AuthError) -> Response<ResponseBody<B>> {
     response
 }
 
+/// The JSON-RPC `HeaderMismatch` error code (MCP 2026-07-28 schema, `HEADER_MISMATCH`).
+const HEADER_MISMATCH: i64 = -32020;
+
 fn body(error: &AuthError) -> Bytes {
+    if error.kind() == AuthErrorKind::HeaderMismatch {
+        let mut body = serde_json::json!({
+            "jsonrpc": "2.0",
+            "error": {
+                "code": HEADER_MISMATCH,
+                "message": format!("Header mismatch: {}", error.description()),
+            },
+        });
+        // Without an id (none was read) the member is left out, as the schema allows.
+        if let Some(id) = error.jsonrpc_id() {
+            body["id"] = id.clone();
+        }
+        return Bytes::from(body.to_string());
+    }
     let description = match error.kind() {
         // The real cause is for the operator's log, not for the client.
         AuthErrorKind::Misconfigured => "authentication is misconfigured on this server",

@@ -37,6 +37,11 @@ pub enum AuthErrorKind {
     Unavailable,
     /// The stack is composed wrongly (a layer is missing): `500`, logged loudly.
     Misconfigured,
+    /// An MCP request header (`Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`,
+    /// `MCP-Protocol-Version`) is missing or disagrees with the body (MCP 2026-07-28,
+    /// SEP-2243; R-MCP-6): `400` with the JSON-RPC `HeaderMismatch` error (`-32020`),
+    /// no challenge.
+    HeaderMismatch,
 }
 
 /// A refused request: what failed, which rule refused it, and a description that is
@@ -48,6 +53,9 @@ pub struct AuthError {
     description: Cow<'static, str>,
     scopes: Vec<String>,
     retry_after: Option<Duration>,
+    /// The JSON-RPC `id` of the refused request, for a refusal sent as a JSON-RPC
+    /// error.
+    id: Option<serde_json::Value>,
 }
 
 impl AuthError {
@@ -58,6 +66,7 @@ impl AuthError {
             description,
             scopes: Vec::new(),
             retry_after: None,
+            id: None,
         }
     }
 
@@ -114,6 +123,27 @@ impl AuthError {
         Self::new(AuthErrorKind::Misconfigured, Rule::Ops2, description.into())
     }
 
+    /// A request whose MCP headers are missing or disagree with its body (`400`,
+    /// JSON-RPC error `-32020` `HeaderMismatch`, R-MCP-6); `id` is the request's
+    /// JSON-RPC id, echoed in the error.
+    pub fn header_mismatch(
+        id: Option<serde_json::Value>,
+        description: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        let mut error = Self::new(
+            AuthErrorKind::HeaderMismatch,
+            Rule::Mcp6,
+            description.into(),
+        );
+        error.id = id;
+        error
+    }
+
+    /// The JSON-RPC `id` of the refused request, for a `HeaderMismatch`.
+    pub fn jsonrpc_id(&self) -> Option<&serde_json::Value> {
+        self.id.as_ref()
+    }
+
     /// What kind of refusal this is.
     pub fn kind(&self) -> AuthErrorKind {
         self.kind
@@ -143,7 +173,9 @@ impl AuthError {
     pub fn status(&self) -> StatusCode {
         match self.kind {
             AuthErrorKind::MissingToken | AuthErrorKind::InvalidToken => StatusCode::UNAUTHORIZED,
-            AuthErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
+            AuthErrorKind::InvalidRequest | AuthErrorKind::HeaderMismatch => {
+                StatusCode::BAD_REQUEST
+            }
             AuthErrorKind::InsufficientScope | AuthErrorKind::Forbidden => StatusCode::FORBIDDEN,
             AuthErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             AuthErrorKind::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
@@ -154,7 +186,9 @@ impl AuthError {
     pub fn error_code(&self) -> Option<&'static str> {
         match self.kind {
             AuthErrorKind::MissingToken => None,
-            AuthErrorKind::InvalidRequest => Some("invalid_request"),
+            AuthErrorKind::InvalidRequest | AuthErrorKind::HeaderMismatch => {
+                Some("invalid_request")
+            }
             AuthErrorKind::InvalidToken => Some("invalid_token"),
             AuthErrorKind::InsufficientScope => Some("insufficient_scope"),
             AuthErrorKind::Forbidden => Some("access_denied"),

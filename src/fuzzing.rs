@@ -27,7 +27,11 @@ pub fn jwks(body: &[u8]) -> Option<usize> {
 /// does for authorization: its method and the name it addresses, or `None` when it
 /// is refused.
 pub fn mcp_operation(body: &[u8]) -> Option<(Option<String>, Option<String>)> {
-    crate::mcp::from_body(body, &http::HeaderMap::new())
-        .ok()
-        .map(|op| (op.method().map(str::to_owned), op.name().map(str::to_owned)))
+    crate::mcp::from_body(
+        body,
+        &http::HeaderMap::new(),
+        &[crate::Argument::new("visibility").header("Visibility")],
+    )
+    .ok()
+    .map(|op| (op.method().map(str::to_owned), op.name().map(str::to_owned)))
 }

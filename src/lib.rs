@@ -152,6 +152,7 @@ mod server;
 // What the stages share.
 mod body;
 mod challenge;
+mod decision;
 mod error;
 mod fetch;
 mod future;
@@ -198,18 +199,19 @@ pub use enrich::{
 
 // 8. sessions, 9. the operation, 11. the tool filter
 pub use mcp::{
-    BindSessionsLayer, BindSessionsService, DEFAULT_MCP_BODY_LIMIT, DEFAULT_SESSION_CAPACITY,
-    DEFAULT_SESSION_IDLE, DEFAULT_TOOLS_LIST_LIMIT, FilterToolsFuture, FilterToolsLayer,
-    FilterToolsService, FilteredBody, MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION, MCP_SESSION_ID,
-    McpBody, McpOperation, McpScopes, OperationLayer, OperationService, OperationSource,
-    ReadingOperation,
+    Argument, BindSessionsLayer, BindSessionsService, DEFAULT_MCP_BODY_LIMIT,
+    DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE, DEFAULT_TOOLS_LIST_LIMIT, FilterToolsFuture,
+    FilterToolsLayer, FilterToolsService, FilteredBody, MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION,
+    MCP_SESSION_ID, McpBody, McpOperation, McpScopes, OperationLayer, OperationService,
+    OperationSource, ReadingOperation,
 };
 
 // 10. authorize
 pub use authorize::{
-    Authorize, AuthorizeLayer, AuthorizeService, BoxAuthorize, Decide, Deciding, Decision,
-    RequireScopes, ServerAuthorize,
+    Authorize, AuthorizeLayer, AuthorizeService, BoxAuthorize, Deciding, RequireScopes,
+    ServerAuthorize,
 };
+pub use decision::{Decide, Decision};
 
 // All stages in order.
 pub use builder::{Issuers, OwnVerifier, ResourceServerBuilder};

@@ -17,9 +17,9 @@ use http::request::Parts;
 use http_body_util::BodyExt;
 use mcp_gatekeeper::keys::LocalKeys;
 use mcp_gatekeeper::{
-    AudienceLayer, AudiencePolicy, AuthorizeLayer, BearerLayer, Decision, FilterToolsLayer, Issuer,
-    JwtVerifier, McpOperation, OperationLayer, OperationSource, Principal, ProtectedResource,
-    ResourceServer, ResourceServerBuilder, VerifyLayer,
+    Argument, AudienceLayer, AudiencePolicy, AuthorizeLayer, BearerLayer, Decision,
+    FilterToolsLayer, Issuer, JwtVerifier, McpOperation, OperationLayer, OperationSource,
+    Principal, ProtectedResource, ResourceServer, ResourceServerBuilder, VerifyLayer,
 };
 use rmcp::transport::streamable_http_server::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -276,6 +276,7 @@ async fn the_metadata_and_the_401_challenge_come_from_the_same_rules() {
 
 #[tokio::test]
 async fn headers_that_disagree_with_the_body_are_400() {
+    // R-MCP-6: the JSON-RPC HeaderMismatch error of MCP 2026-07-28, echoing the id.
     let served = Served::start(true, |b| b).await;
     let write = call("write", json!({"text": "smuggled"}));
     for (method, name) in [("tools/call", "whoami"), ("tools/list", "")] {
@@ -288,14 +289,15 @@ async fn headers_that_disagree_with_the_body_are_400() {
         }
         let (status, challenge, body) = reply(request.send().await.expect("send")).await;
         assert_eq!(status, 400, "{method} {name}");
+        assert_eq!(challenge, "", "a header mismatch is not about the token");
+        assert_eq!(body["jsonrpc"], "2.0");
+        assert_eq!(body["id"], 1);
+        assert_eq!(body["error"]["code"], -32020);
         assert!(
-            challenge.contains("error=\"invalid_request\""),
-            "{challenge}"
-        );
-        assert!(
-            body["error_description"]
+            body["error"]["message"]
                 .as_str()
-                .is_some_and(|d| d.contains("does not match the body")),
+                .is_some_and(|d| d.starts_with("Header mismatch: ")
+                    && d.contains("does not match body value")),
             "{body}"
         );
     }
@@ -990,4 +992,217 @@ async fn assert_write_steps_up_to_mcp_write(served: &Served) {
     .await;
     assert_eq!(status, 403);
     assert!(challenge.ends_with("scope=\"mcp:write\""), "{challenge}");
+}
+
+/// The example's rules, and `write` with a `visibility` other than `"public"` also
+/// needing `notes:private`.
+fn rules_with_private_notes() -> mcp_gatekeeper::McpScopes {
+    notes::scope_rules().tool_argument(
+        "write",
+        Argument::new("visibility")
+            .unless(["public"])
+            .header("Visibility"),
+        ["notes:private"],
+    )
+}
+
+#[tokio::test]
+async fn a_call_whose_rules_need_two_missing_scopes_gets_one_challenge_naming_both() {
+    // Issue 14, item 2 (SEP-2350): the tool's rule wants mcp:write, the argument rule
+    // notes:private; a token with neither steps up once, for both.
+    let served = Served::start(true, |b| b.mcp_scopes(rules_with_private_notes())).await;
+    let private = call("write", json!({"text": "x", "visibility": "private"}));
+    assert_step_up(
+        &served,
+        "mcp:read",
+        &private,
+        "scope=\"mcp:write notes:private\"",
+    )
+    .await;
+    // Scopes depend on the arguments: a public note needs only mcp:write.
+    let public = call("write", json!({"text": "x", "visibility": "public"}));
+    let (status, _, body) = reply(served.ask("mcp:read mcp:write", &public).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_step_up(
+        &served,
+        "mcp:read mcp:write",
+        &private,
+        "scope=\"mcp:write notes:private\"",
+    )
+    .await;
+    // Fail closed: a value spelled otherwise, or none, needs the scope too.
+    for arguments in [
+        json!({"text": "x", "visibility": "Public"}),
+        json!({"text": "x"}),
+    ] {
+        let (status, _, _) = reply(
+            served
+                .ask("mcp:read mcp:write", &call("write", arguments))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 403);
+    }
+    let (status, _, body) = reply(
+        served
+            .ask("mcp:read mcp:write notes:private", &private)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["structuredContent"]["visibility"], "private");
+    // A second, differently cased member a lenient server would read is refused.
+    let sneaky = call(
+        "write",
+        json!({"text": "x", "visibility": "public", "Visibility": "private"}),
+    );
+    let (status, _, body) = reply(served.ask("mcp:read mcp:write", &sneaky).await).await;
+    assert_eq!(status, 400, "{body}");
+    // The scope is supported, and tools/list still lists write for mcp:write alone.
+    let doc: Value = reqwest::get(served.metadata_url())
+        .await
+        .expect("metadata")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        doc["scopes_supported"],
+        json!(["mcp:read", "mcp:write", "notes:private"])
+    );
+}
+
+#[tokio::test]
+async fn required_scopes_and_a_callbacks_step_up_come_in_one_challenge() {
+    // Issue 14, item 2: the required scopes, the operation's and a callback's step-up
+    // together, so the client never steps up twice for one call.
+    let served = Served::start(true, |b| {
+        b.required_scopes(["mcp:read"])
+            .scopes_supported(["mcp:read", "mcp:write", "audit"])
+            .authorize(|_: &Principal, op: &McpOperation, _: &Parts| {
+                let write = op.is("tools/call") && op.name() == Some("write");
+                async move {
+                    match write {
+                        true => Decision::insufficient_scope(["audit"]),
+                        false => Decision::Allow,
+                    }
+                }
+            })
+    })
+    .await;
+    assert_step_up(
+        &served,
+        "other",
+        &call("write", json!({"text": "x"})),
+        "scope=\"mcp:read mcp:write audit\"",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn mcp_param_headers_of_a_rules_argument_must_match_the_body() {
+    // R-MCP-6: Mcp-Param-Visibility mirrors the argument a rule reads; a header
+    // saying "public" over a private body is the HeaderMismatch 400, whenever the
+    // body is read (here: the token lacks notes:private, so the rules need it).
+    let served = Served::start(true, |b| b.mcp_scopes(rules_with_private_notes())).await;
+    let send = |visibility: &'static str, header: &'static str| {
+        served
+            .post("mcp:read mcp:write")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "write")
+            .header("mcp-param-visibility", header)
+            .json(&call(
+                "write",
+                json!({"text": "x", "visibility": visibility}),
+            ))
+            .send()
+    };
+    let (status, _, body) = reply(send("private", "public").await.expect("send")).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], -32020, "{body}");
+    let (status, challenge, _) = reply(send("private", "private").await.expect("send")).await;
+    assert_eq!(status, 403);
+    assert!(
+        challenge.ends_with("scope=\"mcp:write notes:private\""),
+        "{challenge}"
+    );
+    let (status, _, body) = reply(send("public", "public").await.expect("send")).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_2026_07_28_request_without_its_headers_is_refused_and_older_ones_keep_todays_rules() {
+    // R-MCP-6 (SEP-2243): Mcp-Method on every 2026-07-28 request, Mcp-Name on the
+    // ones naming a tool, and the version header the body's; refused before the
+    // server sees them. A 2025-11-25 request without the headers still works.
+    let served = Served::start(true, |b| b).await;
+    let modern = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "whoami", "arguments": {},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        },
+    }});
+    let send = |headers: &[(&'static str, &'static str)]| {
+        let mut request = served.post("mcp:read").json(&modern);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+    let version = ("mcp-protocol-version", "2026-07-28");
+    for (headers, cause) in [
+        (&[version][..], "Mcp-Method header is missing"),
+        (
+            &[version, ("mcp-method", "tools/call")],
+            "Mcp-Name header is missing",
+        ),
+        (
+            &[
+                ("mcp-protocol-version", "2025-11-25"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "whoami"),
+            ],
+            "MCP-Protocol-Version header value '2025-11-25' does not match body value '2026-07-28'",
+        ),
+        (
+            &[("mcp-method", "tools/call"), ("mcp-name", "whoami")],
+            "MCP-Protocol-Version header is missing",
+        ),
+    ] {
+        let (status, challenge, body) = reply(send(headers).await.expect("send")).await;
+        assert_eq!(status, 400, "{headers:?}");
+        assert_eq!(challenge, "");
+        assert_eq!(body["id"], 3);
+        assert_eq!(body["error"]["code"], -32020);
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(cause), "{message}");
+    }
+    assert!(served.bodies_seen().is_empty(), "refused before the server");
+    let all = [
+        version,
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "whoami"),
+    ];
+    let (status, _, body) = reply(send(&all).await.expect("send")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["structuredContent"]["subject"], "user-1");
+    let legacy = call("whoami", json!({}));
+    let (status, _, body) = reply(
+        served
+            .post("mcp:read")
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(&legacy)
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// `message` with a token of `scope` is refused `403` with a challenge ending `ends`.
+async fn assert_step_up(served: &Served, scope: &str, message: &Value, ends: &str) {
+    let (status, challenge, _) = reply(served.ask(scope, message).await).await;
+    assert_eq!(status, 403);
+    assert!(challenge.ends_with(ends), "{challenge}");
 }

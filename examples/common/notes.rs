@@ -23,6 +23,10 @@ pub fn scope_rules() -> McpScopes {
 pub struct WriteArgs {
     /// The text of the note.
     pub text: String,
+    /// `"public"` (the default) or `"private"`: who may read the note. The example
+    /// does not act on it; tests put a scope rule on it (`McpScopes::tool_argument`).
+    #[serde(default)]
+    pub visibility: Option<String>,
 }
 
 /// The MCP server; clones share one notebook.
@@ -88,6 +92,7 @@ impl Notes {
         Ok(CallToolResult::structured(json!({
             "written_by": principal.subject(),
             "notes": count,
+            "visibility": args.visibility.as_deref().unwrap_or("public"),
         })))
     }
 }

@@ -33,7 +33,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tower::{Layer, Service};
 
-use crate::authorize::{Authorize, Decision};
+use crate::authorize::Authorize;
+use crate::decision::Decision;
 use crate::principal::Principal;
 
 use super::operation::{McpOperation, OperationSource};
@@ -432,7 +433,7 @@ async fn may_call<A: Authorize>(tool: &RawValue, asked: &Asked<A>) -> bool {
         .and_then(|n| n.as_str().map(str::to_owned));
     match name {
         Some(name) => {
-            let call = McpOperation::tool_call(name);
+            let call = McpOperation::tool_listing(name);
             asked
                 .authorize
                 .authorize(&asked.principal, &call, &asked.parts)

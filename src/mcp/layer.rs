@@ -27,6 +27,8 @@ use crate::resource::ProtectedResource;
 use crate::rule::Rule;
 
 use super::operation::{self, McpOperation};
+use super::scopes::Argument;
+use std::sync::Arc;
 
 /// The most of a request body read to find its MCP operation, by default (1 MiB).
 pub const DEFAULT_MCP_BODY_LIMIT: usize = 1024 * 1024;
@@ -44,6 +46,8 @@ pub struct OperationLayer {
     resource: ProtectedResource,
     limit: usize,
     reads: Reads,
+    /// The members of a `tools/call`'s arguments the policy reads.
+    arguments: Arc<[Argument]>,
 }
 
 #[derive(Clone)]
@@ -79,6 +83,7 @@ impl OperationLayer {
             resource,
             limit: DEFAULT_MCP_BODY_LIMIT,
             reads: Reads::Always,
+            arguments: Arc::new([]),
         }
     }
 
@@ -91,7 +96,10 @@ impl OperationLayer {
     /// Reads bodies only for callers whose decision by `authorize` depends on the
     /// operation ([`Authorize::needs_operation`]); the others keep streaming and get
     /// the operation the `Mcp-*` headers claim, unverified.
+    /// The members of `tools/call` arguments it names ([`Authorize::arguments`]) are
+    /// read too.
     pub fn needed_by(mut self, authorize: impl Authorize) -> Self {
+        self.arguments = authorize.arguments().into();
         self.reads = Reads::NeededBy(BoxAuthorize::new(authorize));
         self
     }
@@ -135,7 +143,7 @@ impl OperationLayer {
             _ => true,
         };
         if !needed {
-            let claimed = operation::from_headers(&parts.headers).ok().flatten();
+            let claimed = super::headers::from_headers(&parts.headers).ok().flatten();
             return Plan::Stream(claimed.unwrap_or_else(McpOperation::unknown));
         }
         match unreadable(parts, self.limit) {
@@ -221,6 +229,7 @@ where
                     read: Collected::default(),
                     limit: self.layer.limit,
                     empty_is_unknown: parts.method != Method::POST,
+                    arguments: self.layer.arguments.clone(),
                 };
                 GateFuture::check(check, parts, &mut self.inner, &self.layer.resource)
             }
@@ -280,6 +289,8 @@ pub struct ReadingOperation<B> {
     /// Whether an empty body is no operation (the `GET` or `DELETE` that carries
     /// none) rather than a malformed message.
     empty_is_unknown: bool,
+    /// The members of a `tools/call`'s arguments to read.
+    arguments: Arc<[Argument]>,
 }
 
 impl<B> Sealed for ReadingOperation<B> {}
@@ -325,8 +336,16 @@ impl<B: Body> Check for ReadingOperation<B> {
         let operation = if self.empty_is_unknown && bytes.iter().all(u8::is_ascii_whitespace) {
             McpOperation::unknown()
         } else {
-            operation::from_body(&bytes, &parts.headers)
-                .map_err(|description| AuthError::invalid_request(RULE, description))?
+            operation::from_body(&bytes, &parts.headers, &self.arguments).map_err(|refused| {
+                match refused {
+                    operation::Refused::Body(description) => {
+                        AuthError::invalid_request(RULE, description)
+                    }
+                    operation::Refused::Headers { id, description } => {
+                        AuthError::header_mismatch(id, description)
+                    }
+                }
+            })?
         };
         parts.extensions.insert(operation);
         // The bytes go back as the only chunk, for `pass`.

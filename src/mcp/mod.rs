@@ -4,7 +4,9 @@
 //! not call ([`FilterToolsLayer`]), and sessions that stay with the principal they
 //! were issued to ([`BindSessionsLayer`]).
 
+mod argument;
 mod filter;
+mod headers;
 mod layer;
 mod operation;
 mod scopes;
@@ -21,7 +23,7 @@ pub use layer::{
 pub(crate) use operation::from_body;
 pub(crate) use operation::shorten;
 pub use operation::{MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION, McpOperation, OperationSource};
-pub use scopes::McpScopes;
+pub use scopes::{Argument, McpScopes};
 pub(crate) use session::SessionBinding;
 pub use session::{
     BindSessionsLayer, BindSessionsService, DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE,

@@ -9,13 +9,14 @@
 
 use std::borrow::Cow;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use http::HeaderMap;
 use http::header::HeaderName;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
+
+use super::headers;
+use super::scopes::Argument;
 
 /// The `Mcp-Method` request header: the JSON-RPC method of the body.
 pub const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
@@ -23,10 +24,6 @@ pub const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
 pub const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
 /// The `MCP-Protocol-Version` request header: the protocol revision the client speaks.
 pub const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
-
-/// How a header value that is not plain visible ASCII travels (SEP-2243).
-const BASE64_PREFIX: &str = "=?base64?";
-const BASE64_SUFFIX: &str = "?=";
 
 /// Where the [`McpOperation`] of a request came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,9 +51,34 @@ pub struct McpOperation {
     name: Option<String>,
     id: Option<Value>,
     source: OperationSource,
+    arguments: Arguments,
+}
+
+/// What is known of the `arguments` of a `tools/call`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Arguments {
+    /// Not read: a rule over an argument asks for its scopes (fail closed).
+    #[default]
+    Unknown,
+    /// The members the rules read, as sent (those absent are not here).
+    Read(Vec<(String, Value)>),
+    /// Asked of a tool as `tools/list` lists it: a rule over an argument asks for
+    /// nothing, since some call of the tool may be made without its scopes.
+    Listing,
 }
 
 impl McpOperation {
+    /// The operation the `Mcp-*` headers claim, unverified.
+    pub(crate) fn claimed(method: String, name: Option<String>) -> Self {
+        Self {
+            method: Some(method),
+            name,
+            id: None,
+            source: OperationSource::Headers,
+            arguments: Arguments::Unknown,
+        }
+    }
+
     /// An operation nothing is known of: `method()` and `name()` are `None`.
     pub const fn unknown() -> Self {
         Self {
@@ -64,6 +86,7 @@ impl McpOperation {
             name: None,
             id: None,
             source: OperationSource::Unknown,
+            arguments: Arguments::Unknown,
         }
     }
 
@@ -75,7 +98,49 @@ impl McpOperation {
             name,
             id: None,
             source: OperationSource::Body,
+            arguments: Arguments::Unknown,
         }
+    }
+
+    /// The same operation with the argument `name` set to `value`, as if read from
+    /// the body's `params.arguments` (for tests, and for asking a policy "could this
+    /// caller make that call?").
+    pub fn with_argument(mut self, name: impl Into<String>, value: Value) -> Self {
+        let name = name.into();
+        let mut read = match std::mem::take(&mut self.arguments) {
+            Arguments::Read(read) => read,
+            _ => Vec::new(),
+        };
+        read.retain(|(n, _)| *n != name);
+        read.push((name, value));
+        self.arguments = Arguments::Read(read);
+        self
+    }
+
+    /// `tools/call` of the tool `name` as `tools/list` filtering asks about it: with
+    /// arguments not known, a rule over an argument asks for nothing (some call of
+    /// the tool may be made without its scopes), where a call whose arguments were
+    /// not read needs them.
+    pub fn tool_listing(name: impl Into<String>) -> Self {
+        Self {
+            arguments: Arguments::Listing,
+            ..Self::tool_call(name)
+        }
+    }
+
+    /// The argument `name` of a `tools/call`, when a rule asked for it to be read
+    /// (see [`Authorize::arguments`](crate::Authorize::arguments)) and the
+    /// body has it.
+    pub fn argument(&self, name: &str) -> Option<&Value> {
+        match &self.arguments {
+            Arguments::Read(read) => read.iter().find(|(n, _)| n == name).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a [`tool_listing`](Self::tool_listing).
+    pub fn is_listing(&self) -> bool {
+        self.arguments == Arguments::Listing
     }
 
     /// `tools/call` of the tool `name`.
@@ -137,50 +202,6 @@ pub(crate) fn name_member(method: &str) -> Option<&'static str> {
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => Some("uri"),
         "tasks/get" | "tasks/update" | "tasks/cancel" => Some("taskId"),
         _ => None,
-    }
-}
-
-/// The `Mcp-Method` / `Mcp-Name` headers, decoded. `Err` names what is wrong.
-pub(crate) fn from_headers(headers: &HeaderMap) -> Result<Option<McpOperation>, String> {
-    let Some(method) = single(headers, &MCP_METHOD)? else {
-        return Ok(None);
-    };
-    let name = single(headers, &MCP_NAME)?.map(decode).transpose()?;
-    Ok(Some(McpOperation {
-        method: Some(method.to_owned()),
-        name: name.map(Cow::into_owned),
-        id: None,
-        source: OperationSource::Headers,
-    }))
-}
-
-fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, String> {
-    let mut values = headers.get_all(name).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(format!("the {name} header is sent more than once"));
-    }
-    value
-        .to_str()
-        .map(|v| Some(v.trim()))
-        .map_err(|_| format!("the {name} header is not visible ASCII; encode it as =?base64?…?="))
-}
-
-/// Undoes SEP-2243's `=?base64?…?=` wrapping.
-fn decode(value: &str) -> Result<Cow<'_, str>, String> {
-    match value
-        .strip_prefix(BASE64_PREFIX)
-        .and_then(|v| v.strip_suffix(BASE64_SUFFIX))
-    {
-        None => Ok(Cow::Borrowed(value)),
-        Some(encoded) => STANDARD
-            .decode(encoded)
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .map(Cow::Owned)
-            .ok_or_else(|| "the mcp-name header is not valid =?base64?…?= UTF-8".to_owned()),
     }
 }
 
@@ -324,7 +345,15 @@ fn plain_uri(uri: &str) -> Result<(), String> {
 /// (R-GW-1): members that only a case-insensitive reader takes for a known one,
 /// duplicates, `params` that are not an object, and names with control characters are
 /// refused rather than read one way here and another way there.
-pub(crate) fn from_body(body: &[u8], headers: &HeaderMap) -> Result<McpOperation, String> {
+///
+/// The members of a `tools/call`'s `arguments` named in `arguments` (those rules
+/// read) are kept, read the same way: a member that differs from one of them only in
+/// letter case, or one given twice, is refused.
+pub(crate) fn from_body(
+    body: &[u8],
+    headers: &HeaderMap,
+    arguments: &[Argument],
+) -> Result<McpOperation, Refused> {
     let message = parse_message(body)?;
     message.check(MESSAGE_MEMBERS, "the JSON-RPC message")?;
     let (method, id) = read_method_and_id(&message)?;
@@ -336,22 +365,37 @@ pub(crate) fn from_body(body: &[u8], headers: &HeaderMap) -> Result<McpOperation
     };
     match (&method, member) {
         (Some(method), Some(member)) if name.is_none() => {
-            return Err(format!(
+            return Err(Refused::Body(format!(
                 "{method} needs params.{member} to say what it is for"
-            ));
+            )));
         }
         (None, _) if message.get("result").is_none() && message.get("error").is_none() => {
-            return Err("the JSON-RPC message has no method, result or error".into());
+            return Err(Refused::Body(
+                "the JSON-RPC message has no method, result or error".into(),
+            ));
         }
         _ => {}
     }
+    let read = match (&params, method.as_deref()) {
+        (Some(params), Some("tools/call")) if !arguments.is_empty() => {
+            read_arguments(params, arguments)?
+        }
+        _ => Arguments::Unknown,
+    };
     let operation = McpOperation {
         method,
         name,
         id,
         source: OperationSource::Body,
+        arguments: read,
     };
-    check_headers(&operation, headers)?;
+    let version = meta_version(params.as_ref());
+    headers::check(&operation, version.as_deref(), headers, arguments).map_err(|description| {
+        Refused::Headers {
+            id: operation.id.clone(),
+            description,
+        }
+    })?;
     Ok(operation)
 }
 
@@ -458,38 +502,83 @@ fn read_name(params: &Members<'_>, member: &str) -> Result<Option<String>, Strin
     Ok(Some(name))
 }
 
-/// The headers, when sent, must say what the body says (SEP-2243).
-fn check_headers(operation: &McpOperation, headers: &HeaderMap) -> Result<(), String> {
-    let Some(claimed) = from_headers(headers)? else {
-        if headers.contains_key(MCP_NAME) {
-            return Err("an mcp-name header without mcp-method".into());
-        }
-        return Ok(());
+/// The members of `params.arguments` named in `names`; `Unknown` when there are no
+/// arguments or they are not an object (rules over them then ask for their scopes).
+fn read_arguments(params: &Members<'_>, names: &[Argument]) -> Result<Arguments, String> {
+    let Some(raw) = params.get("arguments") else {
+        return Ok(Arguments::Read(Vec::new()));
     };
-    if claimed.method != operation.method {
-        return Err(format!(
-            "the mcp-method header ({}) does not match the body's method ({})",
-            shorten(claimed.method.as_deref().unwrap_or_default()),
-            shorten(operation.method.as_deref().unwrap_or("none: a response"))
-        ));
+    let Ok(members) = serde_json::from_str::<Members<'_>>(raw.get()) else {
+        return Ok(Arguments::Unknown);
+    };
+    let known: Vec<&str> = names.iter().map(Argument::name).collect();
+    members.check(&known, "params.arguments")?;
+    let mut read = Vec::new();
+    for name in known {
+        if let Some(raw) = members.get(name) {
+            let value = serde_json::from_str::<Value>(raw.get())
+                .map_err(|_| format!("params.arguments.{} is not valid JSON", shorten(name)))?;
+            read.push((name.to_owned(), value));
+        }
     }
-    match (&claimed.name, &operation.name) {
-        (Some(header), Some(body)) if header != body => Err(format!(
-            "the mcp-name header does not match the body's {}",
-            operation
-                .method
-                .as_deref()
-                .and_then(name_member)
-                .map_or("name", |m| m)
-        )),
-        (Some(_), None) => Err("an mcp-name header for a method that names nothing".into()),
-        _ => Ok(()),
+    Ok(Arguments::Read(read))
+}
+
+/// The protocol version `params._meta` names, if it names one as a string.
+fn meta_version(params: Option<&Members<'_>>) -> Option<String> {
+    let meta = params?.get("_meta")?;
+    let meta = serde_json::from_str::<Members<'_>>(meta.get()).ok()?;
+    serde_json::from_str::<String>(meta.get(headers::META_PROTOCOL_VERSION)?.get()).ok()
+}
+
+/// Why a body was refused.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// It cannot be read as every server behind would read it (`400
+    /// invalid_request`).
+    Body(String),
+    /// Its MCP headers are missing or disagree with it (`400 HeaderMismatch`).
+    Headers {
+        /// The request's JSON-RPC id.
+        id: Option<Value>,
+        /// What disagrees.
+        description: String,
+    },
+}
+
+impl From<String> for Refused {
+    fn from(description: String) -> Self {
+        Self::Body(description)
+    }
+}
+
+impl std::ops::Deref for Refused {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Self::Body(description) | Self::Headers { description, .. } => description,
+        }
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mcp::headers::from_headers;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+
+    /// The body read with no argument rules.
+    fn from_body(body: &[u8], headers: &HeaderMap) -> Result<McpOperation, Refused> {
+        super::from_body(body, headers, &[])
+    }
     use http::HeaderValue;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

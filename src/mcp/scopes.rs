@@ -8,9 +8,11 @@ use crate::hierarchy::ScopeHierarchy;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::authorize::Decision;
+use crate::decision::Decision;
 use crate::principal::Principal;
 
+pub use super::argument::Argument;
+use super::argument::ArgumentRule;
 use super::operation::{McpOperation, OperationSource};
 
 /// Per-operation scope rules for an MCP server.
@@ -34,6 +36,7 @@ use super::operation::{McpOperation, OperationSource};
 pub struct McpScopes {
     default: Arc<[String]>,
     rules: Vec<Rule>,
+    arguments: Vec<ArgumentRule>,
     hierarchy: ScopeHierarchy,
 }
 
@@ -327,6 +330,7 @@ impl McpScopes {
         Self {
             default: collect(default_scopes),
             rules: Vec::new(),
+            arguments: Vec::new(),
             hierarchy: ScopeHierarchy::new(),
         }
     }
@@ -379,6 +383,45 @@ impl McpScopes {
         self.rule(&["tools/call"], None, Some(pattern), collect(scopes))
     }
 
+    /// `tools/call` of the tools matching `pattern` also needs `scopes` unless its
+    /// `argument` has one of the argument's free values ([`Argument::unless`]): the
+    /// scopes may depend on what is asked (`visibility: "public"` needs less than
+    /// `"private"`). They are added to those of the tool's rule (or the default), and
+    /// a call that lacks both is answered with one challenge naming all of them.
+    /// `tools/list` filtering lists the tool for a caller without them, since some
+    /// call of it needs none. The argument is read as the most lenient server would
+    /// read it: a member that differs from its name only in letter case, or one given
+    /// twice, is refused with `400`.
+    ///
+    /// ```
+    /// use mcp_gatekeeper::{Argument, McpOperation, McpScopes};
+    ///
+    /// let scopes = McpScopes::new(["repo:read"])
+    ///     .tool("create_repo", ["repo:write"])
+    ///     .tool_argument("create_repo", Argument::new("visibility").unless(["public"]), ["repo:private"]);
+    /// let public = McpOperation::tool_call("create_repo").with_argument("visibility", "public".into());
+    /// let private = McpOperation::tool_call("create_repo").with_argument("visibility", "private".into());
+    /// assert_eq!(*scopes.scopes_for(&public), ["repo:write"]);
+    /// assert_eq!(*scopes.scopes_for(&private), ["repo:write", "repo:private"]);
+    /// ```
+    pub fn tool_argument<I, T>(mut self, pattern: &str, argument: Argument, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.arguments.push(ArgumentRule {
+            pattern: Pattern::new(pattern),
+            argument,
+            scopes: collect(scopes),
+        });
+        self
+    }
+
+    /// The arguments the rules read (each name once).
+    pub fn arguments(&self) -> Vec<Argument> {
+        super::argument::read_by(&self.arguments)
+    }
+
     /// `prompts/get` of the prompts matching `pattern` needs `scopes`.
     pub fn prompt<I, T>(self, pattern: &str, scopes: I) -> Self
     where
@@ -425,6 +468,25 @@ impl McpScopes {
     /// So under a rule `file:///secret/*`, `file:///public//../secret/k` needs the
     /// secret rule's scopes as well as the public one's.
     pub fn scopes_for(&self, operation: &McpOperation) -> Cow<'_, [String]> {
+        let scopes = self.rule_scopes(operation);
+        if self.arguments.is_empty() || !operation.is("tools/call") || operation.is_listing() {
+            return scopes;
+        }
+        let Some(tool) = operation.name() else {
+            return scopes;
+        };
+        let mut scopes = scopes;
+        for rule in self.arguments.iter().filter(|r| r.applies(tool, operation)) {
+            if rule.scopes.iter().any(|s| !scopes.contains(s)) {
+                crate::principal::add_scopes(scopes.to_mut(), rule.scopes.iter());
+            }
+        }
+        scopes
+    }
+
+    /// The scopes of the first matching rule, else the default (URIs under every
+    /// reading); [`McpScopes::scopes_for`] adds those of the argument rules.
+    fn rule_scopes(&self, operation: &McpOperation) -> Cow<'_, [String]> {
         let Some(method) = operation.method() else {
             return Cow::Borrowed(&self.default);
         };
@@ -464,12 +526,16 @@ impl McpScopes {
     /// appearance: the `scopes_supported` these rules imply.
     pub fn all_scopes(&self) -> Vec<String> {
         let mut all: Vec<String> = Vec::new();
-        let every = self
-            .default
-            .iter()
-            .chain(self.rules.iter().flat_map(|r| r.scopes.iter()));
-        crate::principal::add_scopes(&mut all, every);
+        crate::principal::add_scopes(&mut all, self.every_scope());
         all
+    }
+
+    /// Every scope any rule names, repeats included.
+    fn every_scope(&self) -> impl Iterator<Item = &String> {
+        self.default
+            .iter()
+            .chain(self.rules.iter().flat_map(|r| r.scopes.iter()))
+            .chain(self.arguments.iter().flat_map(|r| r.scopes.iter()))
     }
 
     /// Whether the decision for `principal` can depend on the operation: false when
@@ -477,9 +543,7 @@ impl McpScopes {
     pub fn depends_on_operation(&self, principal: &Principal) -> bool {
         let granted = principal.scopes();
         !self
-            .default
-            .iter()
-            .chain(self.rules.iter().flat_map(|r| r.scopes.iter()))
+            .every_scope()
             .all(|s| self.hierarchy.satisfies(granted, s))
     }
 
@@ -498,18 +562,18 @@ impl McpScopes {
 
 /// A name pattern: literal text with `*` matching any run of characters.
 #[derive(Debug, Clone)]
-struct Pattern {
+pub(crate) struct Pattern {
     parts: Vec<String>,
 }
 
 impl Pattern {
-    fn new(pattern: &str) -> Self {
+    pub(crate) fn new(pattern: &str) -> Self {
         Self {
             parts: pattern.split('*').map(str::to_owned).collect(),
         }
     }
 
-    fn matches(&self, name: &str) -> bool {
+    pub(crate) fn matches(&self, name: &str) -> bool {
         let (first, rest) = match self.parts.split_first() {
             Some(split) => split,
             None => return name.is_empty(),
@@ -782,6 +846,67 @@ mod tests {
                 "mcp:admin",
                 "mcp:tools"
             ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod argument_rules {
+    use super::*;
+    use serde_json::json;
+
+    fn rules() -> McpScopes {
+        McpScopes::new(["repo:read"])
+            .tool("create_repo", ["repo:write"])
+            .tool_argument(
+                "create_repo",
+                Argument::new("visibility")
+                    .unless(["public"])
+                    .header("Visibility"),
+                ["repo:private"],
+            )
+    }
+
+    #[test]
+    fn an_argument_rule_adds_its_scopes_unless_the_value_is_a_free_one() {
+        let call = |value: serde_json::Value| {
+            McpOperation::tool_call("create_repo").with_argument("visibility", value)
+        };
+        assert_eq!(*rules().scopes_for(&call(json!("public"))), ["repo:write"]);
+        for other in [
+            json!("private"),
+            json!("PUBLIC"),
+            json!(null),
+            json!(["public"]),
+        ] {
+            assert_eq!(
+                *rules().scopes_for(&call(other.clone())),
+                ["repo:write", "repo:private"],
+                "{other}"
+            );
+        }
+        // Arguments not read: fail closed; listing the tool: it may be called for less.
+        let unread = McpOperation::tool_call("create_repo");
+        assert_eq!(*rules().scopes_for(&unread), ["repo:write", "repo:private"]);
+        let listing = McpOperation::tool_listing("create_repo");
+        assert_eq!(*rules().scopes_for(&listing), ["repo:write"]);
+        // Other tools are not concerned.
+        let other = McpOperation::tool_call("list_repos").with_argument("visibility", json!("x"));
+        assert_eq!(*rules().scopes_for(&other), ["repo:read"]);
+    }
+
+    #[test]
+    fn argument_rules_are_supported_scopes_and_name_what_the_operation_layer_reads() {
+        assert_eq!(
+            rules().all_scopes(),
+            ["repo:read", "repo:write", "repo:private"]
+        );
+        let read = rules().arguments();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].name(), "visibility");
+        assert_eq!(
+            read[0].header_name().as_deref(),
+            Some("mcp-param-visibility")
         );
     }
 }
