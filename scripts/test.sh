@@ -67,7 +67,7 @@ if [ "$(node_major)" -lt 20 ]; then
     [ "$(node_major)" -ge 20 ] || fail "Node.js 20 or newer is needed for the interop tests, and $(node --version 2>/dev/null) is what runs"
 fi
 echo "Node.js $(node --version), npm $(npm --version)"
-for dir in tests/oidc tests/node; do
+for dir in tests/oidc tests/node tests/browser; do
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) \
         || fail "npm ci in $dir failed (is the npm registry reachable?)"
 done
@@ -83,6 +83,35 @@ if ! command -v python3 >/dev/null 2>&1; then
         || fail "python3 could not be installed: run 'apt-get install -y python3' as root (tests/lenient.rs needs it), then run again"
 fi
 python3 --version
+
+step "Python venv with the MCP Python SDK (tests/python, for tests/python_sdk.rs)"
+# The SDK (mcp 2.3, on httpx2) needs Python 3.11 or newer; pinned with every
+# dependency in tests/python/requirements.txt, installed under target/python-venv.
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || fail "the MCP Python SDK needs Python 3.11+, and $(python3 --version) is what runs"
+if [ ! -x target/python-venv/bin/python ] || ! cmp -s tests/python/requirements.txt target/python-venv/requirements.txt; then
+    rm -rf target/python-venv
+    python3 -m venv target/python-venv 2>/dev/null || {
+        { as_root apt-get install -y --no-install-recommends python3-venv \
+            || { as_root apt-get update && as_root apt-get install -y --no-install-recommends python3-venv; }; } \
+            || fail "python3-venv could not be installed: run 'apt-get install -y python3-venv' as root, then run again"
+        rm -rf target/python-venv && python3 -m venv target/python-venv; }
+    target/python-venv/bin/pip install --quiet --disable-pip-version-check --no-deps -r tests/python/requirements.txt \
+        || fail "pip install -r tests/python/requirements.txt failed (is PyPI reachable?)"
+    cp tests/python/requirements.txt target/python-venv/requirements.txt
+fi
+target/python-venv/bin/python -c 'import mcp, httpx2' \
+    || fail "the Python venv under target/python-venv is broken; remove it and run again"
+
+step "Chromium (Debian package) for the browser test (tests/browser.rs)"
+if ! [ -x /usr/bin/chromium ]; then
+    echo "chromium not found: installing Debian's chromium"
+    { as_root apt-get install -y --no-install-recommends chromium \
+        || { as_root apt-get update && as_root apt-get install -y --no-install-recommends chromium; }; } \
+        || fail "Chromium could not be installed: run 'apt-get install -y --no-install-recommends chromium' as root (tests/browser.rs needs it), then run again"
+fi
+/usr/bin/chromium --version 2>/dev/null
+(cd tests/browser && node build.mjs) || fail "the browser page does not bundle (tests/browser/build.mjs)"
 
 step "glewlwyd (Debian package) for the interop tests"
 bash tests/glewlwyd/start.sh --install-only \

@@ -31,7 +31,7 @@ const log = (...args) => console.error('[oidc-provider-test]', ...args);
 
 function usage(message) {
   if (message) console.error(`provider.mjs: ${message}`);
-  console.error('usage: node provider.mjs [--alg RS256|ES256] [--resource URL]... [--opaque-resource URL]... [--short-ttl SECONDS]');
+  console.error('usage: node provider.mjs [--alg RS256|ES256] [--resource URL]... [--opaque-resource URL]... [--short-ttl SECONDS] [--strict-registered-scope]');
   process.exit(2);
 }
 
@@ -43,6 +43,7 @@ try {
       resource: { type: 'string', multiple: true, default: [] },
       'opaque-resource': { type: 'string', multiple: true, default: [] },
       'short-ttl': { type: 'string', default: '2' },
+      'strict-registered-scope': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -225,11 +226,13 @@ function buildProvider(issuer) {
     // Dynamically registered clients may ask for any supported scope later, whatever
     // `scope` they registered with: MCP clients register with the scope of the first
     // challenge and must be able to step up (what MCP's authorization servers do).
-    // The validator runs for every registration and may edit the metadata.
+    // With --strict-registered-scope a client is held to the scope it registered with,
+    // as oidc-provider does by default (tests/python_sdk.rs). The validator runs for
+    // every registration and may edit the metadata.
     extraClientMetadata: {
       properties: ['fixture_note'],
       validator(ctx, key, value, metadata) {
-        if (ctx) delete metadata.scope;
+        if (ctx && !options['strict-registered-scope']) delete metadata.scope;
       },
     },
     features: {

@@ -19,8 +19,9 @@ request, all inside the one HTTP request that was refused.
 Protocol versions ("wires"), chosen with the SDK's `Client(mode=...)` (mcp/client/client.py,
 `Client.mode` and `__aenter__`):
   --protocol 2025-11-25  mode="legacy": the initialize handshake (InitializeRequest at
-                         LATEST_HANDSHAKE_VERSION = 2025-11-25, then notifications/initialized
-                         and the GET stream), a session id, MCP-Protocol-Version on later requests.
+                         LATEST_HANDSHAKE_VERSION = 2025-11-25, then notifications/initialized;
+                         a GET stream only when the server gives a session id, which the
+                         example's stateless rmcp does not), MCP-Protocol-Version on later requests.
   --protocol 2026-07-28  mode="auto": a `server/discover` probe at LATEST_MODERN_VERSION
                          (2026-07-28, mcp/client/_probe.py) whose DiscoverResult is adopted: no
                          initialize, no session; every request carries the version in `_meta` and
@@ -43,11 +44,18 @@ Flows (the first token's scope is always the one the 401 names):
                       (oauth2.py: a 403 with error="insufficient_scope" runs the flow again with
                       the union of the scopes, SEP-2350) and retries. Fails if write needed no
                       step-up. --recheck-read calls whoami once more afterwards.
-  dcr_step_up         as step_up, but about the registration: reports the scope the SDK
-                      registered its client with (exactly the first challenge's, plus
-                      offline_access) and whether the step-up went beyond it; a step-up is not
-                      required (with --challenge-all-scopes the first token already has
-                      mcp:write). Whatever fails is recorded.
+  dcr_step_up         as step_up, but about the registration: the SDK registers its client
+                      (DCR) with exactly the scope it is about to ask for, the first
+                      challenge's plus offline_access (SEP-2207: the AS offers offline_access and
+                      the client's grant_types have refresh_token; auth/utils.py
+                      get_client_metadata_scopes), and steps up later with that registration,
+                      never registering again. "scopes_beyond_registration" shows what each
+                      authorization request asked beyond the registration: an authorization
+                      server that holds a client to its registered scope answers that with
+                      error=invalid_scope, which ends the run (recorded, nothing retried).
+                      tests/oidc/provider.mjs drops the registered scope, so there it passes.
+                      A step-up is not required: with --challenge-all-scopes the first token
+                      already has mcp:write.
 
 Every HTTP exchange goes through one recording httpx2 transport, used by the client handed to
 the SDK's transport (and so by the OAuth provider, an httpx2.Auth of that client) and by the
@@ -187,6 +195,11 @@ def describe(err: BaseException) -> str:
 # Recording of HTTP exchanges: a transport under every httpx2 client this script makes.
 
 
+def is_registration(path: str) -> bool:
+    """The fixture's registration endpoint (/reg), or the SDK's fallback (/register)."""
+    return path.endswith("/reg") or path.endswith("/register")
+
+
 class RecordingTransport(httpx2.AsyncBaseTransport):
     """Records each request sent (method, place, status) in the order the answers arrive.
 
@@ -203,7 +216,7 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
         url = str(request.url)
         method = request.method
         rpc = self._rpc_method(request) if origin_of(url) == SERVER_ORIGIN and method == "POST" else None
-        if request.url.path.endswith("/reg") or request.url.path.endswith("/register"):
+        if method == "POST" and is_registration(request.url.path):
             self._note_registration_request(request)
         try:
             response = await self._inner.handle_async_request(request)
@@ -231,7 +244,7 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
         path = request.url.path
         wanted = (
             path.startswith("/.well-known/oauth-protected-resource")
-            or (method == "POST" and origin_of(url) != SERVER_ORIGIN and (path.endswith("/token") or path.endswith("/reg")))
+            or (method == "POST" and origin_of(url) != SERVER_ORIGIN and (path.endswith("/token") or is_registration(path)))
         )
         if wanted:
             body = await response.aread()
@@ -280,7 +293,7 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
         if path.startswith("/.well-known/oauth-protected-resource") and status == 200:
             for issuer in document.get("authorization_servers") or []:
                 idp_origins.add(origin_of(str(issuer)))
-        elif path.endswith("/reg"):
+        elif is_registration(path):
             registration_responses.append(
                 {k: document.get(k) for k in ("scope", "grant_types", "token_endpoint_auth_method", "error", "error_description") if k in document}
             )
