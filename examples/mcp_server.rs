@@ -19,6 +19,9 @@
 //!   clients that register with exactly the first challenge's scopes;
 //! - `--allow-origin URL`  let the pages of this origin call the server (repeatable;
 //!   the resource's own origin always may, any other browser origin gets 403);
+//! - `--public METHOD`  requests of this JSON-RPC method need no token (repeatable,
+//!   e.g. `server/discover`, `tools/list`); `--public-tool NAME` the same for calls of
+//!   one tool; every other request without a token still gets the 401 challenge;
 //! - `--help`.
 //!
 //! Tools: `whoami` and `notes` need scope `mcp:read`, `write` needs `mcp:write`
@@ -44,7 +47,7 @@ const USAGE: &str = "\
 usage: mcp_server [--listen ADDR] [--resource URL] [--issuer URL]...
                   [--introspection-client-id ID --introspection-client-secret SECRET]
                   [--filter-tools] [--challenge-granted-scopes] [--challenge-all-scopes]
-                  [--allow-origin URL]...
+                  [--allow-origin URL]... [--public METHOD]... [--public-tool NAME]...
 
   --listen ADDR    address to listen on (default 127.0.0.1:3000; port 0 picks one)
   --resource URL   canonical resource URI clients connect to (default http://ADDR/mcp)
@@ -66,6 +69,11 @@ usage: mcp_server [--listen ADDR] [--resource URL] [--issuer URL]...
                    let the pages of this origin (e.g. http://localhost:6274) call the
                    server (repeatable); the resource's own origin always may, any
                    other browser origin is answered 403
+  --public METHOD  requests of this JSON-RPC method (server/discover, initialize,
+                   notifications/initialized, tools/list, ping, ...) need no token
+                   (repeatable); any other request without one gets the 401
+  --public-tool NAME
+                   calls of this tool need no token (repeatable)
 
 tools: whoami and notes need scope mcp:read, write needs mcp:write
 ";
@@ -80,6 +88,8 @@ struct Args {
     challenge_granted_scopes: bool,
     challenge_all_scopes: bool,
     allow_origins: Vec<String>,
+    public_methods: Vec<String>,
+    public_tools: Vec<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -93,6 +103,8 @@ fn parse_args() -> Result<Args, String> {
         challenge_granted_scopes: false,
         challenge_all_scopes: false,
         allow_origins: Vec::new(),
+        public_methods: Vec::new(),
+        public_tools: Vec::new(),
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
@@ -111,6 +123,8 @@ fn parse_args() -> Result<Args, String> {
             "--challenge-granted-scopes" => args.challenge_granted_scopes = true,
             "--challenge-all-scopes" => args.challenge_all_scopes = true,
             "--allow-origin" => args.allow_origins.push(value("--allow-origin")?),
+            "--public" => args.public_methods.push(value("--public")?),
+            "--public-tool" => args.public_tools.push(value("--public-tool")?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -144,8 +158,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Per-tool scopes, declared once: they decide calls (403 insufficient_scope names
     // what is missing), filter tools/list, and fill scopes_supported.
+    let mut rules = notes::scope_rules().public(&args.public_methods);
+    for tool in &args.public_tools {
+        rules = rules.public_tool(tool);
+    }
     let mut builder = ResourceServer::builder(&resource)
-        .mcp_scopes(notes::scope_rules())
+        .mcp_scopes(rules)
         .filter_tools(args.filter_tools)
         .challenge_granted_scopes(args.challenge_granted_scopes)
         .challenge_all_scopes(args.challenge_all_scopes)

@@ -235,6 +235,10 @@ fn decide(layer: &AudienceLayer, parts: &Parts) -> Result<(), AuthError> {
             "AudienceLayer found no Principal: put VerifyLayer in front of it",
         ));
     };
+    // No token, no audience: an anonymous caller reaches public operations only.
+    if principal.is_anonymous() {
+        return Ok(());
+    }
     let resource = layer.resource.resource_for(parts);
     let policies = &layer.policies;
     let policy = if policies.by_issuer.is_empty() {

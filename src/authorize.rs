@@ -85,6 +85,15 @@ pub trait Authorize: Send + Sync + 'static {
     fn arguments(&self) -> Vec<Argument> {
         Vec::new()
     }
+
+    /// Whether `operation` may be made without a token (a public operation,
+    /// [`McpScopes::public`]): a request that sent none goes on, as an anonymous
+    /// [`Principal`], only for these, and the rest get the `401` challenge. Only an
+    /// operation read from the body counts. `false` unless the policy says otherwise.
+    fn allows_anonymous(&self, operation: &McpOperation) -> bool {
+        let _ = operation;
+        false
+    }
 }
 
 impl<F, Fut> Authorize for F
@@ -168,6 +177,10 @@ impl Authorize for McpScopes {
     fn arguments(&self) -> Vec<Argument> {
         McpScopes::arguments(self)
     }
+
+    fn allows_anonymous(&self, operation: &McpOperation) -> bool {
+        self.is_public(operation)
+    }
 }
 
 /// A type-erased [`Authorize`], as the [`ResourceServer`](crate::ResourceServer) keeps it.
@@ -199,12 +212,19 @@ impl Authorize for BoxAuthorize {
     fn arguments(&self) -> Vec<Argument> {
         self.0.arguments()
     }
+
+    fn allows_anonymous(&self, operation: &McpOperation) -> bool {
+        self.0.allows_anonymous(operation)
+    }
 }
 
 /// The authorization of a [`ResourceServer`](crate::ResourceServer): the required
-/// scopes and the MCP scope rules (one `insufficient_scope` naming both), then the
-/// callback. Decides without allocating when the scopes are there and there is no
-/// callback.
+/// scopes, the MCP scope rules and the callback, in one decision. A denial by the
+/// callback wins; otherwise every scope any of them asks for comes in one
+/// `insufficient_scope` challenge (SEP-2350), so the callback is asked even when the
+/// scopes are missing (a remote policy is called for requests that are then refused).
+/// Public operations need no scope; the callback still decides them. Decides without
+/// allocating when the scopes are there and there is no callback.
 #[derive(Clone)]
 pub struct ServerAuthorize {
     scopes: Option<RequireScopes>,
@@ -251,6 +271,12 @@ impl ServerAuthorize {
         }
     }
 
+    /// Whether some operations are public, so requests without a token go on to be
+    /// decided here.
+    pub(crate) fn has_public(&self) -> bool {
+        self.mcp.as_ref().is_some_and(McpScopes::has_public)
+    }
+
     /// The `insufficient_scope` refusal when the required scopes or the MCP scope
     /// rules are not all granted; `None` when they are.
     fn missing_scopes(&self, principal: &Principal, operation: &McpOperation) -> Option<Decision> {
@@ -265,25 +291,83 @@ impl ServerAuthorize {
         {
             return None;
         }
-        // The scopes this operation needs, all of them (RFC 6750 §3.1, SEP-2350).
+        Some(Decision::insufficient_scope(
+            self.challenged(principal, required, rule),
+        ))
+    }
+
+    /// The scopes a challenge for this operation names: all it needs (RFC 6750 §3.1,
+    /// SEP-2350), and with `challenge_granted_scopes` the supported ones granted.
+    fn challenged(
+        &self,
+        principal: &Principal,
+        required: &[String],
+        rule: &[String],
+    ) -> Vec<String> {
         let mut needed = required.to_vec();
         needed.extend(rule.iter().filter(|s| !required.contains(s)).cloned());
         if let Some(supported) = &self.keep_granted {
+            let granted = principal.scopes();
             add_scopes(
                 &mut needed,
                 supported.iter().filter(|s| granted.contains(s)),
             );
         }
-        Some(Decision::insufficient_scope(needed))
+        needed
+    }
+
+    /// A callback's decision for a caller that holds the scopes: a step-up it asks
+    /// for also names the scopes the operation needs, so that a client that replaces
+    /// its token with the challenged scopes keeps them (one challenge, SEP-2350).
+    fn callback_decides(
+        &self,
+        decide: Decide,
+        principal: &Principal,
+        operation: &McpOperation,
+    ) -> Decide {
+        let needed = || {
+            let required = self.scopes.as_ref().map_or(&[][..], RequireScopes::scopes);
+            let rule = self.mcp.as_ref().map(|m| m.scopes_for(operation));
+            self.challenged(principal, required, rule.as_deref().unwrap_or_default())
+        };
+        match decide.now() {
+            Ok(Decision::InsufficientScope { scopes }) => Decide::ready(
+                Decision::InsufficientScope { scopes: needed() }
+                    .and(Decision::InsufficientScope { scopes }),
+            ),
+            Ok(decision) => Decide::ready(decision),
+            Err(pending) => {
+                let needed = needed();
+                Decide::pending(async move {
+                    match pending.await {
+                        Decision::InsufficientScope { scopes } => {
+                            Decision::InsufficientScope { scopes: needed }
+                                .and(Decision::InsufficientScope { scopes })
+                        }
+                        decision => decision,
+                    }
+                })
+            }
+        }
     }
 }
 
 impl Authorize for ServerAuthorize {
     fn authorize(&self, principal: &Principal, operation: &McpOperation, parts: &Parts) -> Decide {
-        let missing = self.missing_scopes(principal, operation);
-        match (&self.callback, missing) {
+        // A public operation needs no scope, from anyone (the callback still decides).
+        if self.allows_anonymous(operation) {
+            return match &self.callback {
+                Some(callback) => callback.authorize(principal, operation, parts),
+                None => Decide::ready(Decision::Allow),
+            };
+        }
+        match (&self.callback, self.missing_scopes(principal, operation)) {
             (None, missing) => Decide::ready(missing.unwrap_or(Decision::Allow)),
-            (Some(callback), None) => callback.authorize(principal, operation, parts),
+            (Some(callback), None) => self.callback_decides(
+                callback.authorize(principal, operation, parts),
+                principal,
+                operation,
+            ),
             // The callback is asked too, so that a step-up it wants joins this one
             // in a single challenge (SEP-2350: the client steps up once per call).
             (Some(callback), Some(missing)) => {
@@ -300,6 +384,10 @@ impl Authorize for ServerAuthorize {
                 .callback
                 .as_ref()
                 .is_some_and(|c| c.needs_operation(principal))
+    }
+
+    fn allows_anonymous(&self, operation: &McpOperation) -> bool {
+        self.mcp.as_ref().is_some_and(|m| m.is_public(operation))
     }
 
     fn arguments(&self) -> Vec<Argument> {
@@ -381,6 +469,15 @@ where
                 "AuthorizeLayer found no Principal: put VerifyLayer in front of it",
             ));
         };
+        if principal.is_anonymous() {
+            // No token was sent: public operations only, read from the body; the
+            // others get the challenge a request without a token always gets.
+            let operation = parts.extensions.get::<McpOperation>().unwrap_or(&UNKNOWN);
+            if !self.authorize.allows_anonymous(operation) {
+                return Err(AuthError::missing_token());
+            }
+            return Ok(self.authorize.authorize(principal, operation, parts));
+        }
         let audience_checked = parts
             .extensions
             .get::<BearerToken>()

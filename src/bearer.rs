@@ -75,7 +75,14 @@ pub struct BearerLayer {
     resource: ProtectedResource,
     max_token_len: usize,
     allow_form_bodies: bool,
+    anonymous: bool,
 }
+
+/// Put into a request's extensions by a [`BearerLayer`] that lets requests without
+/// credentials on ([`BearerLayer::allow_anonymous`]): the verify layer makes it an
+/// anonymous [`Principal`](crate::Principal).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NoToken;
 
 impl BearerLayer {
     /// A bearer layer whose challenges describe `resource`.
@@ -84,7 +91,20 @@ impl BearerLayer {
             resource,
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             allow_form_bodies: false,
+            anonymous: false,
         }
+    }
+
+    /// Whether a request without an `Authorization` header goes on (default
+    /// `false`: it gets the `401` challenge here). On, it reaches the verify layer
+    /// without a token and goes on as an anonymous [`Principal`](crate::Principal);
+    /// the authorize layer lets it through for public operations
+    /// ([`Authorize::allows_anonymous`](crate::Authorize::allows_anonymous)) and
+    /// answers the others with the same `401` challenge. A malformed or repeated
+    /// header, or a token in the query or a form body, is still refused here.
+    pub fn allow_anonymous(mut self, on: bool) -> Self {
+        self.anonymous = on;
+        self
     }
 
     /// Caps the token's length in bytes; longer tokens are refused before any
@@ -135,6 +155,17 @@ where
         match extracted {
             Ok(token) => {
                 parts.extensions.insert(token);
+                let future = {
+                    let _entered = span.enter();
+                    self.inner.call(Request::from_parts(parts, body))
+                };
+                ResponseFuture::inner(future).in_span(span)
+            }
+            Err(error)
+                if self.layer.anonymous
+                    && error.kind() == crate::error::AuthErrorKind::MissingToken =>
+            {
+                parts.extensions.insert(NoToken);
                 let future = {
                     let _entered = span.enter();
                     self.inner.call(Request::from_parts(parts, body))

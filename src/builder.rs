@@ -19,8 +19,7 @@ use crate::enrich::{Enrich, EnrichLayer, ServerEnrich};
 use crate::error::ConfigError;
 use crate::hierarchy::ScopeHierarchy;
 use crate::mcp::{
-    Argument, BindSessionsLayer, DEFAULT_MCP_BODY_LIMIT, FilterToolsLayer, McpScopes,
-    OperationLayer,
+    BindSessionsLayer, DEFAULT_MCP_BODY_LIMIT, FilterToolsLayer, McpScopes, OperationLayer,
 };
 use crate::metadata::MetadataLayer;
 use crate::origin::{AllowedOrigins, OriginLayer};
@@ -368,7 +367,10 @@ impl<V> ResourceServerBuilder<V> {
         self
     }
 
-    /// An authorization callback, run after the scope requirement (R-AZ-1).
+    /// An authorization callback (R-AZ-1), asked with the scope requirement: its
+    /// denial wins, and a step-up it asks for joins the scopes' in one challenge (see
+    /// [`ServerAuthorize`](crate::ServerAuthorize)). It is asked even when the scopes
+    /// are missing, and for public operations.
     pub fn authorize(mut self, authorize: impl Authorize) -> Self {
         self.scopes.callback = Some(BoxAuthorize::new(authorize));
         self
@@ -463,15 +465,11 @@ impl<V> ResourceServerBuilder<V> {
         // Allowed origins are checked even with the check off: a typo stays an error.
         let origins = AllowedOrigins::new(resource.clone()).allow(&self.origins.allowed)?;
         let origin = OriginLayer::with_origins(origins.clone(), self.origins.check);
+        let cors = CorsLayer::with_origins(origins, self.origins.cors);
         let policy = self.scopes.policy(&resource);
-        // Browser pages may send the Mcp-Param-* headers the rules check.
-        let cors = CorsLayer::with_origins(origins, self.origins.cors).allow_headers(
-            policy
-                .arguments()
-                .iter()
-                .filter_map(Argument::header_name)
-                .filter_map(|name| http::HeaderName::from_bytes(name.as_bytes()).ok()),
-        );
+        for argument in policy.arguments() {
+            argument.validate()?;
+        }
         let operation = OperationLayer::new(resource.clone()).body_limit(self.mcp.body_limit);
         let operation = match self.mcp.operations {
             true => operation.needed_by(policy.clone()),
@@ -490,7 +488,9 @@ impl<V> ResourceServerBuilder<V> {
             cors,
             metadata: metadata.clone(),
             origin,
-            bearer: BearerLayer::new(resource.clone()).max_token_len(self.max_token_len),
+            bearer: BearerLayer::new(resource.clone())
+                .max_token_len(self.max_token_len)
+                .allow_anonymous(policy.has_public()),
             verify: VerifyLayer::new(resource.clone(), verifier),
             audience,
             enrich: self.enrich,

@@ -4,19 +4,23 @@
 //!
 //! A page on `http://localhost:6274` (the MCP Inspector) that calls a server on
 //! `http://localhost:3000` first sends a preflight `OPTIONS` without a token, then
-//! reads each answer only if the answer says its origin may. This stage is the
-//! outermost: it answers every preflight itself, so none needs a token, and it marks
-//! every other answer, the refusals of the stages after it included, so that the page
-//! can read the `401` challenge's `WWW-Authenticate` and the `Mcp-Session-Id`.
+//! reads each answer only if the answer says its origin may. This stage comes right
+//! after the `Origin` check (which has refused foreign origins already): it answers
+//! every preflight itself, so none needs a token, and it marks every other answer, the
+//! refusals of the stages after it included, so that the page can read the `401`
+//! challenge's `WWW-Authenticate` and the `Mcp-Session-Id`.
 //!
 //! Only allowed origins are named in `Access-Control-Allow-Origin` (the resource's own
 //! and those added with [`CorsLayer::allow`], the same list the `Origin` check uses),
 //! never `*`, and credentials (cookies) are never allowed: MCP clients send their token
-//! in `Authorization`, which the page sets itself.
+//! in `Authorization`, which the page sets itself. CORS headers the service behind
+//! sets itself (a server we did not write may allow `*` or credentials) are taken out.
+//! A preflight may ask for the `Mcp-Param-*` headers of the tools behind (SEP-2243):
+//! the tools declare them, so the answer allows the ones asked for.
 //!
 //! A request without `Origin` (every client that is not a browser) skips tower-http's
-//! work: its answer only gains `Vary`, so a shared cache never hands a browser an
-//! answer made for another origin.
+//! work: its answer only gains `Vary` (and loses the CORS headers of the service
+//! behind), so a shared cache never hands a browser an answer made for another origin.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,8 +28,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, ORIGIN, VARY, WWW_AUTHENTICATE,
+    ACCEPT, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_REQUEST_HEADERS, AUTHORIZATION, CONTENT_TYPE,
+    HeaderMap, HeaderName, HeaderValue, ORIGIN, VARY, WWW_AUTHENTICATE,
 };
+use http::request::Parts;
 use http::{Method, Request, Response};
 use pin_project::pin_project;
 use tower::{Layer, Service};
@@ -79,8 +86,11 @@ impl CorsLayer {
 
     /// Does nothing: no preflight is answered, no answer is marked. For a service
     /// with a CORS layer of its own, or one no browser calls.
-    pub fn off(resource: ProtectedResource) -> Self {
-        Self::with_origins(AllowedOrigins::new(resource), false)
+    pub fn off() -> Self {
+        Self::with_origins(
+            AllowedOrigins::new(ProtectedResource::per_route(|_| None)),
+            false,
+        )
     }
 
     /// Also lets the pages of `origins` (`http://localhost:6274`) read the answers.
@@ -95,8 +105,8 @@ impl CorsLayer {
         Ok(self.configured())
     }
 
-    /// Also lets pages send the request headers `names` (an `Mcp-Param-*` header a
-    /// rule reads, say); the headers MCP clients send are always allowed.
+    /// Also lets pages send the request headers `names`; the headers MCP clients send,
+    /// `Mcp-Param-*` ones included, are always allowed.
     pub fn allow_headers<I>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = HeaderName>,
@@ -141,6 +151,7 @@ impl<S> Layer<S> for CorsLayer {
     fn layer(&self, inner: S) -> Self::Service {
         CorsService {
             inner: self.cors.layer(inner),
+            origins: self.origins.clone(),
             on: self.on,
         }
     }
@@ -150,6 +161,7 @@ impl<S> Layer<S> for CorsLayer {
 #[derive(Clone, Debug)]
 pub struct CorsService<S> {
     inner: Cors<S>,
+    origins: AllowedOrigins,
     on: bool,
 }
 
@@ -170,11 +182,70 @@ where
         if !self.on {
             return CorsFuture::Off(self.inner.get_mut().call(req));
         }
-        if req.method() != Method::OPTIONS && !req.headers().contains_key(ORIGIN) {
+        let preflight = req.method() == Method::OPTIONS;
+        let origin = req.headers().get(ORIGIN);
+        if !preflight && origin.is_none() {
             return CorsFuture::NoOrigin(self.inner.get_mut().call(req));
         }
+        let (parts, body) = req.into_parts();
+        let allowed = origin_allowed(&self.origins, &parts);
+        let params = match (preflight, allowed) {
+            (true, true) => requested_params(&parts.headers),
+            _ => None,
+        };
         // Only browsers pay for the box (the rest of the stack's future stays small).
-        CorsFuture::Cors(Box::pin(self.inner.call(req)))
+        CorsFuture::Cors(Box::pin(Marked {
+            future: self.inner.call(Request::from_parts(parts, body)),
+            allowed,
+            preflight,
+            params,
+        }))
+    }
+}
+
+/// Whether the request's `Origin` (the first one) is allowed.
+fn origin_allowed(origins: &AllowedOrigins, parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(ORIGIN)
+        .is_some_and(|origin| origins.contains(origin, parts))
+}
+
+/// The `Mcp-Param-*` names a preflight asks to send, for the answer to allow: the
+/// tools behind declare them (`x-mcp-header` in their schemas), which this layer
+/// cannot know in advance.
+fn requested_params(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asked = headers.get(ACCESS_CONTROL_REQUEST_HEADERS)?.to_str().ok()?;
+    let params: Vec<&str> = asked
+        .split(',')
+        .map(str::trim)
+        .filter(|name| {
+            name.len() > PARAM_PREFIX.len()
+                && name
+                    .get(..PARAM_PREFIX.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(PARAM_PREFIX))
+                && HeaderName::from_bytes(name.as_bytes()).is_ok()
+        })
+        .collect();
+    if params.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&params.join(",").to_ascii_lowercase()).ok()
+}
+
+/// The prefix of the headers that mirror tool arguments (SEP-2243).
+const PARAM_PREFIX: &str = "mcp-param-";
+
+/// Takes out of `headers` the CORS headers of the service behind, which this layer
+/// did not decide (a server we did not write may allow `*`, or credentials).
+fn strip_foreign(headers: &mut HeaderMap, keep: &[HeaderName]) {
+    let foreign: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("access-control-") && !keep.contains(name))
+        .cloned()
+        .collect();
+    for name in foreign {
+        headers.remove(name);
     }
 }
 
@@ -183,10 +254,22 @@ where
 pub enum CorsFuture<F> {
     /// CORS is off: the inner service's future.
     Off(#[pin] F),
-    /// A request without `Origin`: the inner service's answer gains `Vary`.
+    /// A request without `Origin`: the inner service's answer, without CORS headers
+    /// of its own, gains `Vary`.
     NoOrigin(#[pin] F),
     /// A preflight or a browser's request, in tower-http's hands.
-    Cors(Pin<Box<tower_http::cors::ResponseFuture<F>>>),
+    Cors(Pin<Box<Marked<F>>>),
+}
+
+/// tower-http's future, and what its answer is corrected with.
+#[doc(hidden)]
+#[pin_project]
+pub struct Marked<F> {
+    #[pin]
+    future: tower_http::cors::ResponseFuture<F>,
+    allowed: bool,
+    preflight: bool,
+    params: Option<HeaderValue>,
 }
 
 impl<F> std::fmt::Debug for CorsFuture<F> {
@@ -210,11 +293,43 @@ where
         match self.project() {
             CorsFutureProj::Off(future) => future.poll(cx),
             CorsFutureProj::NoOrigin(future) => future.poll(cx).map_ok(|mut response| {
+                strip_foreign(response.headers_mut(), &[]);
                 response.headers_mut().append(VARY, VARY_VALUE);
                 response
             }),
-            CorsFutureProj::Cors(future) => future.as_mut().poll(cx),
+            CorsFutureProj::Cors(marked) => {
+                let marked = marked.as_mut().project();
+                let (allowed, preflight) = (*marked.allowed, *marked.preflight);
+                let params = marked.params.take();
+                marked.future.poll(cx).map_ok(|mut response| {
+                    mark(response.headers_mut(), allowed, preflight, params);
+                    response
+                })
+            }
         }
+    }
+}
+
+/// Corrects tower-http's answer: a foreign origin keeps no CORS header at all; an
+/// allowed one keeps only what this layer decides (never credentials), and a
+/// preflight's allowed headers gain the `Mcp-Param-*` names it asked for.
+fn mark(headers: &mut HeaderMap, allowed: bool, preflight: bool, params: Option<HeaderValue>) {
+    match (allowed, preflight) {
+        (false, _) => strip_foreign(headers, &[]),
+        (true, true) => {
+            if let Some(params) = params {
+                let joined = headers
+                    .get(ACCESS_CONTROL_ALLOW_HEADERS)
+                    .map(|listed| [listed.as_bytes(), b",", params.as_bytes()].concat());
+                if let Some(value) = joined.and_then(|v| HeaderValue::from_bytes(&v).ok()) {
+                    headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, value);
+                }
+            }
+        }
+        (true, false) => strip_foreign(
+            headers,
+            &[ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS],
+        ),
     }
 }
 
@@ -226,27 +341,39 @@ mod tests {
 
     use super::*;
 
-    /// Answers 401 with a challenge, as the stages after this one do without a token.
-    #[derive(Clone)]
-    struct Challenging;
-
-    impl<B> Service<Request<B>> for Challenging {
-        type Response = Response<String>;
-        type Error = Infallible;
-        type Future = std::future::Ready<Result<Response<String>, Infallible>>;
-
-        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn call(&mut self, _: Request<B>) -> Self::Future {
+    /// An inner service answering with `status` and `headers`.
+    fn answering(
+        status: http::StatusCode,
+        headers: &'static [(&'static str, &'static str)],
+    ) -> impl Service<
+        Request<()>,
+        Response = Response<String>,
+        Error = Infallible,
+        Future = std::future::Ready<Result<Response<String>, Infallible>>,
+    > + Clone {
+        tower::service_fn(move |_: Request<()>| {
             let mut response = Response::new(String::new());
-            *response.status_mut() = http::StatusCode::UNAUTHORIZED;
-            response
-                .headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            *response.status_mut() = status;
+            for (name, value) in headers {
+                response
+                    .headers_mut()
+                    .insert(*name, HeaderValue::from_static(value));
+            }
             std::future::ready(Ok(response))
-        }
+        })
+    }
+
+    /// Answers 401 with a challenge, as the stages after this one do without a token.
+    fn challenging() -> impl Service<
+        Request<()>,
+        Response = Response<String>,
+        Error = Infallible,
+        Future = std::future::Ready<Result<Response<String>, Infallible>>,
+    > + Clone {
+        answering(
+            http::StatusCode::UNAUTHORIZED,
+            &[("www-authenticate", "Bearer")],
+        )
     }
 
     fn layer() -> CorsLayer {
@@ -254,7 +381,7 @@ mod tests {
     }
 
     async fn send(layer: &CorsLayer, request: Request<()>) -> Response<String> {
-        match layer.layer(Challenging).oneshot(request).await {
+        match layer.layer(challenging()).oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
         }
@@ -347,7 +474,7 @@ mod tests {
 
     #[tokio::test]
     async fn off_lets_preflights_through_to_the_service() {
-        let off = CorsLayer::off(ProtectedResource::new("https://mcp.example.com/mcp"));
+        let off = CorsLayer::off();
         let response = send(
             &off,
             request(Method::OPTIONS, Some("https://mcp.example.com")),
@@ -355,5 +482,68 @@ mod tests {
         .await;
         assert_eq!(response.status(), http::StatusCode::UNAUTHORIZED);
         assert!(header(&response, "access-control-allow-origin").is_empty());
+    }
+
+    #[tokio::test]
+    async fn cors_headers_of_the_service_behind_are_taken_out() {
+        for origin in [
+            None,
+            Some("http://evil.example"),
+            Some("https://mcp.example.com"),
+        ] {
+            // Answers as a server we did not write might: CORS for all, credentials.
+            let permissive = answering(
+                http::StatusCode::OK,
+                &[
+                    ("access-control-allow-origin", "*"),
+                    ("access-control-allow-credentials", "true"),
+                ],
+            );
+            let response = match layer()
+                .layer(permissive)
+                .oneshot(request(Method::POST, origin))
+                .await
+            {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            assert_eq!(
+                header(&response, "access-control-allow-credentials"),
+                "",
+                "{origin:?}"
+            );
+            let allowed = header(&response, "access-control-allow-origin");
+            match origin {
+                Some("https://mcp.example.com") => assert_eq!(allowed, "https://mcp.example.com"),
+                _ => assert_eq!(allowed, "", "{origin:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_preflight_may_ask_for_the_mcp_param_headers_of_the_tools_behind() {
+        let mut preflight = request(Method::OPTIONS, Some("https://mcp.example.com"));
+        preflight.headers_mut().insert(
+            "access-control-request-headers",
+            HeaderValue::from_static("authorization, Mcp-Param-Region, x-other"),
+        );
+        let response = send(&layer(), preflight).await;
+        let allowed = header(&response, "access-control-allow-headers");
+        assert!(allowed.contains("mcp-param-region"), "{allowed}");
+        assert!(!allowed.contains("x-other"), "{allowed}");
+        // A foreign origin's preflight gets no CORS header at all.
+        let response = send(
+            &layer(),
+            request(Method::OPTIONS, Some("http://evil.example")),
+        )
+        .await;
+        assert!(
+            response
+                .headers()
+                .keys()
+                .all(|k| !k.as_str().starts_with("access-control-")),
+            "{:?}",
+            response.headers()
+        );
     }
 }

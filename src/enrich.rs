@@ -134,7 +134,9 @@ where
         // Without a principal (a layer missing in front) there is nothing to enrich;
         // the layers after this one refuse such a request.
         let principal = match req.extensions().get::<Principal>() {
-            Some(principal) if self.enrich.is_enabled() => principal.clone(),
+            Some(principal) if self.enrich.is_enabled() && !principal.is_anonymous() => {
+                principal.clone()
+            }
             _ => return EnrichFuture::Direct(self.inner.call(req)),
         };
         let clone = self.inner.clone();

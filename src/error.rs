@@ -186,9 +186,9 @@ impl AuthError {
     pub fn error_code(&self) -> Option<&'static str> {
         match self.kind {
             AuthErrorKind::MissingToken => None,
-            AuthErrorKind::InvalidRequest | AuthErrorKind::HeaderMismatch => {
-                Some("invalid_request")
-            }
+            AuthErrorKind::InvalidRequest => Some("invalid_request"),
+            // A JSON-RPC error, not an OAuth one.
+            AuthErrorKind::HeaderMismatch => None,
             AuthErrorKind::InvalidToken => Some("invalid_token"),
             AuthErrorKind::InsufficientScope => Some("insufficient_scope"),
             AuthErrorKind::Forbidden => Some("access_denied"),

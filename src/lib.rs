@@ -14,9 +14,9 @@
 //!  request
 //!    │
 //!    ▼
-//!  1 CorsLayer          preflights answered; allowed pages may read answers (R-MCP-7)
-//!  2 MetadataLayer      GET of the RFC 9728 document → answered here       (R-PRM)
-//!  3 OriginLayer        a browser page of a foreign origin → 403           (R-MCP-7)
+//!  1 OriginLayer        a browser page of a foreign origin → 403, first of all (R-MCP-7)
+//!  2 CorsLayer          preflights answered; allowed pages may read answers (R-MCP-7)
+//!  3 MetadataLayer      GET of the RFC 9728 document → answered here       (R-PRM)
 //!  4 BearerLayer        the token, from exactly one Authorization header   (R-BEAR)
 //!  5 VerifyLayer        signature, iss, exp… by a TokenVerifier → Principal (R-JWT, R-KEY, R-ISS, R-GW-3)
 //!  6 AudienceLayer      is the token meant for this resource (this route)? (R-AUD)
@@ -124,12 +124,12 @@ compile_error!(
 );
 
 // The stages, in the order a request meets them.
-// 1. CORS
-mod cors;
-// 2. the RFC 9728 metadata document
-mod metadata;
-// 3. the Origin check
+// 1. the Origin check
 mod origin;
+// 2. CORS
+mod cors;
+// 3. the RFC 9728 metadata document
+mod metadata;
 // 4. the bearer token
 mod bearer;
 // 5. verification: the token becomes a principal
@@ -166,16 +166,16 @@ mod resource;
 mod rule;
 mod uri;
 
-// 1. CORS
+// 1. origin
+pub use origin::{OriginLayer, OriginService};
+
+// 2. CORS
 pub use cors::{CorsFuture, CorsLayer, CorsService};
 
-// 2. metadata
+// 3. metadata
 pub use metadata::{
     MetadataEndpoint, MetadataLayer, MetadataService, document as metadata_document, metadata_path,
 };
-
-// 3. origin
-pub use origin::{OriginLayer, OriginService};
 
 // 4. bearer
 pub use bearer::{BearerLayer, BearerService, BearerToken, DEFAULT_MAX_TOKEN_LEN};
@@ -199,7 +199,7 @@ pub use enrich::{
 
 // 8. sessions, 9. the operation, 11. the tool filter
 pub use mcp::{
-    Argument, BindSessionsLayer, BindSessionsService, DEFAULT_MCP_BODY_LIMIT,
+    Argument, ArgumentValue, BindSessionsLayer, BindSessionsService, DEFAULT_MCP_BODY_LIMIT,
     DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE, DEFAULT_TOOLS_LIST_LIMIT, FilterToolsFuture,
     FilterToolsLayer, FilterToolsService, FilteredBody, MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION,
     MCP_SESSION_ID, McpBody, McpOperation, McpScopes, OperationLayer, OperationService,

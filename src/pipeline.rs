@@ -48,9 +48,9 @@ pub(crate) use layer_service;
 /// the order a request meets them.
 #[derive(Clone, Debug)]
 pub struct GatekeeperLayer {
+    pub(crate) origin: OriginLayer,
     pub(crate) cors: CorsLayer,
     pub(crate) metadata: MetadataLayer,
-    pub(crate) origin: OriginLayer,
     pub(crate) bearer: BearerLayer,
     pub(crate) verify: VerifyLayer,
     pub(crate) audience: AudienceLayer,
@@ -62,9 +62,9 @@ pub struct GatekeeperLayer {
 }
 
 /// The service of a [`GatekeeperLayer`] around `S`: the stages, outermost first.
-pub type Gatekeeper<S> = CorsService<
-    MetadataService<
-        OriginService<
+pub type Gatekeeper<S> = OriginService<
+    CorsService<
+        MetadataService<
             BearerService<
                 VerifyService<
                     AudienceService<
@@ -98,9 +98,9 @@ impl<S> Layer<S> for GatekeeperLayer {
         let inner = self.audience.layer(inner);
         let inner = self.verify.layer(inner);
         let inner = self.bearer.layer(inner);
-        let inner = self.origin.layer(inner);
         let inner = self.metadata.layer(inner);
-        self.cors.layer(inner)
+        let inner = self.cors.layer(inner);
+        self.origin.layer(inner)
     }
 }
 

@@ -22,6 +22,10 @@ pub enum TokenKind {
     TokenReview,
     /// A token checked by a user-supplied verifier, named by it.
     Other(Arc<str>),
+    /// No token at all: the caller of a public operation
+    /// ([`McpScopes::public`](crate::McpScopes::public)). It has no issuer, subject,
+    /// audience or scope.
+    Anonymous,
 }
 
 /// Adds to `into` each of `more` it does not hold yet, in order: the one way this
@@ -122,6 +126,17 @@ impl Principal {
             claims,
             enrichment: None,
         }))
+    }
+
+    /// The caller of a request that sent no token, let on for public operations.
+    pub(crate) fn anonymous() -> Self {
+        Self::from_claims(TokenKind::Anonymous, "", Map::new())
+    }
+
+    /// Whether the request sent no token ([`TokenKind::Anonymous`]): such a caller
+    /// reaches only public operations.
+    pub fn is_anonymous(&self) -> bool {
+        self.0.kind == TokenKind::Anonymous
     }
 
     /// A copy of this principal with `extra` claims from an enrichment step. They

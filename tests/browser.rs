@@ -6,8 +6,9 @@
 //! 401 challenge's `WWW-Authenticate` from JS, the metadata document cross-origin, calls
 //! `whoami` through the SDK, and reads the 403 `insufficient_scope` challenge of `write`.
 //! On any other origin the page reads nothing: each of its fetches fails with a
-//! `TypeError`, and the one request that reaches the server (a CORS "simple" POST, sent
-//! without a preflight) is answered 403, which the driver sees in the DevTools protocol.
+//! `TypeError`. The server answers all it is sent from there, preflights, the metadata
+//! `GET` and the CORS "simple" POST (sent without a preflight), with the `Origin`
+//! check's 403, which the driver sees in the DevTools protocol.
 
 mod support;
 
@@ -177,11 +178,25 @@ async fn the_sdk_in_a_browser_reads_the_challenges_on_an_allowed_origin_and_noth
     for e in strings(&foreign["page_exchanges"]) {
         assert!(e.ends_with("TypeError: Failed to fetch"), "{e}");
     }
-    // The server: preflights answered without Access-Control-Allow-Origin (so the
-    // browser never sent those requests), and 403 for the POST that needs none.
+    // The server: the Origin check's 403 for the preflights (so the browser never
+    // sent those requests), the metadata GET and the POST that needs no preflight.
     let network = strings(&foreign["network"]);
     assert!(
         network.contains(&"POST SERVER/mcp 403 (net::ERR_FAILED: MissingAllowOriginHeader)"),
+        "{report}"
+    );
+    assert!(
+        network.contains(
+            &"GET SERVER/.well-known/oauth-protected-resource/mcp 403 (net::ERR_FAILED: MissingAllowOriginHeader)"
+        ),
+        "{report}"
+    );
+    assert_eq!(
+        network
+            .iter()
+            .filter(|e| e.starts_with("OPTIONS SERVER/mcp 403"))
+            .count(),
+        3,
         "{report}"
     );
     assert_eq!(

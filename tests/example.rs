@@ -242,14 +242,17 @@ async fn a_page_of_a_foreign_origin_is_refused_403_before_its_token_is_looked_at
     let answer = call_from(&resource, "http://localhost:6274", None).await;
     assert_eq!(answer.status(), 401);
 
-    // The metadata document stays public to every origin (clients read it first);
-    // only allowed pages are told they may read it (see the test below).
+    // The Origin check comes first of all (R-MCP-7): a foreign page cannot even get
+    // the metadata document; clients that are not browsers send no Origin and do.
+    let metadata = running.field("metadata");
     let answer = reqwest::Client::new()
-        .get(running.field("metadata"))
+        .get(&metadata)
         .header("origin", "http://evil.example")
         .send()
         .await
         .expect("GET metadata");
+    assert_eq!(answer.status(), 403);
+    let answer = reqwest::get(&metadata).await.expect("GET metadata");
     assert_eq!(answer.status(), 200);
 
     // A value that is not an origin is a start-up error that says so.
@@ -333,8 +336,22 @@ async fn a_browser_client_of_an_allowed_origin_preflights_without_a_token_and_re
         .send()
         .await
         .expect("preflight");
+    assert_eq!(foreign_preflight.status(), 403);
     assert_eq!(
         header(&foreign_preflight, "access-control-allow-origin"),
         ""
     );
+    // The Mcp-Param-* headers of the tools behind may be sent by an allowed page.
+    let params = client
+        .request(reqwest::Method::OPTIONS, &resource)
+        .header("origin", APP)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, mcp-param-region",
+        )
+        .send()
+        .await
+        .expect("preflight");
+    assert!(header(&params, "access-control-allow-headers").contains("mcp-param-region"));
 }

@@ -80,7 +80,9 @@ async fn grpc_callers_get_grpc_statuses_with_the_challenge_in_metadata() {
     let step_up = challenge(&status);
     assert!(
         step_up.starts_with("Bearer error=\"insufficient_scope\"")
-            && step_up.ends_with("scope=\"mcp:write\""),
+            // The callback's step-up names the required scope too (one challenge
+            // names every scope the call needs, SEP-2350).
+            && step_up.ends_with("scope=\"mcp:read mcp:write\""),
         "{step_up}"
     );
     let reply = notes

@@ -151,6 +151,7 @@ impl Served {
     async fn ask_without_token(&self, message: &Value) -> reqwest::Response {
         reqwest::Client::new()
             .post(&self.resource)
+            .header("accept", "application/json, text/event-stream")
             .json(message)
             .send()
             .await
@@ -1096,6 +1097,12 @@ async fn required_scopes_and_a_callbacks_step_up_come_in_one_challenge() {
         "scope=\"mcp:read mcp:write audit\"",
     )
     .await;
+    // A caller holding the scopes meets the callback's step-up alone; it still names
+    // them, so a client that takes the challenged scopes for its next token keeps
+    // what the call needs.
+    let write = call("write", json!({"text": "x"}));
+    let ends = "scope=\"mcp:read mcp:write audit\"";
+    assert_step_up(&served, "mcp:read mcp:write", &write, ends).await;
 }
 
 #[tokio::test]
@@ -1205,4 +1212,95 @@ async fn assert_step_up(served: &Served, scope: &str, message: &Value, ends: &st
     let (status, challenge, _) = reply(served.ask(scope, message).await).await;
     assert_eq!(status, 403);
     assert!(challenge.ends_with(ends), "{challenge}");
+}
+
+#[tokio::test]
+async fn public_operations_pass_without_a_token_and_nothing_else_does() {
+    // Issue 14, item 7 (opt-in): tools/list and whoami are public; without a token
+    // they pass as an anonymous principal, and every other operation still gets the
+    // 401 challenge; a bad token is still 401 and a low-scope token still 403.
+    let served = Served::start(true, |b| {
+        b.mcp_scopes(
+            notes::scope_rules()
+                .public(["tools/list"])
+                .public_tool("whoami"),
+        )
+        .filter_tools(true)
+    })
+    .await;
+    let (status, _, body) = reply(served.ask_without_token(&list_tools()).await).await;
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<&str> = body["result"]["tools"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        names,
+        ["whoami"],
+        "an anonymous caller is listed the public tools"
+    );
+    let (status, _, body) = reply(served.ask_without_token(&call("whoami", json!({}))).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["structuredContent"]["kind"], "Anonymous");
+    assert_eq!(body["result"]["structuredContent"]["subject"], Value::Null);
+    for private in [
+        call("notes", json!({})),
+        call("write", json!({"text": "x"})),
+    ] {
+        let (status, challenge, _) = reply(served.ask_without_token(&private).await).await;
+        assert_eq!(status, 401);
+        assert!(!challenge.contains("error="), "{challenge}");
+        assert!(challenge.contains("scope=\"mcp:read\""), "{challenge}");
+    }
+    // Only the body counts: a header naming a public method over another body.
+    let (status, _, _) = reply(
+        reqwest::Client::new()
+            .post(&served.resource)
+            .header("mcp-method", "tools/list")
+            .json(&call("notes", json!({})))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    // No operation (the SSE GET) is not public.
+    let get = reqwest::Client::new()
+        .get(&served.resource)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(get.status(), 401);
+    // A token that fails verification is 401 even for a public operation.
+    let (status, challenge, _) = reply(
+        reqwest::Client::new()
+            .post(&served.resource)
+            .bearer_auth("not-a-token")
+            .json(&list_tools())
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(challenge.contains("invalid_token"), "{challenge}");
+    // With a token: public operations need no scope, the others what they always did.
+    let (status, _, body) = reply(served.ask("other", &call("whoami", json!({}))).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_step_up(
+        &served,
+        "mcp:read",
+        &call("write", json!({"text": "x"})),
+        "scope=\"mcp:write\"",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn without_public_operations_a_request_without_a_token_is_401_as_before() {
+    let served = Served::start(true, |b| b.filter_tools(true)).await;
+    let (status, challenge, _) = reply(served.ask_without_token(&list_tools()).await).await;
+    assert_eq!(status, 401);
+    assert!(challenge.contains("scope=\"mcp:read\""), "{challenge}");
 }

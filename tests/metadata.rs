@@ -109,7 +109,9 @@ async fn allowed_pages_read_the_document_and_other_origins_get_no_cors() {
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.body["resource"], RESOURCE);
     assert_eq!(answer.header("access-control-allow-origin"), BROWSER_APP);
+    // A foreign page's request is refused first of all (R-MCP-7), with no CORS.
     let foreign = send(&app, get("http://evil.example")).await;
+    assert_eq!(foreign.status, StatusCode::FORBIDDEN);
     assert_eq!(foreign.header("access-control-allow-origin"), "");
     let post = Request::post(path).body(Body::empty()).expect("request");
     let answer = send(&app, post).await;

@@ -18,6 +18,17 @@ pub fn scope_rules() -> McpScopes {
     McpScopes::new(["mcp:read"]).tool("write*", ["mcp:write"])
 }
 
+/// The arguments of `notes`.
+#[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
+pub struct NotesArgs {
+    /// Only the notes containing this text (all of them when empty). Mirrored in
+    /// the `Mcp-Param-Contains` header (MCP 2026-07-28, SEP-2243), which the MCP
+    /// server checks.
+    #[serde(default)]
+    #[schemars(extend("x-mcp-header" = "Contains"))]
+    pub contains: String,
+}
+
 /// The arguments of `write`.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 pub struct WriteArgs {
@@ -69,9 +80,13 @@ impl Notes {
         })))
     }
 
-    #[tool(description = "List the notes in the notebook")]
-    async fn notes(&self) -> Result<CallToolResult, ErrorData> {
-        let notes = self.notebook.lock().map(|n| n.clone()).unwrap_or_default();
+    #[tool(description = "List the notes in the notebook, or those containing a text")]
+    async fn notes(
+        &self,
+        Parameters(args): Parameters<NotesArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let mut notes = self.notebook.lock().map(|n| n.clone()).unwrap_or_default();
+        notes.retain(|note| note.contains(args.contains.as_str()));
         Ok(CallToolResult::structured(json!({ "notes": notes })))
     }
 

@@ -12,13 +12,15 @@ use http::HeaderMap;
 use http::header::HeaderName;
 use serde_json::Value;
 
+use super::argument::Argument;
 use super::operation::{
     MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION, McpOperation, name_member, shorten,
 };
-use super::scopes::Argument;
 
-/// How a header value that is not plain visible ASCII travels (SEP-2243).
+/// How a header value that is not plain visible ASCII travels (SEP-2243): between
+/// this prefix…
 const BASE64_PREFIX: &str = "=?base64?";
+/// …and this suffix.
 const BASE64_SUFFIX: &str = "?=";
 
 /// The `Mcp-Method` / `Mcp-Name` headers, decoded. `Err` names what is wrong.
@@ -26,7 +28,9 @@ pub(crate) fn from_headers(headers: &HeaderMap) -> Result<Option<McpOperation>, 
     let Some(method) = single(headers, &MCP_METHOD)? else {
         return Ok(None);
     };
-    let name = single(headers, &MCP_NAME)?.map(decode).transpose()?;
+    let name = single(headers, &MCP_NAME)?
+        .map(|value| decode(value, &MCP_NAME))
+        .transpose()?;
     Ok(Some(McpOperation::claimed(
         method.to_owned(),
         name.map(Cow::into_owned),
@@ -47,8 +51,8 @@ fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a st
         .map_err(|_| format!("the {name} header is not visible ASCII; encode it as =?base64?…?="))
 }
 
-/// Undoes SEP-2243's `=?base64?…?=` wrapping.
-fn decode(value: &str) -> Result<Cow<'_, str>, String> {
+/// Undoes SEP-2243's `=?base64?…?=` wrapping of the header `name`'s `value`.
+fn decode<'a>(value: &'a str, name: &HeaderName) -> Result<Cow<'a, str>, String> {
     match value
         .strip_prefix(BASE64_PREFIX)
         .and_then(|v| v.strip_suffix(BASE64_SUFFIX))
@@ -59,7 +63,7 @@ fn decode(value: &str) -> Result<Cow<'_, str>, String> {
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .map(Cow::Owned)
-            .ok_or_else(|| "the mcp-name header is not valid =?base64?…?= UTF-8".to_owned()),
+            .ok_or_else(|| format!("the {name} header is not valid =?base64?…?= UTF-8")),
     }
 }
 
@@ -104,9 +108,16 @@ pub(crate) fn check(
     let claimed = from_headers(headers)?;
     check_method(operation, claimed.as_ref(), headers, required)?;
     check_name(operation, claimed.as_ref(), required)?;
-    if operation.is("tools/call") {
-        for argument in arguments {
-            check_param_header(operation, argument, headers, required)?;
+    if let (true, Some(tool)) = (operation.is("tools/call"), operation.name()) {
+        let mut checked: Vec<&HeaderName> = Vec::new();
+        for argument in arguments.iter().filter(|a| a.read_for(tool)) {
+            let Some(header) = argument.header_name() else {
+                continue;
+            };
+            if !checked.contains(&header) {
+                checked.push(header);
+                check_param_header(operation, argument, header, headers, required)?;
+            }
         }
     }
     Ok(())
@@ -201,17 +212,17 @@ fn check_name(
 fn check_param_header(
     operation: &McpOperation,
     argument: &Argument,
+    name: &HeaderName,
     headers: &HeaderMap,
     required: bool,
 ) -> Result<(), String> {
-    let Some(name) = argument.header_name() else {
-        return Ok(());
-    };
-    let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else {
-        return Ok(());
-    };
-    let sent = single(headers, &header_name)?.map(decode).transpose()?;
-    let body = operation.argument(argument.name()).filter(|v| !v.is_null());
+    let sent = single(headers, name)?
+        .map(|value| decode(value, name))
+        .transpose()?;
+    let body = operation
+        .argument(argument.name())
+        .present()
+        .filter(|v| !v.is_null());
     match (sent, body) {
         (Some(sent), Some(body)) if !same_value(&sent, body) => Err(format!(
             "{name} header value '{}' does not match body value {} (params.arguments.{})",
@@ -250,6 +261,7 @@ fn same_value(text: &str, body: &Value) -> bool {
 #[cfg(test)]
 mod sep2243 {
     use super::*;
+    use crate::mcp::ArgumentValue;
     use crate::mcp::operation::{Refused, from_body};
     use http::HeaderValue;
 
@@ -273,7 +285,9 @@ mod sep2243 {
     }
 
     fn visibility() -> [Argument; 1] {
-        [Argument::new("visibility").header("Visibility")]
+        [Argument::new("visibility")
+            .header("Visibility")
+            .for_tools("create_*")]
     }
 
     /// The refusal of `body` with `headers`, as the layer would send it.
@@ -400,7 +414,8 @@ mod sep2243 {
         let body = call("2025-11-25", r#"{"visibility":"public","other":1}"#);
         let op = from_body(body.as_bytes(), &HeaderMap::new(), &visibility());
         assert_eq!(
-            op.ok().and_then(|op| op.argument("visibility").cloned()),
+            op.ok()
+                .and_then(|op| op.argument("visibility").present().cloned()),
             Some(Value::from("public"))
         );
     }
@@ -412,5 +427,54 @@ mod sep2243 {
         assert!(requires_headers("v999.0.0"));
         assert!(!requires_headers("2025-11-25"));
         assert!(!requires_headers("2025-06-18"));
+    }
+
+    #[test]
+    fn param_headers_and_argument_reading_hold_only_for_the_rules_tools() {
+        // Another tool with an argument of the same name declares no header: a
+        // 2026-07-28 call of it without Mcp-Param-Visibility is fine, and its other
+        // arguments may be anything, case-folded twins included.
+        let body = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"update_repo","arguments":{"visibility":"x","userId":1,"user_id":2},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        let pairs = [
+            MODERN,
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "update_repo"),
+        ];
+        assert_eq!(refusal(body, &pairs), None);
+        let op = from_body(body.as_bytes(), &headers(&pairs), &visibility());
+        assert_eq!(
+            op.ok()
+                .map(|op| op.argument("visibility") == ArgumentValue::NotRead),
+            Some(true)
+        );
+        // For the rule's tool, a value naming a member twice at any depth is refused.
+        let nested = call(
+            "2025-11-25",
+            r#"{"visibility":{"l":"private","l":"public"}}"#,
+        );
+        assert!(refusal(&nested, &[]).is_some_and(|r| !r.0));
+        // A repeated Mcp-Param header is refused.
+        let private = call("2026-07-28", r#"{"visibility":"private"}"#);
+        let twice = [
+            MODERN,
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "create_repo"),
+            ("mcp-param-visibility", "private"),
+            ("mcp-param-visibility", "private"),
+        ];
+        assert!(refusal(&private, &twice).is_some_and(|r| r.0));
+    }
+
+    #[test]
+    fn notifications_and_other_named_methods_of_2026_07_28_pass_with_their_headers() {
+        let note = r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        assert_eq!(refusal(note, &[MODERN]), None);
+        let subscribe = r#"{"jsonrpc":"2.0","id":4,"method":"resources/subscribe","params":{"uri":"file:///x","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        let pairs = [
+            MODERN,
+            ("mcp-method", "resources/subscribe"),
+            ("mcp-name", "file:///x"),
+        ];
+        assert_eq!(refusal(subscribe, &pairs), None);
     }
 }

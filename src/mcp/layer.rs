@@ -26,8 +26,8 @@ use crate::principal::Principal;
 use crate::resource::ProtectedResource;
 use crate::rule::Rule;
 
+use super::argument::Argument;
 use super::operation::{self, McpOperation};
-use super::scopes::Argument;
 use std::sync::Arc;
 
 /// The most of a request body read to find its MCP operation, by default (1 MiB).

@@ -8,11 +8,14 @@ mod argument;
 mod filter;
 mod headers;
 mod layer;
+mod members;
 mod operation;
+mod readings;
 mod scopes;
 mod session;
 mod sse;
 
+pub use argument::{Argument, ArgumentValue};
 pub use filter::{
     DEFAULT_TOOLS_LIST_LIMIT, FilterToolsFuture, FilterToolsLayer, FilterToolsService, FilteredBody,
 };
@@ -23,7 +26,7 @@ pub use layer::{
 pub(crate) use operation::from_body;
 pub(crate) use operation::shorten;
 pub use operation::{MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION, McpOperation, OperationSource};
-pub use scopes::{Argument, McpScopes};
+pub use scopes::McpScopes;
 pub(crate) use session::SessionBinding;
 pub use session::{
     BindSessionsLayer, BindSessionsService, DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE,

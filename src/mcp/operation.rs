@@ -11,12 +11,12 @@ use std::borrow::Cow;
 
 use http::HeaderMap;
 use http::header::HeaderName;
-use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use super::argument::{Argument, ArgumentValue};
 use super::headers;
-use super::scopes::Argument;
+use super::members::Members;
 
 /// The `Mcp-Method` request header: the JSON-RPC method of the body.
 pub const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
@@ -128,13 +128,18 @@ impl McpOperation {
         }
     }
 
-    /// The argument `name` of a `tools/call`, when a rule asked for it to be read
-    /// (see [`Authorize::arguments`](crate::Authorize::arguments)) and the
-    /// body has it.
-    pub fn argument(&self, name: &str) -> Option<&Value> {
+    /// What the body says of the argument `name` of a `tools/call`: its value, that
+    /// it has none, or that the arguments were not read (only the members a policy
+    /// names in [`Authorize::arguments`](crate::Authorize::arguments) are read, for
+    /// the tools it names them for). [`ArgumentValue::NotRead`] is no value: a policy
+    /// must not decide as if it were an allowed one.
+    pub fn argument(&self, name: &str) -> ArgumentValue<'_> {
         match &self.arguments {
-            Arguments::Read(read) => read.iter().find(|(n, _)| n == name).map(|(_, v)| v),
-            _ => None,
+            Arguments::Read(read) => read
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(ArgumentValue::Absent, |(_, v)| ArgumentValue::Present(v)),
+            _ => ArgumentValue::NotRead,
         }
     }
 
@@ -215,91 +220,6 @@ const MESSAGE_MEMBERS: &[&str] = &["jsonrpc", "method", "id", "params", "result"
 /// The members of MCP request `params` that name or carry what a request does.
 const PARAMS_MEMBERS: &[&str] = &["name", "uri", "taskId", "arguments", "_meta", "cursor"];
 
-/// `name` as a case-insensitive reader compares it: ASCII and Unicode simple case
-/// folding, plus the foldings that make a non-ASCII letter equal an ASCII one in the
-/// decoders MCP servers use (Go's `encoding/json` and `strings.EqualFold` take `ſ`
-/// U+017F for `s` and the Kelvin sign U+212A for `k`; Java's `equalsIgnoreCase` and
-/// .NET's `OrdinalIgnoreCase` take the dotted and dotless I for `i`). `_` and `-` are
-/// left out, as Go's `encoding/json/v2` does when it matches names case-insensitively.
-fn fold(name: &str) -> String {
-    name.chars()
-        .filter(|c| !matches!(c, '_' | '-'))
-        .map(|c| match c {
-            '\u{17F}' => 's',
-            '\u{212A}' => 'k',
-            '\u{130}' | '\u{131}' => 'i',
-            c => {
-                let mut lower = c.to_lowercase();
-                match (lower.next(), lower.next()) {
-                    (Some(l), None) => l,
-                    _ => c,
-                }
-            }
-        })
-        .collect()
-}
-
-/// The members of one JSON object in document order, duplicates kept, values unparsed.
-struct Members<'a>(Vec<(String, &'a RawValue)>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
-            type Value = Members<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: serde::de::MapAccess<'de>>(
-                self,
-                mut map: M,
-            ) -> Result<Self::Value, M::Error> {
-                let mut members = Vec::new();
-                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
-                    members.push(entry);
-                }
-                Ok(Members(members))
-            }
-        }
-        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
-    }
-}
-
-impl<'a> Members<'a> {
-    /// Refuses what lets two readers see different members (R-GW-1): a member that
-    /// equals a known one only under case folding (`Name` for `name`: Go's
-    /// `encoding/json` reads it as `name`), and two members that fold to one name
-    /// (exact duplicates included; readers differ in which one wins).
-    fn check(&self, known: &[&str], whose: &str) -> Result<(), String> {
-        let known: Vec<(&str, String)> = known.iter().map(|k| (*k, fold(k))).collect();
-        // A set, not a scan: a body may have a hundred thousand members.
-        let mut seen = std::collections::HashSet::with_capacity(self.0.len());
-        for (name, _) in &self.0 {
-            let folded = fold(name);
-            if let Some((like, _)) = known.iter().find(|(k, f)| k != name && *f == folded) {
-                return Err(format!(
-                    "{whose} has a member {:?} that differs from {like:?} only in letter \
-                     case (or in '_' and '-'); a server that matches member names \
-                     case-insensitively would read it as {like:?}, so the request is refused",
-                    shorten(name)
-                ));
-            }
-            if !seen.insert(folded) {
-                return Err(format!(
-                    "{whose} has the member {:?} more than once (or twice in different \
-                     letter case); servers differ in which one they read",
-                    shorten(name)
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn get(&self, name: &str) -> Option<&'a RawValue> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
-    }
-}
-
 /// `text` with a control character in it is refused: no MCP method, tool, prompt or
 /// URI has one, and servers differ in whether they strip it (WHATWG URL parsing drops
 /// tabs and newlines) or keep it.
@@ -330,7 +250,7 @@ fn plain_uri(uri: &str) -> Result<(), String> {
                 shorten(uri)
             ));
         }
-        match super::scopes::percent_decode(&text) {
+        match super::readings::percent_decode(&text) {
             Some(decoded) if decoded != text => text = decoded,
             _ => break,
         }
@@ -376,10 +296,8 @@ pub(crate) fn from_body(
         }
         _ => {}
     }
-    let read = match (&params, method.as_deref()) {
-        (Some(params), Some("tools/call")) if !arguments.is_empty() => {
-            read_arguments(params, arguments)?
-        }
+    let read = match (&params, method.as_deref(), name.as_deref()) {
+        (Some(params), Some("tools/call"), Some(tool)) => read_arguments(params, arguments, tool)?,
         _ => Arguments::Unknown,
     };
     let operation = McpOperation {
@@ -504,20 +422,41 @@ fn read_name(params: &Members<'_>, member: &str) -> Result<Option<String>, Strin
 
 /// The members of `params.arguments` named in `names`; `Unknown` when there are no
 /// arguments or they are not an object (rules over them then ask for their scopes).
-fn read_arguments(params: &Members<'_>, names: &[Argument]) -> Result<Arguments, String> {
+///
+/// Only the members read for `tool` are looked at: one that differs from such a name
+/// only in letter case, or such a name given twice, is refused (a case-insensitive
+/// server would read it); so is a value that names a member twice at any depth.
+fn read_arguments(
+    params: &Members<'_>,
+    arguments: &[Argument],
+    tool: &str,
+) -> Result<Arguments, String> {
+    let mut known: Vec<&str> = Vec::new();
+    for argument in arguments.iter().filter(|a| a.read_for(tool)) {
+        if !known.contains(&argument.name()) {
+            known.push(argument.name());
+        }
+    }
+    if known.is_empty() {
+        return Ok(Arguments::Unknown);
+    }
     let Some(raw) = params.get("arguments") else {
         return Ok(Arguments::Read(Vec::new()));
     };
     let Ok(members) = serde_json::from_str::<Members<'_>>(raw.get()) else {
         return Ok(Arguments::Unknown);
     };
-    let known: Vec<&str> = names.iter().map(Argument::name).collect();
-    members.check(&known, "params.arguments")?;
+    members.check_only(&known, "params.arguments")?;
     let mut read = Vec::new();
     for name in known {
         if let Some(raw) = members.get(name) {
-            let value = serde_json::from_str::<Value>(raw.get())
-                .map_err(|_| format!("params.arguments.{} is not valid JSON", shorten(name)))?;
+            let value = crate::verify::parse_strict(raw.get()).map_err(|_| {
+                format!(
+                    "params.arguments.{} names a member twice (or is not valid JSON); \
+                     servers differ in which one they read",
+                    shorten(name)
+                )
+            })?;
             read.push((name.to_owned(), value));
         }
     }
@@ -572,6 +511,7 @@ impl std::fmt::Display for Refused {
 mod tests {
     use super::*;
     use crate::mcp::headers::from_headers;
+    use crate::mcp::members::fold;
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
 

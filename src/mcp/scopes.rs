@@ -11,9 +11,9 @@ use std::sync::Arc;
 use crate::decision::Decision;
 use crate::principal::Principal;
 
-pub use super::argument::Argument;
-use super::argument::ArgumentRule;
+use super::argument::{Argument, ArgumentRule};
 use super::operation::{McpOperation, OperationSource};
+use super::readings::{case_insensitive, visit_readings};
 
 /// Per-operation scope rules for an MCP server.
 ///
@@ -37,6 +37,10 @@ pub struct McpScopes {
     default: Arc<[String]>,
     rules: Vec<Rule>,
     arguments: Vec<ArgumentRule>,
+    /// Methods that may be called without a token.
+    public_methods: Vec<String>,
+    /// Tools that may be called without a token.
+    public_tools: Vec<Pattern>,
     hierarchy: ScopeHierarchy,
 }
 
@@ -76,241 +80,6 @@ const URI_METHODS: &[&str] = &[
     "resources/unsubscribe",
 ];
 
-/// How a server may clean the path of a resource URI before using it.
-#[derive(Clone, Copy)]
-enum Cleaning {
-    /// The path as it is.
-    None,
-    /// RFC 3986 §5.2.4 dot-segment removal: `.` and `..` segments go, empty segments
-    /// stay (`/a//../b` is `/a/b`).
-    Rfc3986,
-    /// POSIX-style, as `path.Clean` in Go or `os.path.normpath` in Python: repeated
-    /// slashes collapse first, then `..` pops a segment (`/a//../b` is `/b`).
-    Posix,
-}
-
-/// How a server may treat `?` and `#` in a resource URI.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Tail {
-    /// As the query and fragment delimiters of a URI.
-    Delimiters,
-    /// As path characters: a server that strips `file://` and opens the rest as a
-    /// path cleans `/public/x?/../../secret` to `/secret`.
-    Path,
-    /// As the end of the path, dropped with what follows: a server that opens
-    /// `url.pathname` opens `/secret.txt` for `file:///secret.txt?x`.
-    Cut,
-}
-
-/// Every reading of the resource URI `uri` a server behind the gatekeeper may take
-/// (R-GW-2), handed to `visit` one at a time with whether it is the case-insensitive
-/// file system's reading (matched against patterns read the same way). A server may
-/// trim surrounding whitespace; decode percent-escapes (once, or again, and trim
-/// again); take a backslash for a slash; strip every `file://` it finds; remove dot
-/// segments as RFC 3986 says or clean the path as a file system path, with `?` and
-/// `#` as delimiters, as path characters, or cut off with what follows; ignore the
-/// scheme's letter case and, for `file:`, the host (`file:/x`, `file:///x`,
-/// `file://localhost/x` and `file://any-host/x` are one local path); and, on a
-/// case-insensitive file system (macOS, Windows), ignore the path's letter case and
-/// the dots and spaces that end a segment.
-fn visit_readings(uri: &str, visit: &mut dyn FnMut(&str, bool)) {
-    let trim = |text: &str| {
-        text.trim_matches(|c: char| c <= ' ' || c.is_whitespace() || c == '\u{FEFF}')
-            .to_owned()
-    };
-    let mut decoded = vec![uri.to_owned()];
-    for _ in 0..2 {
-        let Some(last) = decoded.last() else { break };
-        match percent_decode(last) {
-            Some(next) if next != *last => decoded.push(next),
-            _ => break,
-        }
-    }
-    let mut texts = Vec::with_capacity(2 * decoded.len());
-    for text in decoded {
-        let trimmed = trim(&text);
-        texts.push(text);
-        if !texts.contains(&trimmed) {
-            texts.push(trimmed);
-        }
-    }
-    for text in &texts {
-        let mut forms = vec![text.clone()];
-        if text.contains('\\') {
-            forms.push(text.replace('\\', "/"));
-        }
-        if text.matches("file://").count() > 1 {
-            forms.push(format!("file://{}", text.replace("file://", "")));
-        }
-        for form in &forms {
-            for tail in [Tail::Delimiters, Tail::Path, Tail::Cut] {
-                for cleaning in [Cleaning::None, Cleaning::Rfc3986, Cleaning::Posix] {
-                    visit(&canonical_uri(form, cleaning, tail), false);
-                }
-            }
-            for tail in [Tail::Path, Tail::Cut] {
-                let posix = canonical_uri(form, Cleaning::Posix, tail);
-                if posix.starts_with("file:") {
-                    visit(&case_insensitive(&posix), true);
-                }
-            }
-        }
-    }
-}
-
-/// The readings of `uri` (the URI as sent first), each once.
-#[cfg(test)]
-fn readings(uri: &str) -> Vec<String> {
-    let mut all = vec![uri.to_owned()];
-    visit_readings(uri, &mut |reading, _| {
-        if !all.iter().any(|r| r == reading) {
-            all.push(reading.to_owned());
-        }
-    });
-    all
-}
-
-/// `uri` as a case-insensitive file system reads its path: in lower case, without
-/// the dots and spaces that end a segment (Windows drops them).
-fn case_insensitive(uri: &str) -> String {
-    let (head, path) = match uri.find("://") {
-        Some(at) => {
-            let start = uri[at + 3..].find('/').map_or(uri.len(), |i| at + 3 + i);
-            uri.split_at(start)
-        }
-        None => ("", uri),
-    };
-    let lower = |text: &str| -> String {
-        text.chars()
-            .map(|c| match c {
-                // The foldings of APFS and NTFS that reach ASCII letters.
-                '\u{17F}' => 's',
-                '\u{212A}' => 'k',
-                '\u{130}' | '\u{131}' => 'i',
-                c => c,
-            })
-            .collect::<String>()
-            .to_lowercase()
-    };
-    let path: Vec<String> = path
-        .split('/')
-        .map(|segment| {
-            let trimmed = segment.trim_end_matches(['.', ' ']);
-            match trimmed.is_empty() {
-                true => lower(segment),
-                false => lower(trimmed),
-            }
-        })
-        .collect();
-    format!("{head}{}", path.join("/"))
-}
-
-/// `text` with every `%XX` escape decoded; `None` when it has none.
-pub(super) fn percent_decode(text: &str) -> Option<String> {
-    if !text.contains('%') {
-        return None;
-    }
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
-        match (bytes[at], hex(bytes.get(at + 1)), hex(bytes.get(at + 2))) {
-            (b'%', Some(high), Some(low)) => {
-                decoded.push((high * 16 + low) as u8);
-                at += 3;
-            }
-            (b, _, _) => {
-                decoded.push(b);
-                at += 1;
-            }
-        }
-    }
-    Some(String::from_utf8_lossy(&decoded).into_owned())
-}
-
-/// `uri` with its scheme (and an authority's host) in lower case, a `file:` URI's
-/// host dropped (`file:///…`), user info and default ports dropped, and its path
-/// cleaned by `cleaning`, up to the first `?` or `#` or through them (`tail`).
-fn canonical_uri(uri: &str, cleaning: Cleaning, tail: Tail) -> String {
-    let scheme_end = uri
-        .find([':', '/', '?', '#'])
-        .filter(|&i| uri.as_bytes()[i] == b':' && i > 0);
-    let Some(scheme_end) = scheme_end else {
-        return clean_tail(uri, cleaning, tail);
-    };
-    let scheme = uri[..scheme_end].to_ascii_lowercase();
-    let rest = &uri[scheme_end + 1..];
-    let (authority, path) = match rest.strip_prefix("//") {
-        Some(after) => {
-            let end = after.find(['/', '?', '#']).unwrap_or(after.len());
-            (Some(after[..end].to_owned()), &after[end..])
-        }
-        None => (None, rest),
-    };
-    let path = clean_tail(path, cleaning, tail);
-    match (scheme.as_str(), authority) {
-        // A file server reads the path and ignores the host (`localhost`, a name, an
-        // address), so every host form is the local path.
-        ("file", _) => format!("file:///{}", path.trim_start_matches('/')),
-        (_, Some(authority)) => {
-            let host = authority
-                .rsplit_once('@')
-                .map_or(authority.as_str(), |(_, h)| h);
-            // Host names are case-insensitive where they are DNS names; a custom
-            // scheme's authority (`repo://MyOrg/…`) is the server's to read.
-            let (default_port, dns) = match scheme.as_str() {
-                "https" | "wss" => (":443", true),
-                "http" | "ws" => (":80", true),
-                _ => ("", false),
-            };
-            let host = match default_port {
-                "" => host,
-                port => host.strip_suffix(port).unwrap_or(host),
-            };
-            match dns {
-                true => format!("{scheme}://{}{path}", host.to_ascii_lowercase()),
-                false => format!("{scheme}://{host}{path}"),
-            }
-        }
-        (_, None) => format!("{scheme}:{path}"),
-    }
-}
-
-/// The path of `text` cleaned by `cleaning`: up to its first `?` or `#`, the rest
-/// kept as it is, or the whole of it when `tail` says they are path characters.
-fn clean_tail(text: &str, cleaning: Cleaning, tail: Tail) -> String {
-    let end = match tail {
-        Tail::Delimiters | Tail::Cut => text.find(['?', '#']).unwrap_or(text.len()),
-        Tail::Path => text.len(),
-    };
-    let (path, rest) = text.split_at(end);
-    let rest = match tail {
-        Tail::Cut => "",
-        _ => rest,
-    };
-    let rooted = path.starts_with('/');
-    let mut segments: Vec<&str> = Vec::new();
-    let mut trailing = false;
-    let parts = path.split('/').skip(usize::from(rooted));
-    for segment in parts {
-        trailing = matches!(segment, "." | "..");
-        match (segment, cleaning) {
-            (_, Cleaning::None) => segments.push(segment),
-            ("" | ".", Cleaning::Posix) | (".", Cleaning::Rfc3986) => {}
-            ("..", _) => {
-                segments.pop();
-            }
-            (other, _) => segments.push(other),
-        }
-    }
-    if trailing && !matches!(cleaning, Cleaning::None) {
-        segments.push("");
-    }
-    let joined = segments.join("/");
-    format!("{}{joined}{rest}", if rooted { "/" } else { "" })
-}
-
 fn collect<I, T>(scopes: I) -> Arc<[String]>
 where
     I: IntoIterator<Item = T>,
@@ -331,6 +100,8 @@ impl McpScopes {
             default: collect(default_scopes),
             rules: Vec::new(),
             arguments: Vec::new(),
+            public_methods: Vec::new(),
+            public_tools: Vec::new(),
             hierarchy: ScopeHierarchy::new(),
         }
     }
@@ -410,11 +181,68 @@ impl McpScopes {
         T: Into<String>,
     {
         self.arguments.push(ArgumentRule {
-            pattern: Pattern::new(pattern),
-            argument,
+            argument: argument.for_tools(pattern),
             scopes: collect(scopes),
         });
         self
+    }
+
+    /// Requests of the JSON-RPC `methods` may be made without a token (opt-in; never
+    /// the default): for servers that let anyone discover them (`server/discover`,
+    /// `initialize` and `notifications/initialized` for 2025-11-25 clients,
+    /// `tools/list`, `ping`). A request without credentials for one of them goes on
+    /// with an anonymous [`Principal`] ([`Principal::is_anonymous`]); one for any
+    /// other operation gets the usual `401` challenge; a request whose token fails
+    /// verification is still `401`. A public operation needs no scope from anyone,
+    /// the builder's required scopes included; a callback still decides it. Only the
+    /// operation read from the body counts, never the `Mcp-Method` header alone.
+    ///
+    /// ```
+    /// use mcp_gatekeeper::{McpOperation, McpScopes};
+    ///
+    /// let scopes = McpScopes::new(["mcp:read"])
+    ///     .public(["server/discover", "tools/list"])
+    ///     .public_tool("get_weather");
+    /// assert!(scopes.is_public(&McpOperation::new("tools/list", None)));
+    /// assert!(scopes.is_public(&McpOperation::tool_call("get_weather")));
+    /// assert!(!scopes.is_public(&McpOperation::tool_call("whoami")));
+    /// ```
+    pub fn public<I, T>(mut self, methods: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.public_methods
+            .extend(methods.into_iter().map(Into::into));
+        self
+    }
+
+    /// `tools/call` of the tools matching `pattern` may be made without a token; see
+    /// [`McpScopes::public`]. With tool filtering, an anonymous `tools/list` lists
+    /// only these.
+    pub fn public_tool(mut self, pattern: &str) -> Self {
+        self.public_tools.push(Pattern::new(pattern));
+        self
+    }
+
+    /// Whether `operation`, read from a body, may be made without a token.
+    pub fn is_public(&self, operation: &McpOperation) -> bool {
+        if operation.source() != OperationSource::Body {
+            return false;
+        }
+        let Some(method) = operation.method() else {
+            return false;
+        };
+        self.public_methods.iter().any(|m| m == method)
+            || (method == "tools/call"
+                && operation
+                    .name()
+                    .is_some_and(|name| self.public_tools.iter().any(|p| p.matches(name))))
+    }
+
+    /// Whether any operation is public.
+    pub(crate) fn has_public(&self) -> bool {
+        !(self.public_methods.is_empty() && self.public_tools.is_empty())
     }
 
     /// The arguments the rules read (each name once).
@@ -541,6 +369,9 @@ impl McpScopes {
     /// Whether the decision for `principal` can depend on the operation: false when
     /// it holds every scope any rule needs, so its request bodies need not be read.
     pub fn depends_on_operation(&self, principal: &Principal) -> bool {
+        if principal.is_anonymous() && self.has_public() {
+            return true;
+        }
         let granted = principal.scopes();
         !self
             .every_scope()
@@ -573,6 +404,11 @@ impl Pattern {
         }
     }
 
+    /// The pattern as written.
+    pub(crate) fn text(&self) -> String {
+        self.parts.join("*")
+    }
+
     pub(crate) fn matches(&self, name: &str) -> bool {
         let (first, rest) = match self.parts.split_first() {
             Some(split) => split,
@@ -596,6 +432,7 @@ impl Pattern {
 
 #[cfg(test)]
 mod tests {
+    use super::super::readings::*;
     use super::*;
 
     #[test]
@@ -905,7 +742,7 @@ mod argument_rules {
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].name(), "visibility");
         assert_eq!(
-            read[0].header_name().as_deref(),
+            read[0].header_name().map(http::HeaderName::as_str),
             Some("mcp-param-visibility")
         );
     }

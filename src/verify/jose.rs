@@ -133,6 +133,11 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
     }
 }
 
+/// `text` as JSON in which no object names a member twice, at any depth.
+pub(crate) fn parse_strict(text: &str) -> Result<Value, serde_json::Error> {
+    serde_json::from_str::<Strict>(text).map(|Strict(value)| value)
+}
+
 /// Takes a compact JWS apart: the header and the claims decoded (once each), and the
 /// signed message and signature as sent. Nothing here is trusted yet.
 pub(super) fn parse(token: &str) -> Result<Parsed, AuthError> {

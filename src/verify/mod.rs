@@ -29,11 +29,12 @@ pub use chain::VerifierChain;
 pub(crate) use introspection::parse_answer;
 pub use introspection::{ClientAuth, DEFAULT_INACTIVE_TTL, Introspection, IntrospectionVerifier};
 pub use issuer::Issuer;
+pub(crate) use jose::parse_strict;
 pub use jwt::JwtVerifier;
 #[cfg(feature = "kubernetes")]
 pub use token_review::{TokenReview, TokenReviewVerifier};
 
-use crate::bearer::BearerToken;
+use crate::bearer::{BearerToken, NoToken};
 use crate::body::ResponseBody;
 use crate::error::AuthError;
 use crate::future::{GateFuture, Sealed, Settle, Waiting};
@@ -214,6 +215,10 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let verification = match req.extensions().get::<BearerToken>() {
             Some(token) => self.layer.verifier.verify(token),
+            // No credentials, let on by BearerLayer::allow_anonymous.
+            None if req.extensions().get::<NoToken>().is_some() => {
+                VerifyFuture::ready(Ok(Principal::anonymous()))
+            }
             None => VerifyFuture::ready(Err(AuthError::misconfigured(
                 "VerifyLayer found no BearerToken: put BearerLayer in front of it",
             ))),
