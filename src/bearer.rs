@@ -101,7 +101,9 @@ impl BearerLayer {
     /// the authorize layer lets it through for public operations
     /// ([`Authorize::allows_anonymous`](crate::Authorize::allows_anonymous)) and
     /// answers the others with the same `401` challenge. A malformed or repeated
-    /// header, or a token in the query or a form body, is still refused here.
+    /// header, or a token in the query or a form body, is still refused here. In a
+    /// stack composed by hand, an [`AuthorizeLayer`](crate::AuthorizeLayer) must come
+    /// after it: without one, a request without a token reaches the service.
     pub fn allow_anonymous(mut self, on: bool) -> Self {
         self.anonymous = on;
         self

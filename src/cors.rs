@@ -218,6 +218,7 @@ fn requested_params(headers: &HeaderMap) -> Option<HeaderValue> {
     let asked = headers.get(ACCESS_CONTROL_REQUEST_HEADERS)?.to_str().ok()?;
     let params: Vec<&str> = asked
         .split(',')
+        .take(MAX_PARAMS)
         .map(str::trim)
         .filter(|name| {
             name.len() > PARAM_PREFIX.len()
@@ -232,6 +233,9 @@ fn requested_params(headers: &HeaderMap) -> Option<HeaderValue> {
     }
     HeaderValue::from_str(&params.join(",").to_ascii_lowercase()).ok()
 }
+
+/// The most `Mcp-Param-*` names of one preflight allowed back.
+const MAX_PARAMS: usize = 64;
 
 /// The prefix of the headers that mirror tool arguments (SEP-2243).
 const PARAM_PREFIX: &str = "mcp-param-";

@@ -199,11 +199,11 @@ pub use enrich::{
 
 // 8. sessions, 9. the operation, 11. the tool filter
 pub use mcp::{
-    Argument, ArgumentValue, BindSessionsLayer, BindSessionsService, DEFAULT_MCP_BODY_LIMIT,
-    DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE, DEFAULT_TOOLS_LIST_LIMIT, FilterToolsFuture,
-    FilterToolsLayer, FilterToolsService, FilteredBody, MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION,
-    MCP_SESSION_ID, McpBody, McpOperation, McpScopes, OperationLayer, OperationService,
-    OperationSource, ReadingOperation,
+    ANONYMOUS_BODY_LIMIT, Argument, ArgumentValue, BindSessionsLayer, BindSessionsService,
+    DEFAULT_MCP_BODY_LIMIT, DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE,
+    DEFAULT_TOOLS_LIST_LIMIT, FilterToolsFuture, FilterToolsLayer, FilterToolsService,
+    FilteredBody, MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, McpBody,
+    McpOperation, McpScopes, OperationLayer, OperationService, OperationSource, ReadingOperation,
 };
 
 // 10. authorize

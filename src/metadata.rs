@@ -40,6 +40,27 @@ pub fn document(resource: &ProtectedResource, resource_uri: &str) -> Value {
     doc
 }
 
+/// Per route: what the route function says of the path `rest` a metadata document
+/// is for.
+fn route_resource(resource: &ProtectedResource, rest: &str, parts: &Parts) -> Option<String> {
+    let mut route = Request::new(());
+    *route.uri_mut() = if rest.is_empty() { "/" } else { rest }.parse().ok()?;
+    *route.headers_mut() = parts.headers.clone();
+    resource
+        .resource_for(&route.into_parts().0)
+        .map(std::borrow::Cow::into_owned)
+}
+
+/// The resource whose metadata document `parts` asks for, when it asks for one of a
+/// per-route resource (the `Origin` check allows that resource's own origin).
+pub(crate) fn described_resource(resource: &ProtectedResource, parts: &Parts) -> Option<String> {
+    let rest = parts.uri.path().strip_prefix(PREFIX)?;
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return None;
+    }
+    route_resource(resource, rest.trim_end_matches('/'), parts)
+}
+
 /// Answers a request for a metadata path; `None` when `parts` is not one.
 fn answer(
     resource: &ProtectedResource,
@@ -54,16 +75,10 @@ fn answer(
     let resource_uri = match resource.fixed_uri() {
         Some(uri) if uri::path_of(uri) == rest || (serve_root && rest.is_empty()) => uri.to_owned(),
         Some(_) => return Some(plain(StatusCode::NOT_FOUND)),
-        None => {
-            // Per route: ask the route function about the path the document is for.
-            let mut route = Request::new(());
-            *route.uri_mut() = if rest.is_empty() { "/" } else { rest }.parse().ok()?;
-            *route.headers_mut() = parts.headers.clone();
-            match resource.resource_for(&route.into_parts().0) {
-                Some(uri) => uri.into_owned(),
-                None => return Some(plain(StatusCode::NOT_FOUND)),
-            }
-        }
+        None => match route_resource(resource, rest, parts) {
+            Some(uri) => uri,
+            None => return Some(plain(StatusCode::NOT_FOUND)),
+        },
     };
     let response = match parts.method {
         Method::GET | Method::HEAD => {

@@ -103,6 +103,8 @@ impl AllowedOrigins {
             None => self
                 .resource
                 .resource_for(parts)
+                .map(std::borrow::Cow::into_owned)
+                .or_else(|| crate::metadata::described_resource(&self.resource, parts))
                 .and_then(|resource| serialize_prefix(&resource))
                 .is_some_and(|own| own == origin),
         }
@@ -343,5 +345,9 @@ mod tests {
         assert!(!layer.admits(&with("https://mcp.example.com", "/mcp")));
         // A path that is no resource has no own origin to allow.
         assert!(!layer.admits(&with("https://gw.example.com", "/other")));
+        // The metadata document of a route's resource is for the same origin.
+        let metadata = "/.well-known/oauth-protected-resource/mcp";
+        assert!(layer.admits(&with("https://gw.example.com", metadata)));
+        assert!(!layer.admits(&with("https://mcp.example.com", metadata)));
     }
 }

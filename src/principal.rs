@@ -86,6 +86,9 @@ struct Inner {
     kind: TokenKind,
     claims: Map<String, Value>,
     enrichment: Option<Map<String, Value>>,
+    /// Set only for the caller of a request that sent no token: a verifier cannot
+    /// make one (a `TokenKind::Anonymous` of its own is a label, nothing more).
+    anonymous: bool,
 }
 
 /// The verified caller. Read it in a handler with
@@ -125,18 +128,24 @@ impl Principal {
             kind,
             claims,
             enrichment: None,
+            anonymous: false,
         }))
     }
 
     /// The caller of a request that sent no token, let on for public operations.
     pub(crate) fn anonymous() -> Self {
-        Self::from_claims(TokenKind::Anonymous, "", Map::new())
+        let mut principal = Self::from_claims(TokenKind::Anonymous, "", Map::new());
+        if let Some(inner) = Arc::get_mut(&mut principal.0) {
+            inner.anonymous = true;
+        }
+        principal
     }
 
-    /// Whether the request sent no token ([`TokenKind::Anonymous`]): such a caller
+    /// Whether the request sent no token (the verify layer made this principal, of
+    /// kind [`TokenKind::Anonymous`], for a request without credentials): such a caller
     /// reaches only public operations.
     pub fn is_anonymous(&self) -> bool {
-        self.0.kind == TokenKind::Anonymous
+        self.0.anonymous
     }
 
     /// A copy of this principal with `extra` claims from an enrichment step. They
@@ -152,6 +161,7 @@ impl Principal {
             kind: self.0.kind.clone(),
             claims: self.0.claims.clone(),
             enrichment: Some(extra),
+            anonymous: self.0.anonymous,
         }))
     }
 

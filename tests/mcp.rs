@@ -1264,6 +1264,21 @@ async fn public_operations_pass_without_a_token_and_nothing_else_does() {
     )
     .await;
     assert_eq!(status, 400);
+    // Only a POST: a GET, DELETE or PUT whose body names a public operation is 401.
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::DELETE,
+        reqwest::Method::PUT,
+    ] {
+        let answer = reqwest::Client::new()
+            .request(method.clone(), &served.resource)
+            .header("accept", "application/json, text/event-stream")
+            .json(&list_tools())
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(answer.status(), 401, "{method}");
+    }
     // No operation (the SSE GET) is not public.
     let get = reqwest::Client::new()
         .get(&served.resource)
@@ -1303,4 +1318,24 @@ async fn without_public_operations_a_request_without_a_token_is_401_as_before() 
     let (status, challenge, _) = reply(served.ask_without_token(&list_tools()).await).await;
     assert_eq!(status, 401);
     assert!(challenge.contains("scope=\"mcp:read\""), "{challenge}");
+}
+
+#[tokio::test]
+async fn a_caller_without_a_token_is_listed_only_public_tools_even_when_others_need_no_scope() {
+    let rules = mcp_gatekeeper::McpScopes::new(Vec::<String>::new())
+        .public(["tools/list"])
+        .public_tool("whoami");
+    let served = Served::start(true, |b| b.mcp_scopes(rules).filter_tools(true)).await;
+    let (status, _, body) = reply(served.ask_without_token(&list_tools()).await).await;
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<&str> = body["result"]["tools"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["whoami"]);
+    let (status, _, _) = reply(served.ask_without_token(&call("notes", json!({}))).await).await;
+    assert_eq!(status, 401);
+    // With a token (any scope), notes needs none.
+    let (status, _, body) = reply(served.ask("other", &call("notes", json!({}))).await).await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -29,6 +29,10 @@ struct Served {
 
 impl Served {
     async fn start(bind: bool) -> Self {
+        Self::start_with(bind, notes::scope_rules()).await
+    }
+
+    async fn start_with(bind: bool, rules: mcp_gatekeeper::McpScopes) -> Self {
         let key = SigningKey::ec("sessions");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -40,7 +44,7 @@ impl Served {
             .discovery(false);
         let server = ResourceServer::builder(&resource)
             .issuer(issuer)
-            .mcp_scopes(notes::scope_rules())
+            .mcp_scopes(rules)
             .bind_sessions(bind)
             .build()
             .expect("valid");
@@ -270,4 +274,46 @@ async fn a_session_id_not_seen_issued_belongs_to_its_first_user_and_memory_is_bo
     let request = http::Request::new(String::new());
     let status = bare.ready().await.expect("ready").call(request).await;
     assert_eq!(status.expect("infallible").status(), 500);
+}
+
+#[tokio::test]
+async fn a_caller_without_a_token_cannot_use_a_token_holders_session_nor_claim_one() {
+    // Issue 14, item 7 with R-GW-5: public operations let callers without a token in;
+    // a session opened with a token still answers only to that token.
+    let rules =
+        notes::scope_rules().public(["initialize", "notifications/initialized", "tools/list"]);
+    let served = Served::start_with(true, rules).await;
+    let session = served.initialize("alice").await;
+    let anonymous = |method: reqwest::Method, session: &str| {
+        reqwest::Client::new()
+            .request(method, &served.resource)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-06-18")
+            .header("mcp-session-id", session)
+    };
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    for method in [
+        reqwest::Method::POST,
+        reqwest::Method::GET,
+        reqwest::Method::DELETE,
+    ] {
+        let answer = anonymous(method.clone(), &session)
+            .json(&list)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(answer.status(), 401, "{method}");
+    }
+    // Alice's session still works for her.
+    let (status, body) = served.whoami("alice", &session).await;
+    assert_eq!(status, 200, "{body}");
+    // An id nobody was seen using goes on to the server, which knows no such session.
+    let unknown = "0123456789abcdef0123456789abcdef";
+    let answer = anonymous(reqwest::Method::POST, unknown)
+        .json(&list)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(answer.status(), 404);
 }

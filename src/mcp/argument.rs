@@ -115,7 +115,7 @@ impl Argument {
     }
 
     /// Whether `other` reads the same member for the same tools with the same header.
-    fn same_read(&self, other: &Self) -> bool {
+    pub(crate) fn same_read(&self, other: &Self) -> bool {
         self.name == other.name
             && self.header == other.header
             && self.tools.as_ref().map(Pattern::text) == other.tools.as_ref().map(Pattern::text)

@@ -3,8 +3,10 @@
 //!
 //! A `POST` whose decision depends on the operation is read, up to a limit, and the
 //! exact bytes read (and trailers) are handed on ([`McpBody`]); every other request
-//! keeps its body streaming. It runs after verification, so unauthenticated clients
-//! never make the server buffer anything. gRPC requests are never read.
+//! keeps its body streaming. It runs after verification, so a request with a bad
+//! token never makes the server buffer anything; a request without one (let on for
+//! public operations) is read up to [`ANONYMOUS_BODY_LIMIT`] only. gRPC requests are
+//! never read.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -32,6 +34,19 @@ use std::sync::Arc;
 
 /// The most of a request body read to find its MCP operation, by default (1 MiB).
 pub const DEFAULT_MCP_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The most of a body read for a caller without a token (public operations): an
+/// MCP discovery request is a few hundred bytes.
+pub const ANONYMOUS_BODY_LIMIT: usize = 64 * 1024;
+
+/// The limit for the request `parts`: the layer's, or [`ANONYMOUS_BODY_LIMIT`] for a
+/// caller without a token.
+fn limit_for(parts: &Parts, limit: usize) -> usize {
+    match parts.extensions.get::<Principal>() {
+        Some(principal) if principal.is_anonymous() => limit.min(ANONYMOUS_BODY_LIMIT),
+        _ => limit,
+    }
+}
 
 /// The rule id this layer's refusals carry in logs and spans.
 const RULE: Rule = Rule::Mcp1;
@@ -146,7 +161,7 @@ impl OperationLayer {
             let claimed = super::headers::from_headers(&parts.headers).ok().flatten();
             return Plan::Stream(claimed.unwrap_or_else(McpOperation::unknown));
         }
-        match unreadable(parts, self.limit) {
+        match unreadable(parts, limit_for(parts, self.limit)) {
             Some(error) => Plan::Refuse(error),
             None => Plan::Read,
         }
@@ -227,7 +242,7 @@ where
                 let check = ReadingOperation {
                     body: Box::pin(body),
                     read: Collected::default(),
-                    limit: self.layer.limit,
+                    limit: limit_for(&parts, self.layer.limit),
                     empty_is_unknown: parts.method != Method::POST,
                     arguments: self.layer.arguments.clone(),
                 };

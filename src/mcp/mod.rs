@@ -20,7 +20,8 @@ pub use filter::{
     DEFAULT_TOOLS_LIST_LIMIT, FilterToolsFuture, FilterToolsLayer, FilterToolsService, FilteredBody,
 };
 pub use layer::{
-    DEFAULT_MCP_BODY_LIMIT, McpBody, OperationLayer, OperationService, ReadingOperation,
+    ANONYMOUS_BODY_LIMIT, DEFAULT_MCP_BODY_LIMIT, McpBody, OperationLayer, OperationService,
+    ReadingOperation,
 };
 #[cfg(feature = "fuzzing")]
 pub(crate) use operation::from_body;

@@ -381,6 +381,9 @@ impl McpScopes {
     /// Decides `operation` for `principal`: allowed when every scope it needs was
     /// granted, else `insufficient_scope` naming all of them.
     pub fn decide(&self, principal: &Principal, operation: &McpOperation) -> Decision {
+        if self.is_public(operation) {
+            return Decision::Allow;
+        }
         let needed = self.scopes_for(operation);
         let granted = principal.scopes();
         if needed.iter().all(|s| self.hierarchy.satisfies(granted, s)) {

@@ -135,7 +135,15 @@ fn whom(principal: &Principal) -> Digest32 {
     fn field(v: Option<&str>) -> &[u8] {
         v.map_or(b"\xff", str::as_bytes)
     }
+    // The anonymous caller is nobody a verifier can name (issuer "" and no subject
+    // included).
+    let kind: &[u8] = if principal.is_anonymous() {
+        b"anonymous"
+    } else {
+        b"token"
+    };
     digest(&[
+        kind,
         principal.issuer().as_bytes(),
         field(principal.subject()),
         field(principal.client_id()),
@@ -179,35 +187,16 @@ where
                 ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)))
                     .binding(Some(binding))
             }
-            (Some(id), None) => {
-                // MCP: a session id is visible ASCII. Anything else may be read
-                // differently here and there (HTTP/2 keeps surrounding whitespace that
-                // HTTP/1 servers trim), so it is refused.
-                let visible =
-                    !id.is_empty() && id.as_bytes().iter().all(|b| (0x21..=0x7E).contains(b));
-                if !visible {
-                    let error = AuthError::invalid_request(
-                        RULE,
-                        "the Mcp-Session-Id header must be visible ASCII (0x21 to 0x7E)",
-                    );
+            (Some(id), None) => match self.layer.check(sessions, principal, id) {
+                Ok(()) => ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body))),
+                Err(Refused::NotFound) => {
+                    ResponseFuture::rejected(Rejection::new(not_found(), body))
+                }
+                Err(Refused::Error(error)) => {
                     let response = challenge::reject(error, &self.layer.resource, &parts);
-                    return ResponseFuture::rejected(Rejection::new(response, body));
+                    ResponseFuture::rejected(Rejection::new(response, body))
                 }
-                let key = digest(&[id.as_bytes()]);
-                let who = whom(principal);
-                let owner = match self.layer.refuse_unknown {
-                    true => sessions.get(&key),
-                    false => Some(sessions.get_with(key, || who)),
-                };
-                if owner != Some(who) {
-                    tracing::info!(
-                        rule = RULE.id(),
-                        "a session id of another principal was refused"
-                    );
-                    return ResponseFuture::rejected(Rejection::new(not_found(), body));
-                }
-                ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)))
-            }
+            },
             (Some(_), Some(_)) => {
                 let error = AuthError::invalid_request(
                     RULE,
@@ -217,6 +206,59 @@ where
                 ResponseFuture::rejected(Rejection::new(response, body))
             }
         }
+    }
+}
+
+/// Why a request's session id is refused.
+enum Refused {
+    /// Not the caller's session: `404`, as for a session that does not exist.
+    NotFound,
+    /// A malformed id, or a token holder's session used without a token.
+    Error(AuthError),
+}
+
+impl BindSessionsLayer {
+    /// Whether `principal` may use the session `id`, binding it to them on first use.
+    fn check(
+        &self,
+        sessions: &moka::sync::Cache<Digest32, Digest32>,
+        principal: &Principal,
+        id: &HeaderValue,
+    ) -> Result<(), Refused> {
+        // MCP: a session id is visible ASCII. Anything else may be read differently
+        // here and there (HTTP/2 keeps surrounding whitespace that HTTP/1 servers
+        // trim), so it is refused.
+        let visible = !id.is_empty() && id.as_bytes().iter().all(|b| (0x21..=0x7E).contains(b));
+        if !visible {
+            return Err(Refused::Error(AuthError::invalid_request(
+                RULE,
+                "the Mcp-Session-Id header must be visible ASCII (0x21 to 0x7E)",
+            )));
+        }
+        let key = digest(&[id.as_bytes()]);
+        let who = whom(principal);
+        if principal.is_anonymous() {
+            // A caller without a token claims nothing: a session it did not open goes
+            // on unbound (the server knows its own), and one of a token's holder asks
+            // for that token (401).
+            return match sessions.get(&key) {
+                Some(owner) if owner != who => Err(Refused::Error(AuthError::missing_token())),
+                None if self.refuse_unknown => Err(Refused::NotFound),
+                _ => Ok(()),
+            };
+        }
+        let owner = match self.refuse_unknown {
+            true => sessions.get(&key),
+            false => Some(sessions.get_with(key, || who)),
+        };
+        if owner != Some(who) {
+            tracing::info!(
+                rule = RULE.id(),
+                "a session id of another principal was refused"
+            );
+            return Err(Refused::NotFound);
+        }
+        Ok(())
     }
 }
 

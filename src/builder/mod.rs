@@ -25,9 +25,12 @@ use crate::metadata::MetadataLayer;
 use crate::origin::{AllowedOrigins, OriginLayer};
 use crate::pipeline::GatekeeperLayer;
 use crate::principal::add_scopes;
-use crate::resource::{OFFLINE_ACCESS, ProtectedResource, offline_access_named};
+use crate::resource::ProtectedResource;
 use crate::server::ResourceServer;
+mod checks;
+
 use crate::verify::{Issuer, TokenCacheOptions, TokenVerifier, VerifierChain, VerifyLayer};
+use checks::check_arguments;
 
 /// Builds a [`ResourceServer`]; see [`ResourceServer::builder`] and
 /// [`ResourceServer::with_verifier`]. `V` is how tokens are verified: [`Issuers`] or
@@ -467,9 +470,8 @@ impl<V> ResourceServerBuilder<V> {
         let origin = OriginLayer::with_origins(origins.clone(), self.origins.check);
         let cors = CorsLayer::with_origins(origins, self.origins.cors);
         let policy = self.scopes.policy(&resource);
-        for argument in policy.arguments() {
-            argument.validate()?;
-        }
+        check_arguments(&policy)?;
+
         let operation = OperationLayer::new(resource.clone()).body_limit(self.mcp.body_limit);
         let operation = match self.mcp.operations {
             true => operation.needed_by(policy.clone()),
@@ -507,48 +509,6 @@ impl<V> ResourceServerBuilder<V> {
             metadata,
             layer,
         })
-    }
-
-    /// Refuses `offline_access` among the scopes, naming the setting that has it.
-    fn check_offline_access(&self) -> Result<(), ConfigError> {
-        let has = |scopes: &[String]| scopes.iter().any(|s| s == OFFLINE_ACCESS);
-        if has(&self.scopes.required) {
-            return Err(offline_access_named("required_scopes"));
-        }
-        if self
-            .scopes
-            .mcp
-            .as_ref()
-            .is_some_and(|m| has(&m.all_scopes()))
-        {
-            return Err(offline_access_named("mcp_scopes"));
-        }
-        if has(self.resource.supported_scopes()) {
-            return Err(offline_access_named("scopes_supported"));
-        }
-        Ok(())
-    }
-
-    /// Refuses MCP settings that contradict each other.
-    fn check_mcp(&self) -> Result<(), ConfigError> {
-        if !self.mcp.operations && (self.scopes.mcp.is_some() || self.mcp.filter_tools) {
-            return Err(ConfigError::new(
-                "mcp_scopes and filter_tools need the MCP operation of each request, but \
-                 mcp_operations(false) turns reading it off; drop one of them",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Refuses a token length cap no real token fits.
-    fn check_token_len(&self) -> Result<(), ConfigError> {
-        if self.max_token_len < 64 {
-            return Err(ConfigError::new(format!(
-                "max_token_len {} is too small for any real access token; use at least 1024",
-                self.max_token_len
-            )));
-        }
-        Ok(())
     }
 }
 
