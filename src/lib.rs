@@ -130,8 +130,9 @@ mod origin;
 mod cors;
 // 3. the RFC 9728 metadata document
 mod metadata;
-// 4. the bearer token
+// 4. the bearer token (and DPoP proofs)
 mod bearer;
+mod dpop;
 // 5. verification: the token becomes a principal
 mod verify;
 // 6. the audience
@@ -179,6 +180,10 @@ pub use metadata::{
 
 // 4. bearer
 pub use bearer::{BearerLayer, BearerService, BearerToken, DEFAULT_MAX_TOKEN_LEN};
+pub use dpop::{
+    DEFAULT_DPOP_ALGORITHMS, DEFAULT_PROOF_LIFETIME, DEFAULT_PROOF_SKEW, DpopError, DpopVerifier,
+    InMemoryReplayStore, ProofRequest, ReplayStore, VerifiedProof, access_token_hash, thumbprint,
+};
 
 // 5. verify
 pub use verify::{

@@ -1,0 +1,686 @@
+//! [`DpopVerifier`]: checks a DPoP proof (RFC 9449 §4.3) for the request it came with,
+//! and remembers its `jti` so that it is never accepted twice ([`ReplayStore`]).
+//!
+//! A proof is a JWT the client signs, for each request, with the private key its
+//! access token is bound to (`cnf.jkt`, the RFC 7638 thumbprint of that key). It holds
+//! the request's method and URI, the time, a unique `jti` and the hash of the access
+//! token (`ath`), so a stolen token is useless without the key, and a stolen proof is
+//! useless for any other request. The verifier checks it in full and gives the
+//! thumbprint of its key, for the caller to compare with the token's `cnf.jkt`.
+//!
+//! Every check refuses with its own description, safe to show the client: the
+//! proof's header (`typ`, `alg`, a public `jwk`), the signature, `htm`, `htu`, `iat`,
+//! `ath`, and the `jti` not seen before within the proof's lifetime.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::ConfigError;
+use crate::keys::VerificationKey;
+
+/// The algorithms a proof may use by default: asymmetric ones only (RFC 9449 §4.3).
+pub const DEFAULT_DPOP_ALGORITHMS: [Algorithm; 5] = [
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+    Algorithm::RS256,
+    Algorithm::PS256,
+];
+
+/// How long after its `iat` a proof is accepted, by default.
+pub const DEFAULT_PROOF_LIFETIME: Duration = Duration::from_secs(300);
+
+/// How far in the future a proof's `iat` may be (clock skew), by default.
+pub const DEFAULT_PROOF_SKEW: Duration = Duration::from_secs(5);
+
+/// The longest proof read; a longer one is refused before it is decoded.
+const MAX_PROOF_LEN: usize = 8 * 1024;
+
+/// The longest `jti` kept.
+const MAX_JTI_LEN: usize = 256;
+
+/// JWK members that only a private key has (RFC 7517, RFC 7518 §6, RFC 8037).
+const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// Remembers the proofs seen, so that a `jti` is accepted once within a proof's
+/// lifetime. In process by default ([`InMemoryReplayStore`]); a shared store lets
+/// every replica refuse a proof another one accepted.
+pub trait ReplayStore: Send + Sync + 'static {
+    /// Records `key` (a digest of the proof's key and `jti`) for `ttl`: `Ok(true)` when
+    /// it was not seen before, `Ok(false)` when it was. `Err` (the store cannot answer)
+    /// refuses the request as unavailable, never as accepted.
+    fn first_use(
+        &self,
+        key: [u8; 32],
+        ttl: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<bool, String>> + Send + '_>>;
+}
+
+/// A [`ReplayStore`] in this process: bounded in entries, each kept for the proof
+/// lifetime it was recorded with.
+#[derive(Clone)]
+pub struct InMemoryReplayStore {
+    seen: moka::sync::Cache<[u8; 32], ()>,
+}
+
+impl InMemoryReplayStore {
+    /// At most `capacity` proofs remembered, each for `ttl` (the proof lifetime and
+    /// skew: no older proof is accepted anyway). When full, the oldest go first, which
+    /// a client could use only with proofs older than the others.
+    pub fn new(capacity: u64, ttl: Duration) -> Self {
+        Self {
+            seen: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+        }
+    }
+
+    /// How many proofs are remembered now (approximately, as the cache counts).
+    pub fn len(&self) -> u64 {
+        self.seen.run_pending_tasks();
+        self.seen.entry_count()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Debug for InMemoryReplayStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryReplayStore")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReplayStore for InMemoryReplayStore {
+    fn first_use(
+        &self,
+        key: [u8; 32],
+        _ttl: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<bool, String>> + Send + '_>> {
+        let fresh = self.seen.entry(key).or_insert(()).is_fresh();
+        Box::pin(std::future::ready(Ok(fresh)))
+    }
+}
+
+/// The request a proof must be for.
+#[derive(Debug, Clone, Copy)]
+pub struct ProofRequest<'a> {
+    /// The HTTP method (`POST`), compared exactly with `htm`.
+    pub method: &'a str,
+    /// The URI the client sent the request to, as the client saw it: the resource
+    /// URI (from configuration, never from `Host` alone). Compared with `htu` after
+    /// RFC 3986 normalisation, query and fragment left out.
+    pub uri: &'a str,
+    /// The access token the proof comes with, whose SHA-256 `ath` must be.
+    pub access_token: &'a str,
+}
+
+/// A proof that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedProof {
+    /// The RFC 7638 SHA-256 thumbprint of the proof's key (base64url): the access
+    /// token's `cnf.jkt` must be this.
+    pub jkt: String,
+    /// The proof's `jti`.
+    pub jti: String,
+}
+
+/// Why a proof was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DpopError {
+    /// The proof is invalid for this request (`401 invalid_dpop_proof`); the
+    /// description says which check, in words safe to show the client.
+    Invalid(String),
+    /// The replay store could not answer (`503`); the description is for the log.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for DpopError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Invalid(why) => write!(f, "invalid DPoP proof: {why}"),
+            Self::Unavailable(why) => write!(f, "DPoP replay store unavailable: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for DpopError {}
+
+fn invalid(why: impl Into<String>) -> DpopError {
+    DpopError::Invalid(why.into())
+}
+
+/// Checks DPoP proofs (RFC 9449 §4.3); see the module docs.
+#[derive(Clone)]
+pub struct DpopVerifier {
+    algorithms: Arc<[Algorithm]>,
+    lifetime: Duration,
+    skew: Duration,
+    replay: Arc<dyn ReplayStore>,
+}
+
+impl std::fmt::Debug for DpopVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpopVerifier")
+            .field("algorithms", &self.algorithms)
+            .field("lifetime", &self.lifetime)
+            .field("skew", &self.skew)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for DpopVerifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DpopVerifier {
+    /// [`DEFAULT_DPOP_ALGORITHMS`], proofs accepted for [`DEFAULT_PROOF_LIFETIME`]
+    /// after their `iat` and [`DEFAULT_PROOF_SKEW`] before it, and an
+    /// [`InMemoryReplayStore`] of 100,000 proofs.
+    pub fn new() -> Self {
+        let ttl = DEFAULT_PROOF_LIFETIME + DEFAULT_PROOF_SKEW;
+        Self {
+            algorithms: DEFAULT_DPOP_ALGORITHMS.into(),
+            lifetime: DEFAULT_PROOF_LIFETIME,
+            skew: DEFAULT_PROOF_SKEW,
+            replay: Arc::new(InMemoryReplayStore::new(100_000, ttl)),
+        }
+    }
+
+    /// The algorithms a proof may use; symmetric ones (HMAC) are refused: a proof is
+    /// signed with a key only the client holds.
+    pub fn algorithms<I>(mut self, algorithms: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = Algorithm>,
+    {
+        let algorithms: Vec<Algorithm> = algorithms.into_iter().collect();
+        if algorithms.is_empty() {
+            return Err(ConfigError::new("DPoP needs at least one proof algorithm"));
+        }
+        if let Some(hmac) = algorithms
+            .iter()
+            .find(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+        {
+            return Err(ConfigError::new(format!(
+                "{hmac:?} cannot sign a DPoP proof: RFC 9449 allows asymmetric algorithms only"
+            )));
+        }
+        self.algorithms = algorithms.into();
+        Ok(self)
+    }
+
+    /// How long after its `iat` a proof is accepted, and how far before it (skew).
+    /// The replay store remembers each `jti` for their sum. The in-process store is
+    /// made again for the new window; set a shared one after this.
+    pub fn proof_window(mut self, lifetime: Duration, skew: Duration) -> Self {
+        self.lifetime = lifetime;
+        self.skew = skew;
+        self.replay = Arc::new(InMemoryReplayStore::new(100_000, lifetime + skew));
+        self
+    }
+
+    /// Where seen proofs are remembered (a store shared by every replica).
+    pub fn replay_store(mut self, store: impl ReplayStore) -> Self {
+        self.replay = Arc::new(store);
+        self
+    }
+
+    /// The algorithms a proof may use (for `dpop_signing_alg_values_supported`).
+    pub fn allowed_algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
+    }
+
+    /// Checks `proof` for `request` now.
+    pub async fn verify(
+        &self,
+        proof: &str,
+        request: ProofRequest<'_>,
+    ) -> Result<VerifiedProof, DpopError> {
+        self.verify_at(proof, request, SystemTime::now()).await
+    }
+
+    /// Checks `proof` for `request` at the time `now`.
+    pub async fn verify_at(
+        &self,
+        proof: &str,
+        request: ProofRequest<'_>,
+        now: SystemTime,
+    ) -> Result<VerifiedProof, DpopError> {
+        let checked = self.check(proof, request, now)?;
+        let key = replay_key(&checked.jkt, &checked.jti);
+        match self.replay.first_use(key, self.lifetime + self.skew).await {
+            Ok(true) => Ok(checked),
+            Ok(false) => Err(invalid(
+                "the proof's jti was seen before: a proof is good for one request",
+            )),
+            Err(why) => Err(DpopError::Unavailable(why)),
+        }
+    }
+
+    /// Every check but the replay store's.
+    fn check(
+        &self,
+        proof: &str,
+        request: ProofRequest<'_>,
+        now: SystemTime,
+    ) -> Result<VerifiedProof, DpopError> {
+        if proof.len() > MAX_PROOF_LEN {
+            return Err(invalid(format!(
+                "the proof is longer than {MAX_PROOF_LEN} bytes"
+            )));
+        }
+        let mut parts = proof.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid("the proof is not a compact JWS (three parts)"));
+        };
+        let header = decode_object(header, "header")?;
+        let alg = self.check_header(&header)?;
+        let jwk = header
+            .get("jwk")
+            .ok_or_else(|| invalid("the proof's header has no jwk"))?;
+        let key = public_key(jwk, alg)?;
+        let message_len = proof.len() - signature.len() - 1;
+        let signed = key
+            .verify(alg, &proof.as_bytes()[..message_len], signature)
+            .unwrap_or(false);
+        if !signed {
+            return Err(invalid(
+                "the proof's signature does not verify with its jwk",
+            ));
+        }
+        let claims = decode_object(payload, "claims")?;
+        let jti = self.check_claims(&claims, request, now)?;
+        let jkt = thumbprint(jwk).ok_or_else(|| invalid("the proof's jwk has no thumbprint"))?;
+        Ok(VerifiedProof { jkt, jti })
+    }
+
+    /// `typ` and `alg`; the algorithm the proof uses.
+    fn check_header(&self, header: &Map<String, Value>) -> Result<Algorithm, DpopError> {
+        let typ = header.get("typ").and_then(Value::as_str);
+        if !typ.is_some_and(|t| t.eq_ignore_ascii_case("dpop+jwt")) {
+            return Err(invalid("the proof's typ is not dpop+jwt"));
+        }
+        let alg = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("the proof's header has no alg"))?;
+        let allowed = alg
+            .parse::<Algorithm>()
+            .ok()
+            .filter(|a| self.algorithms.contains(a));
+        allowed.ok_or_else(|| {
+            invalid(format!(
+                "the proof's alg {:?} is not one this server accepts",
+                crate::mcp::shorten(alg)
+            ))
+        })
+    }
+
+    /// `jti`, `htm`, `htu`, `iat` and `ath`; the `jti`.
+    fn check_claims(
+        &self,
+        claims: &Map<String, Value>,
+        request: ProofRequest<'_>,
+        now: SystemTime,
+    ) -> Result<String, DpopError> {
+        let text = |name: &str| claims.get(name).and_then(Value::as_str);
+        let jti = text("jti").filter(|j| !j.is_empty() && j.len() <= MAX_JTI_LEN);
+        let jti = jti.ok_or_else(|| invalid("the proof has no jti (or one over 256 bytes)"))?;
+        if text("htm") != Some(request.method) {
+            return Err(invalid("the proof's htm is not this request's method"));
+        }
+        let htu = text("htu").and_then(normalize_htu);
+        if htu.is_none() || htu != normalize_htu(request.uri) {
+            return Err(invalid("the proof's htu is not this request's URI"));
+        }
+        let iat = claims
+            .get("iat")
+            .and_then(Value::as_f64)
+            .filter(|i| i.is_finite())
+            .ok_or_else(|| invalid("the proof has no numeric iat"))?;
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        if iat > now + self.skew.as_secs_f64() {
+            return Err(invalid("the proof's iat is in the future"));
+        }
+        if iat < now - self.lifetime.as_secs_f64() {
+            return Err(invalid("the proof is too old (its iat is past the window)"));
+        }
+        if text("ath") != Some(access_token_hash(request.access_token).as_str()) {
+            return Err(invalid(
+                "the proof's ath is not the hash of the access token it came with",
+            ));
+        }
+        Ok(jti.to_owned())
+    }
+}
+
+/// A base64url JSON object of the proof, in which no member is named twice.
+fn decode_object(part: &str, what: &str) -> Result<Map<String, Value>, DpopError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| invalid(format!("the proof's {what} is not base64url")))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| invalid(format!("the proof's {what} is not UTF-8")))?;
+    match crate::verify::parse_strict(text) {
+        Ok(Value::Object(object)) => Ok(object),
+        _ => Err(invalid(format!(
+            "the proof's {what} is not a JSON object whose members are named once"
+        ))),
+    }
+}
+
+/// The proof's public key, for `alg`; a private key, a symmetric one or one that does
+/// not fit `alg` is refused.
+fn public_key(jwk: &Value, alg: Algorithm) -> Result<VerificationKey, DpopError> {
+    let Value::Object(members) = jwk else {
+        return Err(invalid("the proof's jwk is not a JSON object"));
+    };
+    if let Some(private) = PRIVATE_MEMBERS.iter().find(|m| members.contains_key(**m)) {
+        return Err(invalid(format!(
+            "the proof's jwk has the private member {private:?}: a proof carries a public key"
+        )));
+    }
+    let key = VerificationKey::from_jwk(jwk)
+        .map_err(|why| invalid(format!("the proof's jwk is not usable: {why}")))?;
+    if !key.accepts(alg) {
+        return Err(invalid("the proof's jwk does not fit its alg"));
+    }
+    Ok(key)
+}
+
+/// The RFC 7638 SHA-256 thumbprint (base64url) of a public JWK: its required
+/// members, in lexicographic order, as compact JSON.
+pub fn thumbprint(jwk: &Value) -> Option<String> {
+    let member = |name: &str| jwk.get(name).and_then(Value::as_str);
+    let required: &[&str] = match member("kty")? {
+        "EC" => &["crv", "kty", "x", "y"],
+        "RSA" => &["e", "kty", "n"],
+        "OKP" => &["crv", "kty", "x"],
+        _ => return None,
+    };
+    let mut canonical = Map::new();
+    for name in required {
+        canonical.insert((*name).to_owned(), Value::String(member(name)?.to_owned()));
+    }
+    // serde_json's Map keeps keys sorted (no preserve_order), as RFC 7638 wants.
+    let json = Value::Object(canonical).to_string();
+    Some(URL_SAFE_NO_PAD.encode(Sha256::digest(json.as_bytes())))
+}
+
+/// The `ath` of an access token: base64url SHA-256 of its ASCII.
+pub fn access_token_hash(token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
+}
+
+/// `uri` normalised for comparing with `htu` (RFC 9449 §4.3, RFC 3986 §6): scheme and
+/// host in lower case, the scheme's default port left out, an empty path as `/`,
+/// percent-escapes of unreserved characters decoded; query and fragment left out.
+fn normalize_htu(uri: &str) -> Option<String> {
+    let url = reqwest::Url::parse(uri).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return None;
+    }
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    Some(format!(
+        "{}://{}{port}{}",
+        url.scheme(),
+        url.host_str()?,
+        url.path()
+    ))
+}
+
+/// The replay store's key of a proof: its key's thumbprint and its `jti`.
+fn replay_key(jkt: &str, jti: &str) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update((jkt.len() as u64).to_be_bytes());
+    hash.update(jkt.as_bytes());
+    hash.update(jti.as_bytes());
+    hash.finalize().into()
+}
+
+/// The test suite's signing keys, for proofs made in the tests below.
+#[cfg(test)]
+#[path = "../tests/support/signing.rs"]
+mod signing;
+
+#[cfg(test)]
+mod tests {
+    use super::signing::{self, SigningKey};
+    use jsonwebtoken::Header;
+    use jsonwebtoken::jwk::Jwk;
+    use serde_json::json;
+
+    use super::*;
+
+    const URI: &str = "https://mcp.example.com/mcp";
+    const TOKEN: &str = "an-access-token";
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default()
+    }
+
+    fn header(key: &SigningKey) -> Header {
+        let mut header = Header::new(key.alg);
+        header.typ = Some("dpop+jwt".into());
+        let mut jwk = key.jwk();
+        if let Some(object) = jwk.as_object_mut() {
+            object.remove("kid");
+        }
+        header.jwk = serde_json::from_value::<Jwk>(jwk).ok();
+        header
+    }
+
+    fn claims(jti: &str) -> Value {
+        json!({"jti": jti, "htm": "POST", "htu": URI, "iat": now(),
+            "ath": access_token_hash(TOKEN)})
+    }
+
+    fn request() -> ProofRequest<'static> {
+        ProofRequest {
+            method: "POST",
+            uri: URI,
+            access_token: TOKEN,
+        }
+    }
+
+    async fn verify(proof: &str) -> Result<VerifiedProof, DpopError> {
+        DpopVerifier::new().verify(proof, request()).await
+    }
+
+    fn refused(result: Result<VerifiedProof, DpopError>) -> String {
+        match result {
+            Err(DpopError::Invalid(why)) => why,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_good_proof_passes_once_and_names_its_keys_thumbprint() {
+        let key = SigningKey::ec("client");
+        let proof = key.sign_with(header(&key), &claims("j1"));
+        let verifier = DpopVerifier::new();
+        let verified = verifier.verify(&proof, request()).await;
+        let Ok(verified) = verified else {
+            panic!("{verified:?}");
+        };
+        assert_eq!(Some(verified.jkt.clone()), thumbprint(&key.jwk()));
+        assert_eq!(verified.jti, "j1");
+        let again = refused(verifier.verify(&proof, request()).await);
+        assert!(again.contains("seen before"), "{again}");
+        for key in [SigningKey::ed("ed"), SigningKey::rsa("rsa")] {
+            let proof = key.sign_with(header(&key), &claims("j2"));
+            assert!(verify(&proof).await.is_ok(), "{:?}", key.alg);
+        }
+    }
+
+    #[tokio::test]
+    async fn each_claim_is_checked_against_the_request() {
+        let key = SigningKey::ec("client");
+        let cases: [(&str, Value, &str); 9] = [
+            ("htm", json!("GET"), "htm"),
+            ("htu", json!("https://other.example.com/mcp"), "htu"),
+            ("htu", json!("https://mcp.example.com/other"), "htu"),
+            ("htu", json!("http://mcp.example.com/mcp"), "htu"),
+            ("iat", json!(now() - 3600), "too old"),
+            ("iat", json!(now() + 3600), "future"),
+            ("ath", json!(access_token_hash("another-token")), "ath"),
+            ("jti", json!(""), "jti"),
+            ("iat", json!("now"), "iat"),
+        ];
+        for (member, value, cause) in cases {
+            let mut body = claims("j");
+            body[member] = value.clone();
+            let why = refused(verify(&key.sign_with(header(&key), &body)).await);
+            assert!(why.contains(cause), "{member}={value}: {why}");
+        }
+        // htu: case of scheme and host, the default port and a query do not matter.
+        for htu in [
+            "HTTPS://MCP.example.com/mcp",
+            "https://mcp.example.com:443/mcp",
+            "https://mcp.example.com/mcp?x=1#f",
+        ] {
+            let mut body = claims(htu);
+            body["htu"] = json!(htu);
+            assert!(
+                verify(&key.sign_with(header(&key), &body)).await.is_ok(),
+                "{htu}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_header_must_be_a_dpop_proof_with_a_public_asymmetric_key() {
+        let key = SigningKey::ec("client");
+        let mut wrong_typ = header(&key);
+        wrong_typ.typ = Some("JWT".into());
+        let why = refused(verify(&key.sign_with(wrong_typ, &claims("a"))).await);
+        assert!(why.contains("typ"), "{why}");
+
+        let mut no_jwk = header(&key);
+        no_jwk.jwk = None;
+        let why = refused(verify(&key.sign_with(no_jwk, &claims("b"))).await);
+        assert!(why.contains("jwk"), "{why}");
+
+        // Signed by another key than the one in the header.
+        let other = SigningKey::ec("other");
+        let why = refused(verify(&other.sign_with(header(&key), &claims("c"))).await);
+        assert!(why.contains("signature"), "{why}");
+
+        // HMAC and none are not proof algorithms.
+        let hs = signing::hmac_token(
+            &json!({"alg": "HS256", "typ": "dpop+jwt", "jwk": {"kty": "oct", "k": "c2VjcmV0"}}),
+            &claims("d"),
+            b"secret",
+        );
+        let why = refused(verify(&hs).await);
+        assert!(why.contains("alg"), "{why}");
+        let none = signing::unsigned(
+            &json!({"alg": "none", "typ": "dpop+jwt", "jwk": key.jwk()}),
+            &claims("e"),
+        );
+        assert!(refused(verify(&none).await).contains("alg"));
+
+        // A private key in the header.
+        let private = json!({"kty": "EC", "crv": "P-256", "x": key.jwk()["x"], "y": key.jwk()["y"], "d": "AAAA"});
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD
+                .encode(json!({"alg": "ES256", "typ": "dpop+jwt", "jwk": private}).to_string()),
+            URL_SAFE_NO_PAD.encode(claims("f").to_string())
+        );
+        let forged = format!("{message}.{}", key.sign_message(message.as_bytes()));
+        let why = refused(verify(&forged).await);
+        assert!(why.contains("private member"), "{why}");
+
+        // A member named twice.
+        let twice = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256","typ":"dpop+jwt","typ":"dpop+jwt"}"#),
+            URL_SAFE_NO_PAD.encode(claims("g").to_string())
+        );
+        let why = refused(verify(&format!("{twice}.sig")).await);
+        assert!(why.contains("named once"), "{why}");
+        assert!(refused(verify("a.b").await).contains("three parts"));
+    }
+
+    #[test]
+    fn thumbprints_follow_rfc_7638() {
+        // RFC 7638 §3.1's example key and thumbprint.
+        let jwk = json!({
+            "kty": "RSA",
+            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+            "e": "AQAB",
+            "alg": "RS256",
+            "kid": "2011-04-29"
+        });
+        assert_eq!(
+            thumbprint(&jwk).as_deref(),
+            Some("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs")
+        );
+        assert_eq!(thumbprint(&json!({"kty": "oct", "k": "x"})), None);
+    }
+
+    #[test]
+    fn hmac_algorithms_are_a_configuration_error() {
+        let error = DpopVerifier::new().algorithms([Algorithm::HS256]).err();
+        assert!(error.is_some_and(|e| e.to_string().contains("asymmetric")));
+        assert!(DpopVerifier::new().algorithms([]).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_in_memory_store_is_bounded_and_a_failing_store_is_unavailable() {
+        let store = InMemoryReplayStore::new(100, Duration::from_secs(60));
+        for n in 0..1_000u32 {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&n.to_be_bytes());
+            assert_eq!(
+                store.first_use(key, Duration::from_secs(60)).await,
+                Ok(true)
+            );
+        }
+        assert!(store.len() <= 100, "{}", store.len());
+
+        struct Down;
+        impl ReplayStore for Down {
+            fn first_use(
+                &self,
+                _: [u8; 32],
+                _: Duration,
+            ) -> Pin<Box<dyn Future<Output = Result<bool, String>> + Send + '_>> {
+                Box::pin(std::future::ready(Err("connection refused".to_owned())))
+            }
+        }
+        let key = SigningKey::ec("client");
+        let proof = key.sign_with(header(&key), &claims("z"));
+        let result = DpopVerifier::new()
+            .replay_store(Down)
+            .verify(&proof, request())
+            .await;
+        assert_eq!(
+            result,
+            Err(DpopError::Unavailable("connection refused".into()))
+        );
+    }
+}
