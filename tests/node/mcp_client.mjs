@@ -150,8 +150,18 @@ async function recorded(input, init) {
   return response;
 }
 
+// The fetches not answered yet. The SDK starts its SSE GET without waiting for it; closing
+// the client before it is answered would abort it, and the recorded sequence would depend
+// on timing. So the client is closed once they are all answered.
+const inFlight = new Set();
+function tracked(answer) {
+  inFlight.add(answer);
+  answer.finally(() => inFlight.delete(answer)).catch(() => {});
+  return answer;
+}
+
 // The fetch handed to the SDK (transport, and through it auth()) and used for the redirects.
-const recordingFetch = (input, init) => recorded(input, init);
+const recordingFetch = (input, init) => tracked(recorded(input, init));
 
 // Anything the SDK fetched without the custom fetch would land here.
 globalThis.fetch = (input, init) => {
@@ -410,6 +420,7 @@ async function run() {
       }
     }
   } finally {
+    await Promise.allSettled([...inFlight]);
     await session.client.close().catch(() => {});
   }
   return results;

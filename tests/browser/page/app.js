@@ -68,7 +68,24 @@ function place(url) {
   return host + u.pathname;
 }
 
-async function recordingFetch(input, init = {}) {
+// The fetches not answered yet. The SDK starts its SSE GET without waiting for it;
+// closing a client before that GET is answered would abort it, and the sequence of
+// exchanges would depend on timing. So a client is closed once they are all answered.
+const inFlight = new Set();
+
+function recordingFetch(input, init = {}) {
+  const answered = recordedFetch(input, init);
+  inFlight.add(answered);
+  answered.finally(() => inFlight.delete(answered)).catch(() => {});
+  return answered;
+}
+
+// Waits until every fetch made so far is answered (or failed).
+async function settled() {
+  await Promise.allSettled([...inFlight]);
+}
+
+async function recordedFetch(input, init = {}) {
   const url = input instanceof Request ? input.url : String(input);
   const method = (init.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
   const entry = { step: currentStep, method, place: place(url) };
@@ -259,6 +276,7 @@ async function main() {
     }
     return facts;
   });
+  await settled();
   await readClient?.close().catch(() => {});
 
   if (writeToken) {
@@ -275,6 +293,7 @@ async function main() {
         if (written.isError) throw failure('write answered an error', facts);
         return facts;
       } finally {
+        await settled();
         await client.close().catch(() => {});
       }
     });
