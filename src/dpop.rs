@@ -431,9 +431,10 @@ pub fn access_token_hash(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
 }
 
-/// `uri` normalised for comparing with `htu` (RFC 9449 §4.3, RFC 3986 §6): scheme and
-/// host in lower case, the scheme's default port left out, an empty path as `/`,
-/// percent-escapes of unreserved characters decoded; query and fragment left out.
+/// `uri` normalised for comparing with `htu` (RFC 9449 §4.3, RFC 3986 §6), as the URL
+/// standard's parser serializes it: scheme and host in lower case, the scheme's
+/// default port left out, an empty path as `/`, dot segments resolved; query and
+/// fragment left out. Only `http` and `https` URIs with a host are compared.
 fn normalize_htu(uri: &str) -> Option<String> {
     let url = reqwest::Url::parse(uri).ok()?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
