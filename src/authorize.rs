@@ -354,11 +354,12 @@ impl Authorize for ServerAuthorize {
     fn authorize(&self, principal: &Principal, operation: &McpOperation, parts: &Parts) -> Decide {
         // A caller without a token may make public operations only (tools/list
         // filtering asks here too).
-        if principal.is_anonymous() && !self.allows_anonymous(operation) {
+        let public = self.allows_anonymous(operation);
+        if principal.is_anonymous() && !public {
             return Decide::ready(Decision::deny("this operation needs an access token"));
         }
         // A public operation needs no scope, from anyone (the callback still decides).
-        if self.allows_anonymous(operation) {
+        if public {
             return match &self.callback {
                 Some(callback) => callback.authorize(principal, operation, parts),
                 None => Decide::ready(Decision::Allow),

@@ -283,6 +283,17 @@ pub use extract::MissingPrincipal;
 mod tests {
     use super::*;
 
+    #[test]
+    fn only_the_verify_layer_makes_an_anonymous_principal() {
+        // A verifier may label a principal TokenKind::Anonymous; it is still a
+        // principal with a token (audience checked, no public-only limits apply).
+        let labelled = Principal::from_claims(TokenKind::Anonymous, "", Map::new());
+        assert!(!labelled.is_anonymous());
+        assert!(Principal::anonymous().is_anonymous());
+        let enriched = Principal::anonymous().with_enrichment(Map::new());
+        assert!(enriched.is_anonymous());
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
 

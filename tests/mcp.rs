@@ -1339,3 +1339,25 @@ async fn a_caller_without_a_token_is_listed_only_public_tools_even_when_others_n
     let (status, _, body) = reply(served.ask("other", &call("notes", json!({}))).await).await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn a_caller_without_a_token_gets_its_body_read_only_up_to_64_kib() {
+    // Issue 14, item 7: a public operation lets callers without a token make the server
+    // read their body; ANONYMOUS_BODY_LIMIT bounds what they can make it buffer.
+    let served = Served::start(true, |b| {
+        b.mcp_scopes(notes::scope_rules().public(["tools/list"]))
+    })
+    .await;
+    let padding = "x".repeat(mcp_gatekeeper::ANONYMOUS_BODY_LIMIT);
+    let mut big = list_tools();
+    big["params"]["_meta"] = json!({ "padding": padding });
+    let (status, _, body) = reply(served.ask_without_token(&big).await).await;
+    assert_eq!(status, 400, "{body}");
+    let description = body["error_description"].as_str().unwrap_or_default();
+    assert!(description.contains("65536"), "{description}");
+    // The same body with a token is under the usual 1 MiB limit.
+    let (status, _, body) = reply(served.ask("mcp:read", &big).await).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = reply(served.ask_without_token(&list_tools()).await).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -86,16 +86,7 @@ fn exchanges(report: &Value) -> Vec<String> {
         .as_array()
         .expect("exchanges")
         .iter()
-        .map(|e| {
-            let place = e[1].as_str().unwrap_or_default();
-            let place = match place.rsplit_once('/') {
-                Some((head, _)) if head == "IDP/interaction" || head == "IDP/auth" => {
-                    format!("{head}/ID")
-                }
-                _ => place.to_owned(),
-            };
-            format!("{} {place} {}", e[0].as_str().unwrap_or_default(), e[2])
-        });
+        .map(support::process::exchange);
     let mut ordered: Vec<String> = Vec::new();
     for exchange in arrived {
         if exchange == SSE_GET {

@@ -127,3 +127,16 @@ pub async fn get_json(url: &str) -> Value {
 pub fn whoami() -> Value {
     serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}})
 }
+
+/// One exchange a client report recorded (`[METHOD, PLACE, STATUS]`) as
+/// `METHOD PLACE STATUS`, with the oidc-provider's interaction ids blanked.
+pub fn exchange(e: &Value) -> String {
+    let place = e[1].as_str().unwrap_or_default();
+    let place = match place.rsplit_once('/') {
+        Some((head, _)) if head == "IDP/interaction" || head == "IDP/auth" => {
+            format!("{head}/ID")
+        }
+        _ => place.to_owned(),
+    };
+    format!("{} {place} {}", e[0].as_str().unwrap_or_default(), e[2])
+}
