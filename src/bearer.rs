@@ -33,6 +33,8 @@ pub struct BearerToken {
     /// the authorization layer can refuse to run without that check (R-AUD-1). Kept
     /// here rather than as an extension of its own: one insert less per request.
     audience_checked: bool,
+    /// The `DPoP` header, when the token came with the `DPoP` scheme (RFC 9449 §7.1).
+    proof: Option<HeaderValue>,
 }
 
 impl BearerToken {
@@ -44,6 +46,18 @@ impl BearerToken {
     /// Whether [`BearerToken::mark_audience_checked`] was called.
     pub(crate) fn audience_checked(&self) -> bool {
         self.audience_checked
+    }
+
+    /// Whether the token came with the `DPoP` authorization scheme (RFC 9449 §7.1)
+    /// rather than `Bearer`; its proof is then [`BearerToken::dpop_proof`].
+    pub fn is_dpop(&self) -> bool {
+        self.proof.is_some()
+    }
+
+    /// The DPoP proof (the one `DPoP` header) sent with a token of the `DPoP`
+    /// scheme; `None` for a `Bearer` token (a `DPoP` header beside one is ignored).
+    pub fn dpop_proof(&self) -> Option<&str> {
+        self.proof.as_ref().and_then(|p| p.to_str().ok())
     }
 
     /// The token text. Treat it as a secret: never log it.
@@ -221,14 +235,7 @@ fn extract(parts: &Parts, layer: &BearerLayer) -> Result<BearerToken, AuthError>
     if bytes.len() > layer.max_token_len.saturating_add("Bearer ".len() + 16) {
         return Err(too_long(layer.max_token_len));
     }
-    let scheme_ok = bytes.len() > 6 && bytes[..6].eq_ignore_ascii_case(b"bearer");
-    if !scheme_ok || bytes[6] != b' ' {
-        return Err(AuthError::invalid_request(
-            Rule::Bear1,
-            "the Authorization header must use the Bearer scheme: 'Authorization: Bearer <token>'",
-        ));
-    }
-    let start = 6 + bytes[6..].iter().take_while(|&&b| b == b' ').count();
+    let (start, dpop) = token_start(bytes, layer)?;
     let token = &bytes[start..];
     if token.len() > layer.max_token_len {
         return Err(too_long(layer.max_token_len));
@@ -239,11 +246,58 @@ fn extract(parts: &Parts, layer: &BearerLayer) -> Result<BearerToken, AuthError>
             "the Bearer token is empty or has characters outside the RFC 6750 b64token syntax",
         ));
     }
+    let proof = match dpop {
+        true => Some(one_proof(parts)?),
+        false => None,
+    };
     Ok(BearerToken {
         header: header.clone(),
         start,
         audience_checked: false,
+        proof,
     })
+}
+
+/// Where the token starts in the `Authorization` header `bytes`, after the `Bearer`
+/// scheme, or the `DPoP` scheme when the resource accepts DPoP (then `true`).
+fn token_start(bytes: &[u8], layer: &BearerLayer) -> Result<(usize, bool), AuthError> {
+    let accepts_dpop = !layer.resource.dpop_algorithms().is_empty();
+    let dpop = accepts_dpop && bytes.len() > 5 && bytes[..5].eq_ignore_ascii_case(b"dpop ");
+    let bearer = bytes.len() > 6 && bytes[..6].eq_ignore_ascii_case(b"bearer") && bytes[6] == b' ';
+    if !bearer && !dpop {
+        return Err(AuthError::invalid_request(
+            Rule::Bear1,
+            match accepts_dpop {
+                false => {
+                    "the Authorization header must use the Bearer scheme: 'Authorization: Bearer <token>'"
+                }
+                true => {
+                    "the Authorization header must use the Bearer or the DPoP scheme: 'Authorization: DPoP <token>' with a DPoP proof header"
+                }
+            },
+        ));
+    }
+    let scheme_len = if dpop { 4 } else { 6 };
+    let spaces = bytes[scheme_len..]
+        .iter()
+        .take_while(|&&b| b == b' ')
+        .count();
+    Ok((scheme_len + spaces, dpop))
+}
+
+/// The one `DPoP` header of a request whose token uses the `DPoP` scheme (RFC 9449
+/// §4.3: exactly one proof).
+fn one_proof(parts: &Parts) -> Result<HeaderValue, AuthError> {
+    let mut proofs = parts.headers.get_all("dpop").iter();
+    match (proofs.next(), proofs.next()) {
+        (Some(proof), None) => Ok(proof.clone()),
+        (None, _) => Err(AuthError::invalid_dpop_proof(
+            "the token uses the DPoP scheme but the request has no DPoP proof header",
+        )),
+        (Some(_), Some(_)) => Err(AuthError::invalid_dpop_proof(
+            "the request has more than one DPoP header; send exactly one proof",
+        )),
+    }
 }
 
 fn too_long(max: usize) -> AuthError {

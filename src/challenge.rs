@@ -51,13 +51,19 @@ pub(crate) fn reject<B>(
             let metadata_url = resource
                 .resource_for(parts)
                 .map(|r| resource.metadata_url(&r).into_owned());
-            let challenge = www_authenticate(&error, metadata_url.as_deref(), resource);
-            // Every byte of `challenge` is visible ASCII or a space, so this cannot fail;
-            // were it to, the response still carries status and body.
-            if let Ok(value) = HeaderValue::from_str(&challenge) {
-                headers.insert(WWW_AUTHENTICATE, value);
+            for challenge in challenges(&error, metadata_url.as_deref(), resource, parts) {
+                // Every byte of a challenge is visible ASCII or a space, so this cannot
+                // fail; were it to, the response still carries status and body.
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.append(WWW_AUTHENTICATE, value);
+                }
             }
         }
+    }
+    if let Some(nonce) = error.dpop_nonce()
+        && let Ok(value) = HeaderValue::from_str(nonce)
+    {
+        headers.insert(DPOP_NONCE, value);
     }
     response.extensions_mut().insert(error);
     response
@@ -91,14 +97,65 @@ fn record(error: &AuthError) {
     }
 }
 
-/// The `WWW-Authenticate` value for `error`.
+/// The `DPoP-Nonce` response header (RFC 9449 §8.1, §9).
+pub(crate) const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
+
+/// The `WWW-Authenticate` challenges of `error`, one header field each: `Bearer`,
+/// and `DPoP` beside it when the resource accepts DPoP (RFC 9449 §7.1, §7.2).
+///
+/// The error goes on the challenge of the mechanism it is about: `DPoP` for a
+/// refusal of a proof or of a DPoP-bound token, or when the request used the `DPoP`
+/// scheme; `Bearer` otherwise. `Bearer` comes first (clients of the MCP TypeScript
+/// SDK 1.x read the first challenge only) and is left out when every token must be
+/// DPoP-bound.
+fn challenges(
+    error: &AuthError,
+    metadata_url: Option<&str>,
+    resource: &ProtectedResource,
+    parts: &Parts,
+) -> Vec<String> {
+    if resource.dpop_algorithms().is_empty() {
+        return vec![www_authenticate(error, metadata_url, resource)];
+    }
+    let sent_dpop = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().get(..5))
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"dpop "));
+    let on_dpop = error.is_about_dpop() || sent_dpop || resource.dpop_required();
+    let mut out = Vec::with_capacity(2);
+    if !resource.dpop_required() {
+        out.push(render(error, !on_dpop, metadata_url, resource, "Bearer"));
+    }
+    let mut dpop = render(error, on_dpop, metadata_url, resource, "DPoP");
+    dpop.push_str(if dpop.len() > 4 { ", " } else { " " });
+    dpop.push_str("algs=\"");
+    push_quoted(&mut dpop, &resource.dpop_algs_param(), Quote::Text);
+    dpop.push('"');
+    out.push(dpop);
+    out
+}
+
+/// The `Bearer` challenge for `error`.
 pub(crate) fn www_authenticate(
     error: &AuthError,
     metadata_url: Option<&str>,
     resource: &ProtectedResource,
 ) -> String {
+    render(error, true, metadata_url, resource, "Bearer")
+}
+
+/// One challenge of `scheme`; with `with_error`, it carries the error's code and
+/// description.
+fn render(
+    error: &AuthError,
+    with_error: bool,
+    metadata_url: Option<&str>,
+    resource: &ProtectedResource,
+    scheme: &str,
+) -> String {
     let mut out = String::with_capacity(160);
-    out.push_str("Bearer");
+    out.push_str(scheme);
     let mut sep = " ";
     let mut param = |out: &mut String, name: &str, value: &str, kind: Quote| {
         out.push_str(sep);
@@ -110,13 +167,11 @@ pub(crate) fn www_authenticate(
     };
     // RFC 6750 has no code for a policy denial, and insufficient_scope would make
     // clients ask for more scope, which cannot help: a denial carries no code.
-    if let Some(code) = error
-        .error_code()
-        .filter(|_| error.kind() != AuthErrorKind::Forbidden)
-    {
+    let code = error.error_code().filter(|_| with_error);
+    if let Some(code) = code.filter(|_| error.kind() != AuthErrorKind::Forbidden) {
         param(&mut out, "error", code, Quote::Text);
     }
-    if error.error_code().is_some() {
+    if code.is_some() {
         param(
             &mut out,
             "error_description",
@@ -188,7 +243,10 @@ pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
 fn grpc_status<B>(error: &AuthError) -> Response<ResponseBody<B>> {
     let code: u16 = match error.kind() {
         AuthErrorKind::InvalidRequest | AuthErrorKind::HeaderMismatch => 3, // INVALID_ARGUMENT
-        AuthErrorKind::MissingToken | AuthErrorKind::InvalidToken => 16,    // UNAUTHENTICATED
+        AuthErrorKind::MissingToken
+        | AuthErrorKind::InvalidToken
+        | AuthErrorKind::InvalidDpopProof
+        | AuthErrorKind::UseDpopNonce => 16, // UNAUTHENTICATED
         AuthErrorKind::InsufficientScope | AuthErrorKind::Forbidden => 7,   // PERMISSION_DENIED
         AuthErrorKind::Unavailable => 14,                                   // UNAVAILABLE
         AuthErrorKind::Misconfigured => 13,                                 // INTERNAL

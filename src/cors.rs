@@ -46,7 +46,7 @@ use crate::resource::ProtectedResource;
 const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
 /// The request headers an MCP client sends, which a page may send cross-origin.
-const REQUEST_HEADERS: [HeaderName; 8] = [
+const REQUEST_HEADERS: [HeaderName; 9] = [
     AUTHORIZATION,
     CONTENT_TYPE,
     ACCEPT,
@@ -55,10 +55,19 @@ const REQUEST_HEADERS: [HeaderName; 8] = [
     MCP_METHOD,
     MCP_NAME,
     LAST_EVENT_ID,
+    DPOP,
 ];
 
 /// The response headers a page may read besides the CORS-safelisted ones.
-const EXPOSED_HEADERS: [HeaderName; 3] = [WWW_AUTHENTICATE, MCP_SESSION_ID, MCP_PROTOCOL_VERSION];
+const EXPOSED_HEADERS: [HeaderName; 4] = [
+    WWW_AUTHENTICATE,
+    MCP_SESSION_ID,
+    MCP_PROTOCOL_VERSION,
+    crate::challenge::DPOP_NONCE,
+];
+
+/// The DPoP proof header (RFC 9449 §4.1), which browser clients send with a DPoP token.
+const DPOP: HeaderName = HeaderName::from_static("dpop");
 
 /// How long a browser may keep a preflight's answer.
 const MAX_AGE: Duration = Duration::from_secs(600);

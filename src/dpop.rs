@@ -121,8 +121,13 @@ pub struct ProofRequest<'a> {
     pub method: &'a str,
     /// The URI the client sent the request to, as the client saw it: the resource
     /// URI (from configuration, never from `Host` alone). Compared with `htu` after
-    /// RFC 3986 normalisation, query and fragment left out.
+    /// RFC 3986 normalisation, its query and fragment left out; a proof whose `htu`
+    /// has a query or a fragment is refused (RFC 9449 §4.2).
     pub uri: &'a str,
+    /// Another URI the client may have sent the request to, also accepted as `htu`:
+    /// the resource's origin with the path the request arrived at, when that path is
+    /// not the resource URI's own.
+    pub other_uri: Option<&'a str>,
     /// The access token the proof comes with, whose SHA-256 `ath` must be.
     pub access_token: &'a str,
 }
@@ -135,6 +140,8 @@ pub struct VerifiedProof {
     pub jkt: String,
     /// The proof's `jti`.
     pub jti: String,
+    /// The proof's `nonce`, when it has one (RFC 9449 §9).
+    pub nonce: Option<String>,
 }
 
 /// Why a proof was refused.
@@ -261,18 +268,33 @@ impl DpopVerifier {
         now: SystemTime,
     ) -> Result<VerifiedProof, DpopError> {
         let checked = self.check(proof, request, now)?;
-        let key = replay_key(&checked.jkt, &checked.jti);
-        match self.replay.first_use(key, self.lifetime + self.skew).await {
-            Ok(true) => Ok(checked),
-            Ok(false) => Err(invalid(
-                "the proof's jti was seen before: a proof is good for one request",
-            )),
-            Err(why) => Err(DpopError::Unavailable(why)),
+        self.first_use(&checked).await?;
+        Ok(checked)
+    }
+
+    /// Records the proof's `jti` in the replay store: an error when it was seen before
+    /// or the store cannot answer. Owns what it needs, so the future can outlive
+    /// `self`.
+    pub(crate) fn first_use(
+        &self,
+        proof: &VerifiedProof,
+    ) -> impl Future<Output = Result<(), DpopError>> + Send + 'static {
+        let key = replay_key(&proof.jkt, &proof.jti);
+        let ttl = self.lifetime + self.skew;
+        let store = Arc::clone(&self.replay);
+        async move {
+            match store.first_use(key, ttl).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(invalid(
+                    "the proof's jti was seen before: a proof is good for one request",
+                )),
+                Err(why) => Err(DpopError::Unavailable(why)),
+            }
         }
     }
 
     /// Every check but the replay store's.
-    fn check(
+    pub(crate) fn check(
         &self,
         proof: &str,
         request: ProofRequest<'_>,
@@ -307,7 +329,11 @@ impl DpopVerifier {
         let claims = decode_object(payload, "claims")?;
         let jti = self.check_claims(&claims, request, now)?;
         let jkt = thumbprint(jwk).ok_or_else(|| invalid("the proof's jwk has no thumbprint"))?;
-        Ok(VerifiedProof { jkt, jti })
+        let nonce = claims
+            .get("nonce")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Ok(VerifiedProof { jkt, jti, nonce })
     }
 
     /// `typ` and `alg`; the algorithm the proof uses.
@@ -345,8 +371,15 @@ impl DpopVerifier {
         if text("htm") != Some(request.method) {
             return Err(invalid("the proof's htm is not this request's method"));
         }
-        let htu = text("htu").and_then(normalize_htu);
-        if htu.is_none() || htu != normalize_htu(request.uri) {
+        let htu = text("htu").ok_or_else(|| invalid("the proof has no htu"))?;
+        if htu.contains(['?', '#']) {
+            return Err(invalid(
+                "the proof's htu has a query or a fragment; RFC 9449 leaves them out",
+            ));
+        }
+        let htu = normalize_htu(htu);
+        let matches = |uri: &str| htu.is_some() && htu == normalize_htu(uri);
+        if !matches(request.uri) && !request.other_uri.is_some_and(matches) {
             return Err(invalid("the proof's htu is not this request's URI"));
         }
         let iat = claims
@@ -502,6 +535,7 @@ mod tests {
         ProofRequest {
             method: "POST",
             uri: URI,
+            other_uri: None,
             access_token: TOKEN,
         }
     }
@@ -539,8 +573,10 @@ mod tests {
     #[tokio::test]
     async fn each_claim_is_checked_against_the_request() {
         let key = SigningKey::ec("client");
-        let cases: [(&str, Value, &str); 9] = [
+        let cases: [(&str, Value, &str); 11] = [
             ("htm", json!("GET"), "htm"),
+            ("htu", json!("https://mcp.example.com/mcp?x=1"), "query"),
+            ("htu", json!("https://mcp.example.com/mcp#f"), "fragment"),
             ("htu", json!("https://other.example.com/mcp"), "htu"),
             ("htu", json!("https://mcp.example.com/other"), "htu"),
             ("htu", json!("http://mcp.example.com/mcp"), "htu"),
@@ -556,11 +592,10 @@ mod tests {
             let why = refused(verify(&key.sign_with(header(&key), &body)).await);
             assert!(why.contains(cause), "{member}={value}: {why}");
         }
-        // htu: case of scheme and host, the default port and a query do not matter.
+        // htu: case of scheme and host and the default port do not matter.
         for htu in [
             "HTTPS://MCP.example.com/mcp",
             "https://mcp.example.com:443/mcp",
-            "https://mcp.example.com/mcp?x=1#f",
         ] {
             let mut body = claims(htu);
             body["htu"] = json!(htu);

@@ -42,6 +42,14 @@ pub enum AuthErrorKind {
     /// SEP-2243; R-MCP-6): `400` with the JSON-RPC `HeaderMismatch` error (`-32020`),
     /// no challenge.
     HeaderMismatch,
+    /// The DPoP proof sent with a DPoP-bound token is invalid for this request
+    /// (RFC 9449 §7.1, R-DPOP-1): `401` with a `DPoP` challenge whose `error` is
+    /// `invalid_dpop_proof`.
+    InvalidDpopProof,
+    /// The DPoP proof lacks the server's current nonce (RFC 9449 §9): `401` with a
+    /// `DPoP` challenge whose `error` is `use_dpop_nonce` and a `DPoP-Nonce` header
+    /// to retry with.
+    UseDpopNonce,
 }
 
 /// A refused request: what failed, which rule refused it, and a description that is
@@ -56,6 +64,11 @@ pub struct AuthError {
     /// The JSON-RPC `id` of the refused request, for a refusal sent as a JSON-RPC
     /// error.
     id: Option<serde_json::Value>,
+    /// Whether the error goes on the `DPoP` challenge rather than the `Bearer` one
+    /// (RFC 9449 §7.2: the mechanism the refusal is about).
+    dpop: bool,
+    /// A `DPoP-Nonce` for the client to put in its next proof (RFC 9449 §9).
+    dpop_nonce: Option<Box<str>>,
 }
 
 impl AuthError {
@@ -67,6 +80,8 @@ impl AuthError {
             scopes: Vec::new(),
             retry_after: None,
             id: None,
+            dpop: false,
+            dpop_nonce: None,
         }
     }
 
@@ -139,6 +154,54 @@ impl AuthError {
         error
     }
 
+    /// The DPoP proof is invalid for this request (`401`, `DPoP
+    /// error="invalid_dpop_proof"`, R-DPOP-1); the description says which check.
+    pub fn invalid_dpop_proof(description: impl Into<Cow<'static, str>>) -> Self {
+        let mut error = Self::new(
+            AuthErrorKind::InvalidDpopProof,
+            Rule::Dpop1,
+            description.into(),
+        );
+        error.dpop = true;
+        error
+    }
+
+    /// The DPoP proof must carry the server's nonce (`401`, `DPoP
+    /// error="use_dpop_nonce"`), `nonce` sent as `DPoP-Nonce` (RFC 9449 §9).
+    pub fn use_dpop_nonce(
+        nonce: impl Into<String>,
+        description: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        let mut error = Self::new(AuthErrorKind::UseDpopNonce, Rule::Dpop1, description.into());
+        error.dpop = true;
+        error.dpop_nonce = Some(nonce.into().into_boxed_str());
+        error
+    }
+
+    /// This error, sent on the `DPoP` challenge: the refusal is about a DPoP-bound
+    /// token or its proof (RFC 9449 §7.2), e.g. an `invalid_token` for a DPoP-bound
+    /// token sent as a bearer token.
+    pub fn on_dpop_challenge(mut self) -> Self {
+        self.dpop = true;
+        self
+    }
+
+    /// Whether the error goes on the `DPoP` challenge.
+    pub fn is_about_dpop(&self) -> bool {
+        self.dpop
+    }
+
+    /// This error with a `DPoP-Nonce` for the client's next proof.
+    pub fn with_dpop_nonce(mut self, nonce: impl Into<String>) -> Self {
+        self.dpop_nonce = Some(nonce.into().into_boxed_str());
+        self
+    }
+
+    /// The `DPoP-Nonce` sent with this error, if any.
+    pub fn dpop_nonce(&self) -> Option<&str> {
+        self.dpop_nonce.as_deref()
+    }
+
     /// The JSON-RPC `id` of the refused request, for a `HeaderMismatch`.
     pub fn jsonrpc_id(&self) -> Option<&serde_json::Value> {
         self.id.as_ref()
@@ -172,7 +235,10 @@ impl AuthError {
     /// The HTTP status this error is rendered with.
     pub fn status(&self) -> StatusCode {
         match self.kind {
-            AuthErrorKind::MissingToken | AuthErrorKind::InvalidToken => StatusCode::UNAUTHORIZED,
+            AuthErrorKind::MissingToken
+            | AuthErrorKind::InvalidToken
+            | AuthErrorKind::InvalidDpopProof
+            | AuthErrorKind::UseDpopNonce => StatusCode::UNAUTHORIZED,
             AuthErrorKind::InvalidRequest | AuthErrorKind::HeaderMismatch => {
                 StatusCode::BAD_REQUEST
             }
@@ -190,6 +256,8 @@ impl AuthError {
             // A JSON-RPC error, not an OAuth one.
             AuthErrorKind::HeaderMismatch => None,
             AuthErrorKind::InvalidToken => Some("invalid_token"),
+            AuthErrorKind::InvalidDpopProof => Some("invalid_dpop_proof"),
+            AuthErrorKind::UseDpopNonce => Some("use_dpop_nonce"),
             AuthErrorKind::InsufficientScope => Some("insufficient_scope"),
             AuthErrorKind::Forbidden => Some("access_denied"),
             AuthErrorKind::Unavailable => Some("temporarily_unavailable"),

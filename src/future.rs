@@ -291,6 +291,11 @@ where
     state: Gate<C, S, S::Future, C::Refused, ResBody>,
 }
 
+/// A new DPoP nonce for the answer (RFC 9449 §8.2), put into the request's parts by
+/// a check that passed; the gate sets it as the answer's `DPoP-Nonce`.
+#[derive(Clone, Debug)]
+pub(crate) struct AnswerNonce(pub(crate) http::HeaderValue);
+
 /// The states of a [`GateFuture`]. Only `Calling` is the hot path; the others are
 /// boxed, so that a future decided at once stays as small as the inner one.
 #[pin_project(project = GateProj, project_replace = GateOwn)]
@@ -299,6 +304,7 @@ enum Gate<C, S, F, R, B> {
     Calling {
         #[pin]
         future: F,
+        nonce: Option<Box<http::HeaderValue>>,
     },
     Rejecting(Box<Rejection<R, B>>),
     Done,
@@ -323,8 +329,17 @@ where
         Self {
             state: Gate::Calling {
                 future: inner.call(request),
+                nonce: None,
             },
         }
+    }
+
+    /// Sets `nonce` as the `DPoP-Nonce` of the inner service's answer.
+    pub(crate) fn answer_header(mut self, nonce: Option<http::HeaderValue>) -> Self {
+        if let (Some(value), Gate::Calling { nonce, .. }) = (nonce, &mut self.state) {
+            *nonce = Some(Box::new(value));
+        }
+        self
     }
 
     /// Refused at once.
@@ -384,9 +399,14 @@ where
                         resource,
                     } = *pending;
                     let next = match checked {
-                        Ok(()) => Gate::Calling {
-                            future: inner.call(check.pass(parts)),
-                        },
+                        Ok(()) => {
+                            let mut parts = parts;
+                            let nonce = parts.extensions.remove::<AnswerNonce>();
+                            Gate::Calling {
+                                future: inner.call(check.pass(parts)),
+                                nonce: nonce.map(|n| Box::new(n.0)),
+                            }
+                        }
                         Err(error) => {
                             let response = challenge::reject(error, &resource, &parts);
                             let rejection = Rejection::draining(response, check.refuse(), C::DRAIN);
@@ -395,8 +415,11 @@ where
                     };
                     this.state.set(next);
                 }
-                GateProj::Calling { future } => {
-                    let response = std::task::ready!(future.poll(cx));
+                GateProj::Calling { future, nonce } => {
+                    let mut response = std::task::ready!(future.poll(cx));
+                    if let (Some(nonce), Ok(response)) = (nonce.take(), &mut response) {
+                        response.headers_mut().insert(challenge::DPOP_NONCE, *nonce);
+                    }
                     this.state.set(Gate::Done);
                     return Poll::Ready(response.map(|r| r.map(ResponseBody::inner)));
                 }

@@ -12,7 +12,7 @@ pub fn discovery_document(issuer: &str, body: &[u8]) -> bool {
 /// Reads `body` as an introspection answer from `issuer`; whether it vouched for an
 /// access token.
 pub fn introspection_answer(issuer: &str, body: &[u8]) -> bool {
-    crate::verify::parse_answer(body, issuer, Duration::from_secs(300)).is_ok()
+    crate::verify::parse_answer(body, issuer, Duration::from_secs(300), Default::default()).is_ok()
 }
 
 /// Reads `body` as a JWK set, keeping at most 64 keys; the number of usable keys, or

@@ -133,6 +133,7 @@ mod metadata;
 // 4. the bearer token (and DPoP proofs)
 mod bearer;
 mod dpop;
+mod sender;
 // 5. verification: the token becomes a principal
 mod verify;
 // 6. the audience
@@ -184,12 +185,18 @@ pub use dpop::{
     DEFAULT_DPOP_ALGORITHMS, DEFAULT_PROOF_LIFETIME, DEFAULT_PROOF_SKEW, DpopError, DpopVerifier,
     InMemoryReplayStore, ProofRequest, ReplayStore, VerifiedProof, access_token_hash, thumbprint,
 };
+pub use sender::{
+    CertificateHeader, ClientCertificate, ClientCertificates, DEFAULT_NONCE_ROTATION, Dpop,
+    DpopNonces, SenderChecks,
+};
+#[cfg(feature = "redis")]
+pub use sender::{DEFAULT_REDIS_TIMEOUT, RedisReplayStore};
 
 // 5. verify
 pub use verify::{
     CacheFuture, ClientAuth, DEFAULT_INACTIVE_TTL, Introspection, IntrospectionVerifier, Issuer,
-    JwtVerifier, TokenCacheOptions, TokenCacheUsage, TokenVerifier, VerifierChain, VerifyFuture,
-    VerifyLayer, VerifyService, Verifying,
+    JwtVerifier, TokenCacheOptions, TokenCacheUsage, TokenVerifier, Verification, VerifierChain,
+    VerifyFuture, VerifyLayer, VerifyService, Verifying,
 };
 #[cfg(feature = "kubernetes")]
 pub use verify::{TokenReview, TokenReviewVerifier};

@@ -37,6 +37,14 @@ pub fn document(resource: &ProtectedResource, resource_uri: &str) -> Value {
     if let Some(name) = resource.name() {
         doc["resource_name"] = json!(name);
     }
+    // RFC 9728 §2 (the members RFC 9449 and RFC 8705 define), only when in use.
+    if !resource.dpop_algorithms().is_empty() {
+        doc["dpop_signing_alg_values_supported"] = json!(resource.dpop_algorithms());
+        doc["dpop_bound_access_tokens_required"] = json!(resource.dpop_required());
+    }
+    if resource.accepts_certificate_bound_tokens() {
+        doc["tls_client_certificate_bound_access_tokens"] = json!(true);
+    }
     doc
 }
 

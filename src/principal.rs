@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
+use crate::sender::Binding;
+
 /// How the token behind a [`Principal`] was verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -89,6 +91,10 @@ struct Inner {
     /// Set only for the caller of a request that sent no token: a verifier cannot
     /// make one (a `TokenKind::Anonymous` of its own is a label, nothing more).
     anonymous: bool,
+    /// Which key bindings (`cnf`) the token's issuer may use, as the verifier that made
+    /// this principal was told ([`Issuer::dpop`](crate::Issuer::dpop)); none for a
+    /// verifier of this crate's users, whose bound tokens are refused.
+    binding: Binding,
 }
 
 /// The verified caller. Read it in a handler with
@@ -129,7 +135,26 @@ impl Principal {
             claims,
             enrichment: None,
             anonymous: false,
+            binding: Binding::default(),
         }))
+    }
+
+    /// This principal, made just now, with the key bindings its issuer may use.
+    pub(crate) fn with_binding(mut self, binding: Binding) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => inner.binding = binding,
+            None => {
+                let mut inner = self.copy();
+                inner.binding = binding;
+                self = Self(Arc::new(inner));
+            }
+        }
+        self
+    }
+
+    /// The key bindings the token's issuer may use.
+    pub(crate) fn binding(&self) -> Binding {
+        self.0.binding
     }
 
     /// The caller of a request that sent no token, let on for public operations.
@@ -151,7 +176,14 @@ impl Principal {
     /// A copy of this principal with `extra` claims from an enrichment step. They
     /// are kept apart from the verified claims, which they can never override.
     pub fn with_enrichment(&self, extra: Map<String, Value>) -> Self {
-        Self(Arc::new(Inner {
+        let mut inner = self.copy();
+        inner.enrichment = Some(extra);
+        Self(Arc::new(inner))
+    }
+
+    /// A copy of what this principal holds.
+    fn copy(&self) -> Inner {
+        Inner {
             subject: self.0.subject.clone(),
             issuer: self.0.issuer.clone(),
             audiences: self.0.audiences.clone(),
@@ -160,9 +192,10 @@ impl Principal {
             expires_at: self.0.expires_at,
             kind: self.0.kind.clone(),
             claims: self.0.claims.clone(),
-            enrichment: Some(extra),
+            enrichment: self.0.enrichment.clone(),
             anonymous: self.0.anonymous,
-        }))
+            binding: self.0.binding,
+        }
     }
 
     /// Claims added by an enrichment step, when one ran and succeeded (R-AZ-2).

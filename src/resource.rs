@@ -30,6 +30,17 @@ struct Inner {
     scopes_supported: Vec<String>,
     challenge_scope: Option<String>,
     resource_name: Option<String>,
+    sender: SenderMetadata,
+}
+
+/// What the resource says of sender-constrained tokens (RFC 9728 §2, RFC 9449 §7.1):
+/// the DPoP proof algorithms it accepts (none: no DPoP), whether every token must be
+/// DPoP-bound, and whether certificate-bound tokens are accepted.
+#[derive(Clone, Default)]
+struct SenderMetadata {
+    dpop_algorithms: Vec<jsonwebtoken::Algorithm>,
+    dpop_required: bool,
+    mtls: bool,
 }
 
 /// What this server protects, described once. Cheap to clone.
@@ -89,6 +100,7 @@ impl ProtectedResource {
             scopes_supported: Vec::new(),
             challenge_scope: None,
             resource_name: None,
+            sender: SenderMetadata::default(),
         }))
     }
 
@@ -133,6 +145,59 @@ impl ProtectedResource {
     pub fn resource_name(self, name: impl Into<String>) -> Self {
         let name = name.into();
         self.edit(|i| i.resource_name = Some(name))
+    }
+
+    /// The algorithms this resource accepts for DPoP proofs (RFC 9449): the
+    /// `dpop_signing_alg_values_supported` of the metadata document, the `algs` of
+    /// the `DPoP` challenge that `401` answers then carry beside the `Bearer` one, and
+    /// whether the `DPoP` authorization scheme is read at all (none: DPoP is off).
+    /// [`ResourceServer`](crate::ResourceServer) sets it from the proof verifier when
+    /// an issuer accepts DPoP ([`Issuer::dpop`](crate::Issuer::dpop)).
+    pub fn dpop_signing_algs(
+        self,
+        algorithms: impl IntoIterator<Item = jsonwebtoken::Algorithm>,
+    ) -> Self {
+        let algorithms = algorithms.into_iter().collect();
+        self.edit(|i| i.sender.dpop_algorithms = algorithms)
+    }
+
+    /// Whether every token must be DPoP-bound (`dpop_bound_access_tokens_required`
+    /// of the metadata document); `401` answers then carry only the `DPoP` challenge.
+    pub fn dpop_bound_access_tokens_required(self, required: bool) -> Self {
+        self.edit(|i| i.sender.dpop_required = required)
+    }
+
+    /// Whether certificate-bound tokens are accepted (RFC 8705,
+    /// `tls_client_certificate_bound_access_tokens` of the metadata document).
+    pub fn tls_client_certificate_bound_access_tokens(self, on: bool) -> Self {
+        self.edit(|i| i.sender.mtls = on)
+    }
+
+    /// The DPoP proof algorithms accepted; empty when DPoP is off.
+    pub fn dpop_algorithms(&self) -> &[jsonwebtoken::Algorithm] {
+        &self.0.sender.dpop_algorithms
+    }
+
+    /// The `algs` of the `DPoP` challenge: the accepted algorithms' JWS names,
+    /// separated by spaces.
+    pub(crate) fn dpop_algs_param(&self) -> String {
+        let names: Vec<String> = self
+            .dpop_algorithms()
+            .iter()
+            .filter_map(|a| serde_json::to_value(a).ok())
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        names.join(" ")
+    }
+
+    /// Whether every token must be DPoP-bound.
+    pub fn dpop_required(&self) -> bool {
+        self.0.sender.dpop_required
+    }
+
+    /// Whether certificate-bound tokens are accepted.
+    pub fn accepts_certificate_bound_tokens(&self) -> bool {
+        self.0.sender.mtls
     }
 
     /// The canonical resource URI for a request, or `None` when the request is not
@@ -204,6 +269,12 @@ impl ProtectedResource {
         {
             return Err(offline_access_named(
                 "scopes_supported or the challenge scope",
+            ));
+        }
+        if self.0.sender.dpop_required && self.0.sender.dpop_algorithms.is_empty() {
+            return Err(ConfigError::new(
+                "dpop_bound_access_tokens_required without DPoP proof algorithms: set \
+                 dpop_signing_algs too",
             ));
         }
         if let Some(scope) = &self.0.challenge_scope

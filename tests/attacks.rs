@@ -533,13 +533,16 @@ async fn key_bound_refresh_and_id_tokens_are_refused_as_bearer_tokens() {
         (
             "cnf",
             json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
-            "bound to a key",
+            "bound to a DPoP key",
         ),
         (
             "cnf",
             json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}),
-            "bound to a key",
+            "bound to a client certificate",
         ),
+        ("cnf", json!({"jwk": {"kty": "EC"}}), "cannot check"),
+        ("cnf", json!({}), "cannot check"),
+        ("cnf", json!("jkt"), "cannot check"),
         ("nonce", json!("n-0S6_WzA2Mj"), "ID token"),
         ("at_hash", json!("77QmUPtjPfzWtF2AnpK9RQ"), "ID token"),
         ("token_use", json!("id"), "ID token"),

@@ -337,7 +337,7 @@ async fn key_bound_tokens_are_refused_as_bearer() {
     let app = protect(Issuer::new(ISSUER).local_keys(local(&[&key])));
     let mut c = claims(ISSUER, RESOURCE);
     c["cnf"] = json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"});
-    refused(&app, &key.sign(&c), "bound to a key").await;
+    refused(&app, &key.sign(&c), "bound to a DPoP key").await;
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use mcp_gatekeeper::Issuer;
 use mcp_gatekeeper::keys::LocalKeys;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::signing::{SigningKey, jwks};
 
@@ -26,11 +26,23 @@ impl Embedded {
     }
 
     /// A one-hour access token for `subject` and `audience` with `scope`.
+    #[allow(dead_code)] // the mTLS example prints only bound tokens
     pub fn token(&self, subject: &str, audience: &str, scope: &str) -> String {
+        self.sign(subject, audience, scope, None)
+    }
+
+    /// The same, bound to a key or a certificate by `cnf` (RFC 7800): `{"jkt": …}`
+    /// for DPoP (RFC 9449), `{"x5t#S256": …}` for mutual TLS (RFC 8705).
+    #[allow(dead_code)]
+    pub fn bound_token(&self, subject: &str, audience: &str, scope: &str, cnf: Value) -> String {
+        self.sign(subject, audience, scope, Some(cnf))
+    }
+
+    fn sign(&self, subject: &str, audience: &str, scope: &str, cnf: Option<Value>) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        self.key.sign(&json!({
+        let mut claims = json!({
             "iss": self.issuer,
             "sub": subject,
             "aud": audience,
@@ -38,7 +50,11 @@ impl Embedded {
             "scope": scope,
             "iat": now,
             "exp": now + 3600,
-            "jti": format!("{subject}-{now}-{}", scope.len()),
-        }))
+            "jti": format!("{subject}-{now}-{}-{}", scope.len(), cnf.is_some()),
+        });
+        if let Some(cnf) = cnf {
+            claims["cnf"] = cnf;
+        }
+        self.key.sign(&claims)
     }
 }

@@ -29,6 +29,7 @@ use crate::resource::ProtectedResource;
 use crate::server::ResourceServer;
 mod checks;
 
+use crate::sender::SenderChecks;
 use crate::verify::{Issuer, TokenCacheOptions, TokenVerifier, VerifierChain, VerifyLayer};
 use checks::check_arguments;
 
@@ -47,6 +48,7 @@ pub struct ResourceServerBuilder<V = Issuers> {
     origins: OriginSettings,
     mcp: McpSettings,
     sessions: SessionSettings,
+    sender: SenderChecks,
 }
 
 /// How a [`ResourceServerBuilder`] from [`ResourceServer::builder`] verifies tokens:
@@ -154,6 +156,8 @@ impl ResourceServerBuilder<Issuers> {
         for issuer in &issuers {
             self.resource = self.resource.authorization_server(issuer.id());
         }
+        self.resource =
+            crate::sender::describe(self.resource, &issuers, !routed.is_empty(), &self.sender);
         let mut chain = VerifierChain::new(issuers)?;
         if let Some(options) = token_cache {
             chain = chain.token_cache(options);
@@ -222,6 +226,7 @@ impl<V> ResourceServerBuilder<V> {
                 bind: true,
                 refuse_unknown: false,
             },
+            sender: SenderChecks::default(),
         }
     }
 
@@ -379,6 +384,17 @@ impl<V> ResourceServerBuilder<V> {
         self
     }
 
+    /// How the bindings of sender-constrained tokens are checked: the DPoP proof
+    /// verifier (algorithms, time window, replay store, e.g. a
+    /// `RedisReplayStore` shared by replicas), server nonces, and where client
+    /// certificates come from. Default [`SenderChecks::new`]. Which issuers' bound
+    /// tokens are accepted is each [`Issuer`]'s setting ([`Issuer::dpop`],
+    /// [`Issuer::certificate_bound_tokens`]).
+    pub fn sender_checks(mut self, checks: SenderChecks) -> Self {
+        self.sender = checks;
+        self
+    }
+
     /// A `resource_name` for the metadata document.
     pub fn resource_name(mut self, name: impl Into<String>) -> Self {
         self.resource = self.resource.resource_name(name);
@@ -493,7 +509,7 @@ impl<V> ResourceServerBuilder<V> {
             bearer: BearerLayer::new(resource.clone())
                 .max_token_len(self.max_token_len)
                 .allow_anonymous(policy.has_public()),
-            verify: VerifyLayer::new(resource.clone(), verifier),
+            verify: VerifyLayer::new(resource.clone(), verifier).sender_checks(self.sender),
             audience,
             enrich: self.enrich,
             sessions,

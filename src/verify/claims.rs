@@ -119,7 +119,7 @@ pub(super) fn check_claims(
     check_date(claims, &NBF, now, leeway)?;
     check_date(claims, &IAT, now, leeway)?;
     check_aud_shape(claims)?;
-    super::refuse_non_bearer_access_tokens(claims)?;
+    super::refuse_non_bearer_access_tokens(claims, issuer.binding)?;
     if issuer.strict_rfc9068 {
         check_rfc9068(header, claims)?;
     }
@@ -186,6 +186,7 @@ mod tests {
             algorithms: vec![Algorithm::RS256],
             leeway: LEEWAY,
             strict_rfc9068,
+            binding: crate::sender::Binding::default(),
         }
     }
 

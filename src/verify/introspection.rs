@@ -22,6 +22,7 @@ use crate::fetch::{FetchError, FetchOptions, Fetcher};
 use crate::keys::Discovery;
 use crate::principal::{Principal, TokenKind};
 use crate::rule::Rule;
+use crate::sender::Binding;
 use crate::uri::{self, Transport};
 
 /// How the resource server authenticates to the introspection endpoint.
@@ -230,6 +231,8 @@ struct Inner {
     cache: ResultCache,
     /// Answers about tokens that are not (or no longer) active, by their SHA-256.
     inactive: Option<moka::sync::Cache<TokenDigest, AuthError>>,
+    /// The key bindings the issuer's tokens may carry.
+    binding: Binding,
 }
 
 /// Whether an opaque token is an issuer's to introspect.
@@ -252,6 +255,7 @@ pub(crate) fn parse_answer(
     body: &[u8],
     issuer: &str,
     max_ttl: Duration,
+    binding: Binding,
 ) -> Result<Verified, AuthError> {
     let claims: Map<String, Value> = serde_json::from_slice(body).map_err(|_| {
         AuthError::unavailable(
@@ -265,7 +269,7 @@ pub(crate) fn parse_answer(
             "the token is not active (expired, revoked, or unknown to its issuer)",
         ));
     }
-    super::refuse_non_bearer_access_tokens(&claims)?;
+    super::refuse_non_bearer_access_tokens(&claims, binding)?;
     if claims
         .get("iss")
         .is_some_and(|iss| iss.as_str() != Some(issuer))
@@ -354,7 +358,13 @@ impl IntrospectionVerifier {
                  Introspection::endpoint (discovery is available through Issuer::introspection)"
             )));
         }
-        Self::build(issuer, config, None, Transport::HttpsOrLoopback)
+        Self::build(
+            issuer,
+            config,
+            None,
+            Transport::HttpsOrLoopback,
+            Binding::default(),
+        )
     }
 
     pub(crate) fn build(
@@ -362,6 +372,7 @@ impl IntrospectionVerifier {
         config: Introspection,
         discovery: Option<Discovery>,
         transport: Transport,
+        binding: Binding,
     ) -> Result<Self, ConfigError> {
         uri::check_url_with(&issuer, "issuer", transport)?;
         config.validate(&issuer, transport)?;
@@ -380,6 +391,7 @@ impl IntrospectionVerifier {
             discovery,
             cache,
             inactive,
+            binding,
         })))
     }
 
@@ -527,7 +539,7 @@ impl IntrospectionVerifier {
             .post_form(&endpoint, form, authorization.as_deref())
             .await
             .map_err(|error| refusal(&error, &self.0.issuer, config.retry_after))?;
-        parse_answer(&fetched.body, &self.0.issuer, config.cache.max_ttl)
+        parse_answer(&fetched.body, &self.0.issuer, config.cache.max_ttl, self.0.binding)
             .map(Arc::new)
             .map_err(|error| {
                 if error.kind() == crate::AuthErrorKind::Unavailable {
@@ -563,7 +575,8 @@ impl IntrospectionVerifier {
             TokenKind::Introspected,
             self.0.issuer.clone(),
             verified.claims.clone(),
-        ))
+        )
+        .with_binding(self.0.binding))
     }
 }
 

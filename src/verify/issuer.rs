@@ -23,6 +23,7 @@ use crate::fetch::Fetcher;
 use crate::keys::{
     Discovery, JwksCache, JwksOptions, KeyChain, KeySet, KeySource, LocalKeys, VerificationKey,
 };
+use crate::sender::{Binding, Dpop};
 use crate::uri::{self, Transport};
 
 /// The largest leeway accepted at build time.
@@ -56,6 +57,7 @@ pub struct Issuer {
     introspect_jwts: bool,
     audience: Option<AudiencePolicy>,
     transport: Transport,
+    binding: Binding,
 }
 
 /// What building an [`Issuer`] gives: the JWT rules, and the introspection verifier
@@ -84,7 +86,38 @@ impl Issuer {
             introspect_jwts: false,
             audience: None,
             transport: Transport::HttpsOrLoopback,
+            binding: Binding::default(),
         }
+    }
+
+    /// Accepts this issuer's DPoP-bound tokens (RFC 9449, `cnf.jkt`), sent as
+    /// `Authorization: DPoP <token>` with a proof the verify layer checks on every
+    /// request (R-DPOP-1). [`Dpop::allowed`] also takes the issuer's unbound tokens as
+    /// `Bearer`; [`Dpop::required`] takes only DPoP-bound ones. Off by default: a
+    /// DPoP-bound token is refused (R-JWT-5).
+    pub fn dpop(mut self, policy: Dpop) -> Self {
+        self.binding.dpop = Some(policy);
+        self
+    }
+
+    /// Accepts this issuer's certificate-bound tokens (RFC 8705, `cnf["x5t#S256"]`),
+    /// each only from a request whose client certificate is the bound one
+    /// (R-MTLS-1; where certificates come from:
+    /// [`ClientCertificates`](crate::ClientCertificates)). Off by default: a
+    /// certificate-bound token is refused (R-JWT-5).
+    pub fn certificate_bound_tokens(mut self, on: bool) -> Self {
+        self.binding.mtls = on;
+        self
+    }
+
+    /// This issuer's DPoP policy, if it accepts DPoP.
+    pub fn dpop_policy(&self) -> Option<Dpop> {
+        self.binding.dpop
+    }
+
+    /// Whether this issuer's certificate-bound tokens are accepted.
+    pub fn accepts_certificate_bound_tokens(&self) -> bool {
+        self.binding.mtls
     }
 
     /// Audience rules for this issuer's tokens, instead of the server's (R-ISS-1):
@@ -363,6 +396,7 @@ impl Issuer {
                 config,
                 discovery.clone(),
                 self.transport,
+                self.binding,
             )?),
             None => None,
         };
@@ -375,6 +409,7 @@ impl Issuer {
             algorithms: self.algorithms,
             leeway: self.leeway.as_secs(),
             strict_rfc9068: self.strict_rfc9068,
+            binding: self.binding,
         };
         Ok(BuiltIssuer {
             runtime,

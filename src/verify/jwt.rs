@@ -49,6 +49,8 @@ pub(crate) struct IssuerRuntime {
     /// The clock leeway, in seconds.
     pub(super) leeway: u64,
     pub(super) strict_rfc9068: bool,
+    /// The key bindings this issuer's tokens may carry.
+    pub(crate) binding: crate::sender::Binding,
 }
 
 impl IssuerRuntime {
@@ -446,7 +448,8 @@ fn check(
     span.record("key_tier", found.tier);
     let now = jsonwebtoken::get_current_timestamp();
     let exp = check_claims(&issuer, &parsed.header, &parsed.claims, now)?;
-    let principal = Principal::from_claims(TokenKind::Jwt, issuer.issuer.clone(), parsed.claims);
+    let principal = Principal::from_claims(TokenKind::Jwt, issuer.issuer.clone(), parsed.claims)
+        .with_binding(issuer.binding);
     if let Some(subject) = principal.subject() {
         span.record("subject", subject);
     }

@@ -37,16 +37,19 @@ pub use token_review::{TokenReview, TokenReviewVerifier};
 use crate::bearer::{BearerToken, NoToken};
 use crate::body::ResponseBody;
 use crate::error::AuthError;
-use crate::future::{GateFuture, Sealed, Settle, Waiting};
+use crate::future::{AnswerNonce, GateFuture, Sealed, Settle, Waiting};
 use crate::principal::Principal;
 use crate::resource::ProtectedResource;
 use crate::rule::Rule;
+use crate::sender::{Outcome, SenderChecks};
 
-/// Refuses verified claims that are not those of a plain bearer access token: an ID
-/// token (R-JWT-4), a refresh token (as some introspection endpoints mark it), or a
-/// token bound to a key (R-JWT-5). Shared by every verifier that sees claims.
+/// Refuses verified claims that are not those of an access token this server can
+/// take: an ID token (R-JWT-4), a refresh token (as some introspection endpoints mark
+/// it), or a token bound to a key its issuer's `binding` does not accept (R-JWT-5).
+/// Shared by every verifier that sees claims.
 pub(crate) fn refuse_non_bearer_access_tokens(
     claims: &serde_json::Map<String, serde_json::Value>,
+    binding: crate::sender::Binding,
 ) -> Result<(), AuthError> {
     if claims.contains_key("nonce") || claims.contains_key("at_hash") {
         return Err(AuthError::invalid_token(
@@ -80,13 +83,7 @@ pub(crate) fn refuse_non_bearer_access_tokens(
             ),
         ));
     }
-    if claims.contains_key("cnf") {
-        return Err(AuthError::invalid_token(
-            Rule::Jwt5,
-            "the token is bound to a key (cnf) and cannot be used as a plain bearer token",
-        ));
-    }
-    Ok(())
+    crate::sender::refuse_unbindable(claims, binding)
 }
 
 /// The result of [`TokenVerifier::verify`]: ready at once (the hot path: keys at hand,
@@ -172,6 +169,7 @@ impl<V: TokenVerifier + ?Sized> TokenVerifier for Arc<V> {
 pub struct VerifyLayer {
     resource: ProtectedResource,
     verifier: Arc<dyn TokenVerifier>,
+    sender: SenderChecks,
 }
 
 impl VerifyLayer {
@@ -180,7 +178,19 @@ impl VerifyLayer {
         Self {
             resource,
             verifier: Arc::new(verifier),
+            sender: SenderChecks::default(),
         }
+    }
+
+    /// How the bindings of sender-constrained tokens are checked (DPoP proofs, nonces,
+    /// client certificates); default [`SenderChecks::new`]. Which issuers' bound
+    /// tokens are accepted at all is the issuers' setting
+    /// ([`Issuer::dpop`], [`Issuer::certificate_bound_tokens`]); for the `DPoP`
+    /// scheme to be read, the resource names the proof algorithms
+    /// ([`ProtectedResource::dpop_signing_algs`]).
+    pub fn sender_checks(mut self, checks: SenderChecks) -> Self {
+        self.sender = checks;
+        self
     }
 
     /// The verifier this layer runs.
@@ -213,7 +223,8 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let verification = match req.extensions().get::<BearerToken>() {
+        let token = req.extensions().get::<BearerToken>().cloned();
+        let verification = match &token {
             Some(token) => self.layer.verifier.verify(token),
             // No credentials, let on by BearerLayer::allow_anonymous.
             None if req.extensions().get::<NoToken>().is_some() => {
@@ -223,33 +234,114 @@ where
                 "VerifyLayer found no BearerToken: put BearerLayer in front of it",
             ))),
         };
-        let (mut parts, body) = req.into_parts();
-        match verification.0 {
+        let (parts, body) = req.into_parts();
+        let layer = &self.layer;
+        match (verification.0, token) {
             // The hot path (keys or a verified token at hand): decided now.
-            VerifyState::Ready(Some(Ok(principal))) => {
+            (VerifyState::Ready(Some(Ok(principal))), token) => {
+                self.decide_now(principal, token.as_ref(), parts, body)
+            }
+            (VerifyState::Ready(Some(Err(error))), _) => {
+                GateFuture::refuse(error, &parts, body, &layer.resource)
+            }
+            (pending, token) => {
+                let verification = VerifyFuture(pending);
+                let sender = token.map(|token| {
+                    let request = layer.sender.request(&parts, &token, &layer.resource);
+                    (layer.sender.clone(), token, request)
+                });
+                let settled = async move {
+                    let principal = verification.await?;
+                    let renewal = match sender {
+                        Some((checks, token, request))
+                            if !SenderChecks::nothing_to_check(&principal, &token) =>
+                        {
+                            match checks.check(&principal, &request) {
+                                Outcome::Pass(renewal) => renewal,
+                                Outcome::Refuse(error) => return Err(error),
+                                Outcome::Wait(replay) => replay.await?,
+                            }
+                        }
+                        _ => None,
+                    };
+                    Ok((principal, renewal))
+                };
+                let check = Waiting::new(Verification(Box::pin(settled)), body);
+                GateFuture::check(check, parts, &mut self.inner, &layer.resource)
+            }
+        }
+    }
+}
+
+impl<S> VerifyService<S> {
+    /// The hot path: the principal is known now; checks its token's binding and
+    /// passes or refuses, waiting only for a shared replay store.
+    fn decide_now<ReqBody, ResBody>(
+        &mut self,
+        principal: Principal,
+        token: Option<&BearerToken>,
+        mut parts: Parts,
+        body: ReqBody,
+    ) -> GateFuture<Verifying<ReqBody>, S, ResBody>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+        ReqBody: http_body::Body,
+    {
+        let layer = &self.layer;
+        let outcome = match token {
+            Some(token) if !SenderChecks::nothing_to_check(&principal, token) => {
+                let request = layer.sender.request(&parts, token, &layer.resource);
+                layer.sender.check(&principal, &request)
+            }
+            _ => Outcome::Pass(None),
+        };
+        match outcome {
+            Outcome::Pass(renewal) => {
                 parts.extensions.insert(principal);
-                GateFuture::pass(Request::from_parts(parts, body), &mut self.inner)
+                let request = Request::from_parts(parts, body);
+                GateFuture::pass(request, &mut self.inner).answer_header(renewal)
             }
-            VerifyState::Ready(Some(Err(error))) => {
-                GateFuture::refuse(error, &parts, body, &self.layer.resource)
-            }
-            pending => {
-                let check = Waiting::new(VerifyFuture(pending), body);
-                GateFuture::check(check, parts, &mut self.inner, &self.layer.resource)
+            Outcome::Refuse(error) => GateFuture::refuse(error, &parts, body, &layer.resource),
+            Outcome::Wait(replay) => {
+                let settled = async move {
+                    let renewal = replay.await?;
+                    Ok((principal, renewal))
+                };
+                let check = Waiting::new(Verification(Box::pin(settled)), body);
+                GateFuture::check(check, parts, &mut self.inner, &layer.resource)
             }
         }
     }
 }
 
 /// The pending [`Check`](crate::Check) of a [`VerifyService`]: a verification that
-/// has to wait (a key fetch, a remote call).
-pub type Verifying<B> = Waiting<VerifyFuture, B>;
+/// has to wait (a key fetch, a remote call, a shared replay store).
+pub type Verifying<B> = Waiting<Verification, B>;
 
-impl Sealed for VerifyFuture {}
+/// What a [`VerifyService`] waits on: the token's verification, then the check of
+/// its binding; it gives the principal and, when the server's DPoP nonce changed, the
+/// new one for the answer. Opaque.
+pub struct Verification(Pin<Box<dyn Future<Output = VerificationOutput> + Send>>);
 
-impl Settle for VerifyFuture {
-    fn settle(output: Result<Principal, AuthError>, parts: &mut Parts) -> Result<(), AuthError> {
-        parts.extensions.insert(output?);
+type VerificationOutput = Result<(Principal, Option<http::HeaderValue>), AuthError>;
+
+impl Future for Verification {
+    type Output = VerificationOutput;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl Sealed for Verification {}
+
+impl Settle for Verification {
+    fn settle(output: VerificationOutput, parts: &mut Parts) -> Result<(), AuthError> {
+        let (principal, renewal) = output?;
+        parts.extensions.insert(principal);
+        if let Some(nonce) = renewal {
+            parts.extensions.insert(AnswerNonce(nonce));
+        }
         Ok(())
     }
 }

@@ -21,6 +21,8 @@ pub struct SigningKey {
     public: Value,
     /// PEM of the public key (SubjectPublicKeyInfo), when known.
     pub public_pem: Option<String>,
+    /// The private scalar `d` of an EC key (base64url), for its private JWK.
+    private_d: Option<String>,
 }
 
 fn pem(label: &str, der: &[u8]) -> String {
@@ -53,6 +55,7 @@ impl SigningKey {
             encoding,
             public,
             public_pem,
+            private_d: None,
         }
     }
 
@@ -80,15 +83,28 @@ impl SigningKey {
 
     /// A fresh P-256 key for ES256.
     pub fn ec(kid: &str) -> Self {
+        use aws_lc_rs::encoding::{AsBigEndian, EcPrivateKeyBin};
         let pkcs8 =
             EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
                 .expect("EC keygen");
-        Self::finish(
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+            .expect("EC key");
+        let d: EcPrivateKeyBin = pair.private_key().as_be_bytes().expect("EC private key");
+        let mut key = Self::finish(
             kid,
             Algorithm::ES256,
             EncodingKey::from_ec_der(pkcs8.as_ref()),
             None,
-        )
+        );
+        key.private_d = Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d.as_ref()));
+        key
+    }
+
+    /// The private JWK (the public one with `d`) of an ES256 key.
+    pub fn private_jwk(&self) -> Option<Value> {
+        let mut jwk = self.public.clone();
+        jwk["d"] = json!(self.private_d.as_ref()?);
+        Some(jwk)
     }
 
     /// A fresh P-384 key for ES384.
@@ -117,6 +133,7 @@ impl SigningKey {
             encoding,
             public,
             public_pem: None,
+            private_d: None,
         }
     }
 
