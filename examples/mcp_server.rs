@@ -22,6 +22,13 @@
 //! - `--public METHOD`  requests of this JSON-RPC method need no token (repeatable,
 //!   e.g. `server/discover`, `tools/list`); `--public-tool NAME` the same for calls of
 //!   one tool; every other request without a token still gets the 401 challenge;
+//! - `--dpop allowed|required`  accept DPoP-bound tokens (RFC 9449) of the trusted
+//!   issuers, sent as `Authorization: DPoP <token>` with a proof: `allowed` also takes
+//!   Bearer tokens, `required` only DPoP-bound ones; the embedded issuer then also
+//!   prints a DPoP-bound token, its client's private key and a ready `curl` with a
+//!   proof;
+//! - `--dpop-nonces`  with `--dpop`: every proof must carry a server nonce (RFC 9449
+//!   §9); the first request gets `401 use_dpop_nonce` and a `DPoP-Nonce` to retry with;
 //! - `--help`.
 //!
 //! Tools: `whoami` and `notes` need scope `mcp:read`, `write` needs `mcp:write`
@@ -39,7 +46,9 @@ mod signing;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use mcp_gatekeeper::{Introspection, Issuer, ResourceServer, metadata_path};
+use mcp_gatekeeper::{
+    Dpop, DpopNonces, Introspection, Issuer, ResourceServer, SenderChecks, metadata_path,
+};
 use rmcp::transport::streamable_http_server::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 
@@ -48,6 +57,7 @@ usage: mcp_server [--listen ADDR] [--resource URL] [--issuer URL]...
                   [--introspection-client-id ID --introspection-client-secret SECRET]
                   [--filter-tools] [--challenge-granted-scopes] [--challenge-all-scopes]
                   [--allow-origin URL]... [--public METHOD]... [--public-tool NAME]...
+                  [--dpop allowed|required [--dpop-nonces]]
 
   --listen ADDR    address to listen on (default 127.0.0.1:3000; port 0 picks one)
   --resource URL   canonical resource URI clients connect to (default http://ADDR/mcp)
@@ -74,6 +84,15 @@ usage: mcp_server [--listen ADDR] [--resource URL] [--issuer URL]...
                    (repeatable); any other request without one gets the 401
   --public-tool NAME
                    calls of this tool need no token (repeatable)
+  --dpop allowed|required
+                   accept DPoP-bound tokens (RFC 9449) of the trusted issuers, sent
+                   as 'Authorization: DPoP <token>' with a DPoP proof; 'allowed' also
+                   takes Bearer tokens, 'required' only DPoP-bound ones. The embedded
+                   issuer then also prints a DPoP-bound token, the client key it is
+                   bound to, and a curl command with a proof good for one call
+  --dpop-nonces    with --dpop: DPoP proofs must carry a nonce of this server
+                   (RFC 9449 section 9); a proof without one gets 401
+                   use_dpop_nonce and a DPoP-Nonce header to retry with
 
 tools: whoami and notes need scope mcp:read, write needs mcp:write
 ";
@@ -90,6 +109,8 @@ struct Args {
     allow_origins: Vec<String>,
     public_methods: Vec<String>,
     public_tools: Vec<String>,
+    dpop: Option<Dpop>,
+    dpop_nonces: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -105,6 +126,8 @@ fn parse_args() -> Result<Args, String> {
         allow_origins: Vec::new(),
         public_methods: Vec::new(),
         public_tools: Vec::new(),
+        dpop: None,
+        dpop_nonces: false,
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
@@ -125,6 +148,16 @@ fn parse_args() -> Result<Args, String> {
             "--allow-origin" => args.allow_origins.push(value("--allow-origin")?),
             "--public" => args.public_methods.push(value("--public")?),
             "--public-tool" => args.public_tools.push(value("--public-tool")?),
+            "--dpop-nonces" => args.dpop_nonces = true,
+            "--dpop" => {
+                args.dpop = Some(match value("--dpop")?.as_str() {
+                    "allowed" => Dpop::allowed(),
+                    "required" => Dpop::required(),
+                    other => {
+                        return Err(format!("--dpop takes allowed or required, not {other:?}"));
+                    }
+                });
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -142,6 +175,9 @@ fn parse_args() -> Result<Args, String> {
             return Err("introspection needs an --issuer".into());
         }
         _ => {}
+    }
+    if args.dpop_nonces && args.dpop.is_none() {
+        return Err("--dpop-nonces needs --dpop".into());
     }
     Ok(args)
 }
@@ -171,16 +207,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for origin in &args.allow_origins {
         builder = builder.allow_origin(origin);
     }
+    if args.dpop_nonces {
+        // One replica: a secret made now. Replicas share one (DpopNonces docs).
+        let mut secret = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut secret).map_err(|_| "no random bytes for the nonce secret")?;
+        builder = builder.sender_checks(SenderChecks::new().nonces(DpopNonces::new(secret)?));
+    }
     let mut embedded = None;
     if args.issuers.is_empty() {
         // The embedded issuer: keys made now, kept in process (seed 004's case).
-        let (issuer, trusted) =
+        let (issuer, mut trusted) =
             embedded::Embedded::new(format!("{origin}/embedded-issuer"), "embedded-1")?;
+        if let Some(dpop) = args.dpop {
+            trusted = trusted.dpop(dpop);
+        }
         builder = builder.issuer(trusted);
         embedded = Some(issuer);
     } else {
         for issuer in &args.issuers {
             let mut trusted = Issuer::new(issuer);
+            if let Some(dpop) = args.dpop {
+                trusted = trusted.dpop(dpop);
+            }
             if let (Some(id), Some(secret)) = (
                 &args.introspection_client_id,
                 &args.introspection_client_secret,
@@ -245,6 +293,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                  scope=\"mcp:write\"; with write-token it succeeds"
             );
             say!(&mut banner, "{}", curl("write", r#"{"text":"hello"}"#));
+            if args.dpop.is_some() {
+                dpop_banner(&mut banner, embedded, &resource);
+            }
         }
         None => {
             for issuer in &args.issuers {
@@ -255,6 +306,59 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     common::print_banner(&banner);
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// The DPoP part of the banner: a token bound to a client key made now, that key
+/// (private JWK, for a DPoP client), and a `curl` whose proof is good for one call
+/// within five minutes.
+fn dpop_banner(banner: &mut String, embedded: &embedded::Embedded, resource: &str) {
+    let client = signing::SigningKey::ec("dpop-client");
+    let public = client.jwk();
+    let Some(jkt) = mcp_gatekeeper::thumbprint(&public) else {
+        return;
+    };
+    let token = embedded.bound_token(
+        "demo-user",
+        resource,
+        "mcp:read",
+        serde_json::json!({ "jkt": jkt }),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut header = jsonwebtoken::Header::new(client.alg);
+    header.typ = Some("dpop+jwt".into());
+    header.jwk = serde_json::from_value(serde_json::json!({
+        "kty": public["kty"], "crv": public["crv"], "x": public["x"], "y": public["y"],
+    }))
+    .ok();
+    let proof = client.sign_with(
+        header,
+        &serde_json::json!({
+            "jti": format!("banner-{now}"),
+            "htm": "POST",
+            "htu": resource,
+            "iat": now,
+            "ath": mcp_gatekeeper::access_token_hash(&token),
+        }),
+    );
+    say!(banner, "  dpop-token: {token}");
+    if let Some(key) = client.private_jwk() {
+        say!(banner, "  dpop-key:  {key}");
+    }
+    let message = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#;
+    say!(
+        banner,
+        "  # with DPoP (the proof is good for one call, within 5 minutes; make a new one \
+         per request with the key above, e.g. with npm's dpop package):"
+    );
+    say!(
+        banner,
+        "  curl -si {resource} -H 'Authorization: DPoP {token}' -H 'DPoP: {proof}' \
+         -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+         -d '{message}'"
+    );
+    say!(banner, "  dpop-proof: {proof}");
 }
 
 /// `writeln!` into the banner; writing into a `String` cannot fail.

@@ -2,14 +2,14 @@
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
 # Installs what it needs (Rust components; Node.js 20+ when missing or too old; Python 3
 # when missing; the npm packages of the interop tests under tests/oidc and tests/node;
-# Debian's glewlwyd with apt-get), then: format check, clippy with warnings as errors, every
-# test (unit, whole-stack, the examples as processes, the real identity providers and
-# MCP clients, doc tests) with the default AWS-LC backend and again with the
-# RustCrypto backend, the benchmarks compiled (not run), and the docs with warnings
-# as errors. Tests talk only to servers they start on 127.0.0.1.
+# Debian's glewlwyd, chromium and redis-server with apt-get), then: format check, clippy
+# with warnings as errors, every test (unit, whole-stack, the examples as processes, the
+# real identity providers and MCP clients, doc tests) with the default AWS-LC backend
+# and again with the RustCrypto backend, the benchmarks compiled (not run), and the
+# docs with warnings as errors. Tests talk only to servers they start on 127.0.0.1.
 #
-# Needs root or passwordless sudo for apt-get when Node.js, Python 3 or glewlwyd is
-# missing.
+# Needs root or passwordless sudo for apt-get when Node.js, Python 3, glewlwyd,
+# chromium or redis-server is missing.
 # A part that cannot be installed stops the run with a message saying which;
 # nothing is skipped.
 set -euo pipefail
@@ -130,6 +130,16 @@ fi
 /usr/bin/chromium --version 2>/dev/null
 (cd tests/browser && node build.mjs) || fail "the browser page does not bundle (tests/browser/build.mjs)"
 
+step "redis-server (Debian package) for the shared DPoP replay store (tests/dpop.rs)"
+# The tests start their own redis-server on a free loopback port and stop it.
+if ! command -v redis-server >/dev/null 2>&1; then
+    echo "redis-server not found: installing Debian's redis-server"
+    { as_root apt-get install -y --no-install-recommends redis-server \
+        || { as_root apt-get update && as_root apt-get install -y --no-install-recommends redis-server; }; } \
+        || fail "redis-server could not be installed: run 'apt-get install -y --no-install-recommends redis-server' as root (tests/dpop.rs needs it), then run again"
+fi
+redis-server --version
+
 step "glewlwyd (Debian package) for the interop tests"
 bash tests/glewlwyd/start.sh --install-only \
     || fail "glewlwyd could not be installed: run 'apt-get install -y glewlwyd dbconfig-no-thanks sqlite3' as root, then run again"
@@ -143,8 +153,8 @@ cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 step "cargo clippy (the crate and its benchmarks; all targets, all features, -D warnings)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-step "cargo test (default features: aws-lc-rs backend)"
-cargo test --features kubernetes
+step "cargo test (default features: aws-lc-rs backend, with the TokenReview verifier and the Redis replay store)"
+cargo test --features kubernetes,redis
 
 step "cargo test (rust-crypto backend)"
 cargo test --no-default-features --features rust-crypto,axum --lib --tests

@@ -83,6 +83,57 @@ async fn the_example_trusts_a_real_issuer_through_lazy_discovery() {
 }
 
 #[tokio::test]
+async fn the_example_prints_a_dpop_bound_token_and_a_proof_that_works_once() {
+    let running = start(
+        "mcp_server",
+        &["--listen", "127.0.0.1:0", "--dpop", "required"],
+        "dpop-proof:",
+    )
+    .await;
+    let resource = running.field("resource");
+    let token = running.field("dpop-token");
+    let proof = running.field("dpop-proof");
+    let key: Value = serde_json::from_str(&running.field("dpop-key")).expect("a JWK");
+    assert_eq!(key["kty"], "EC");
+    assert!(
+        key["d"].is_string(),
+        "the private key, for a DPoP client: {key}"
+    );
+    let dpop_call = |proof: String| {
+        reqwest::Client::new()
+            .post(&resource)
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", proof)
+            .header("accept", "application/json, text/event-stream")
+            .json(&whoami())
+            .send()
+    };
+    let answer = dpop_call(proof.clone()).await.expect("request");
+    assert_eq!(answer.status(), 200);
+    let reply: Value = answer.json().await.expect("json-rpc reply");
+    assert_eq!(reply["result"]["structuredContent"]["subject"], "demo-user");
+    // The same proof again: refused, it was good for one call.
+    let again = dpop_call(proof).await.expect("request");
+    assert_eq!(again.status(), 401);
+    let challenges: Vec<&str> = again
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert_eq!(challenges.len(), 1, "required: DPoP only {challenges:?}");
+    assert!(
+        challenges[0].starts_with("DPoP error=\"invalid_dpop_proof\""),
+        "{challenges:?}"
+    );
+    // --dpop required: the plain token is refused as Bearer.
+    let bearer = mcp_call(&resource, Some(&running.field("token")), whoami()).await;
+    assert_eq!(bearer.status(), 401);
+    let doc = support::process::get_json(&running.field("metadata")).await;
+    assert_eq!(doc["dpop_bound_access_tokens_required"], json!(true));
+}
+
+#[tokio::test]
 async fn the_example_explains_bad_flags() {
     let output = Command::new(support::process::example_binary("mcp_server"))
         .arg("--bogus")

@@ -6,7 +6,14 @@
 // closes when stdin is a pipe (so a parent that dies never leaves it behind). Logs go to stderr.
 //
 //   node provider.mjs [--alg RS256|ES256] [--resource URL]... [--opaque-resource URL]...
-//                     [--short-ttl SECONDS]
+//                     [--short-ttl SECONDS] [--strict-registered-scope]
+//                     [--dpop [--dpop-nonce]] [--mtls]
+//
+// --dpop turns on DPoP (RFC 9449): a token request with a `DPoP` proof header gets a token bound to
+// the proof's key (cnf.jkt, token_type DPoP), and `dpop-client` must send one. --dpop-nonce also
+// demands a server nonce in every proof (400 use_dpop_nonce + DPoP-Nonce first). --mtls turns on
+// certificate-bound tokens (RFC 8705) for `mtls-client`; as the provider speaks plain HTTP, the
+// client certificate comes in the test header `x-test-client-cert` (PEM, newlines may be `\n`).
 //
 // Besides the provider's own endpoints, two test hooks rotate the signing keys at run time:
 //   POST /_test/rotate  new key (current --alg, new kid) signs from now on; old keys stay in jwks_uri
@@ -31,7 +38,7 @@ const log = (...args) => console.error('[oidc-provider-test]', ...args);
 
 function usage(message) {
   if (message) console.error(`provider.mjs: ${message}`);
-  console.error('usage: node provider.mjs [--alg RS256|ES256] [--resource URL]... [--opaque-resource URL]... [--short-ttl SECONDS] [--strict-registered-scope]');
+  console.error('usage: node provider.mjs [--alg RS256|ES256] [--resource URL]... [--opaque-resource URL]... [--short-ttl SECONDS] [--strict-registered-scope] [--dpop [--dpop-nonce]] [--mtls]');
   process.exit(2);
 }
 
@@ -44,6 +51,9 @@ try {
       'opaque-resource': { type: 'string', multiple: true, default: [] },
       'short-ttl': { type: 'string', default: '2' },
       'strict-registered-scope': { type: 'boolean', default: false },
+      dpop: { type: 'boolean', default: false },
+      'dpop-nonce': { type: 'boolean', default: false },
+      mtls: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -58,6 +68,7 @@ if (!['RS256', 'ES256'].includes(ALG)) usage(`unsupported --alg ${ALG}`);
 
 const SHORT_TTL = Number(options['short-ttl']);
 if (!Number.isInteger(SHORT_TTL) || SHORT_TTL <= 0) usage('--short-ttl must be a positive integer');
+if (options['dpop-nonce'] && !options.dpop) usage('--dpop-nonce needs --dpop');
 
 // Resource indicators are compared exactly as the client sends them. Tokens for RESOURCES are
 // JWTs; tokens for OPAQUE_RESOURCES are opaque, stored, and introspect with aud = the resource.
@@ -73,6 +84,9 @@ const ACCOUNT_ID = 'user-1';
 // Cookie signing keys shared by every Provider instance, so an interaction or session started
 // before a key rotation still works after it.
 const COOKIE_KEYS = [crypto.randomBytes(32).toString('base64url')];
+// DPoP nonces (--dpop-nonce) are stateless HMACs of a 60 s time step under this secret (32 bytes,
+// as oidc-provider requires), shared by every Provider instance like the cookie keys.
+const DPOP_NONCE_SECRET = crypto.randomBytes(32);
 
 // ---------------------------------------------------------------------------------------------
 // In-memory storage shared across Provider instances
@@ -196,6 +210,28 @@ function buildProvider(issuer) {
         scope: SCOPES.join(' '),
       },
       {
+        // With --dpop, DPoP is required: a token request without a DPoP proof gets invalid_grant.
+        // (Any other client gets a DPoP-bound token when it sends a proof, a Bearer token if not.)
+        client_id: 'dpop-client',
+        client_secret: 'dpop-secret',
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        scope: SCOPES.join(' '),
+        ...(options.dpop ? { dpop_bound_access_tokens: true } : {}),
+      },
+      ...(options.mtls ? [{
+        // --mtls only: certificate-bound tokens (RFC 8705 §3, cnf["x5t#S256"], token_type stays
+        // Bearer); the certificate comes from the x-test-client-cert header (see getCertificate).
+        client_id: 'mtls-client',
+        client_secret: 'mtls-secret',
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        scope: SCOPES.join(' '),
+        tls_client_certificate_bound_access_tokens: true,
+      }] : []),
+      {
         // Only authenticates the resource server at the introspection endpoint.
         client_id: 'rs-client',
         client_secret: 'rs-secret',
@@ -204,6 +240,9 @@ function buildProvider(issuer) {
         redirect_uris: [],
       },
     ],
+    // Algorithms accepted for DPoP proofs (advertised as dpop_signing_alg_values_supported);
+    // oidc-provider's default is ES256 and EdDSA only.
+    enabledJWA: { dPoPSigningAlgValues: ['ES256', 'ES384', 'EdDSA', 'RS256', 'PS256'] },
     clientDefaults: {
       id_token_signed_response_alg: ALG,
     },
@@ -242,6 +281,23 @@ function buildProvider(issuer) {
       revocation: { enabled: true },
       // Open dynamic client registration (no initial access token), for MCP clients.
       registration: { enabled: true },
+      // DPoP (RFC 9449) at the token endpoint: the proof comes in the `DPoP` request header.
+      dPoP: {
+        enabled: options.dpop,
+        // Nonces only with --dpop-nonce: then every DPoP token request must carry one.
+        ...(options['dpop-nonce'] ? { nonceSecret: DPOP_NONCE_SECRET, requireNonce: () => true } : {}),
+      },
+      // Certificate-bound access tokens (RFC 8705); no client authentication by certificate.
+      mTLS: {
+        enabled: options.mtls,
+        certificateBoundAccessTokens: options.mtls,
+        // The provider speaks plain HTTP: the test sends the client certificate (PEM, newlines
+        // as \n or base64 DER) in a header instead of a TLS handshake.
+        getCertificate: (ctx) => {
+          const value = ctx.get('x-test-client-cert');
+          return value ? value.replace(/\\n/g, '\n') : undefined;
+        },
+      },
       resourceIndicators: {
         enabled: true,
         // No resource requested => no resource: the access token is opaque (for authorization_code
@@ -432,9 +488,13 @@ async function main() {
     kid: signingKeys[0].kid,
     resources: [...RESOURCES],
     short_ttl: SHORT_TTL,
+    dpop: options.dpop,
+    dpop_nonce: options['dpop-nonce'],
+    mtls: options.mtls,
   };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
-  log(`ready at ${issuer} (alg ${ALG}, resources: ${[...RESOURCES].join(', ') || 'none'})`);
+  const extras = [options.dpop && `dpop${options['dpop-nonce'] ? ' with nonces' : ''}`, options.mtls && 'mtls'].filter(Boolean);
+  log(`ready at ${issuer} (alg ${ALG}, resources: ${[...RESOURCES].join(', ') || 'none'}${extras.length ? `; ${extras.join(', ')}` : ''})`);
 
   exitWithParent();
   process.on('SIGTERM', () => process.exit(0));

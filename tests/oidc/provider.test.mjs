@@ -236,6 +236,119 @@ for (const alg of ['RS256', 'ES256']) {
   });
 }
 
+// A DPoP proof (RFC 9449 §4.2) signed with an ES256 key from node:crypto, as a client would send it.
+function dpopKey() {
+  const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { kty, crv, x, y } = publicKey.export({ format: 'jwk' });
+  // RFC 7638 thumbprint: the required members in lexicographic order, no whitespace.
+  const jkt = crypto.createHash('sha256').update(JSON.stringify({ crv, kty, x, y })).digest('base64url');
+  const proof = (htu, htm, nonce) => {
+    const header = { typ: 'dpop+jwt', alg: 'ES256', jwk: { kty, crv, x, y } };
+    const payload = { jti: crypto.randomUUID(), htm, htu, iat: Math.floor(Date.now() / 1000), ...(nonce ? { nonce } : {}) };
+    const input = [header, payload].map((part) => Buffer.from(JSON.stringify(part)).toString('base64url')).join('.');
+    const signature = crypto.sign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' });
+    return `${input}.${signature.toString('base64url')}`;
+  };
+  return { jkt, proof };
+}
+
+// client_credentials at the token endpoint with an optional DPoP proof and extra headers.
+async function clientCredentials(ready, { client = 'cc-client', secret = 'cc-secret', dpop, headers = {}, resource = RESOURCE } = {}) {
+  const res = await fetch(ready.token_endpoint, {
+    method: 'POST',
+    headers: {
+      authorization: `Basic ${Buffer.from(`${client}:${secret}`).toString('base64')}`,
+      'content-type': 'application/x-www-form-urlencoded',
+      ...(dpop ? { dpop } : {}),
+      ...headers,
+    },
+    body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'mcp:read', resource }),
+  });
+  return { status: res.status, nonce: res.headers.get('dpop-nonce'), body: await res.json() };
+}
+
+// A self-signed P-256 certificate (CN=mtls-client, valid until 2126) for the --mtls client.
+const CLIENT_CERT = `-----BEGIN CERTIFICATE-----
+MIIBgzCCASmgAwIBAgIUYdam2CM+ROkz7bosoZBU4VAtkp0wCgYIKoZIzj0EAwIw
+FjEUMBIGA1UEAwwLbXRscy1jbGllbnQwIBcNMjYxMjAxMjE1NzA5WhgPMjEyNjEx
+MDcyMTU3MDlaMBYxFDASBgNVBAMMC210bHMtY2xpZW50MFkwEwYHKoZIzj0CAQYI
+KoZIzj0DAQcDQgAED1rj+FoMqGLLRhJP8CKIDqR9kkZe5RUefEGtuFbL2qfzx1+b
+FZrVWBZ2unmSJU4W0WX37IjMNgAFdl64/bEil6NTMFEwHQYDVR0OBBYEFH91XnZ4
+2sM/FoCMo7oBOVM/lXxdMB8GA1UdIwQYMBaAFH91XnZ42sM/FoCMo7oBOVM/lXxd
+MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIhAIUBaD4fosKazQO3
+0bM2dWbzkEztaazBYPwQvNqFqMCCAiBfZwnP7UoZNRizgjbCfGegAhS7pd4Vnwhr
+ABDShk8l6g==
+-----END CERTIFICATE-----
+`;
+
+describe('provider.mjs --dpop, --dpop-nonce, --mtls', () => {
+  let plain;
+  let nonces;
+
+  before(async () => {
+    [plain, nonces] = await Promise.all([
+      startProvider(['--alg', 'ES256', '--resource', RESOURCE, '--dpop', '--mtls']),
+      startProvider(['--alg', 'ES256', '--resource', RESOURCE, '--dpop', '--dpop-nonce']),
+    ]);
+  });
+  after(() => Promise.all([plain, nonces].filter(Boolean).map(({ child }) => stopProvider(child))));
+
+  it('binds a client_credentials JWT to the DPoP proof key (cnf.jkt, token_type DPoP)', async () => {
+    const { ready } = plain;
+    assert.equal(ready.dpop, true);
+    assert.equal(ready.dpop_nonce, false);
+    const discovery = await getJson(`${ready.issuer}/.well-known/openid-configuration`);
+    assert.ok(discovery.dpop_signing_alg_values_supported.includes('ES256'));
+
+    const key = dpopKey();
+    const res = await clientCredentials(ready, { dpop: key.proof(ready.token_endpoint, 'POST') });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.token_type, 'DPoP');
+    const { header, payload } = decodeJwt(res.body.access_token);
+    assert.equal(header.typ, 'at+jwt');
+    assert.equal(payload.aud, RESOURCE);
+    assert.deepEqual(payload.cnf, { jkt: key.jkt });
+    await assertSignedByJwks(ready, res.body.access_token, 'ES256');
+
+    // Without a proof: a Bearer token for cc-client, invalid_grant for dpop-client.
+    const bearer = await clientCredentials(ready);
+    assert.equal(bearer.body.token_type, 'Bearer');
+    assert.equal(decodeJwt(bearer.body.access_token).payload.cnf, undefined);
+    const refused = await clientCredentials(ready, { client: 'dpop-client', secret: 'dpop-secret' });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.body.error, 'invalid_grant');
+    const bound = await clientCredentials(ready, { client: 'dpop-client', secret: 'dpop-secret', dpop: key.proof(ready.token_endpoint, 'POST') });
+    assert.deepEqual(decodeJwt(bound.body.access_token).payload.cnf, { jkt: key.jkt });
+  });
+
+  it('--dpop-nonce answers use_dpop_nonce with a DPoP-Nonce first, then accepts the proof with it', async () => {
+    const { ready } = nonces;
+    const key = dpopKey();
+    const first = await clientCredentials(ready, { dpop: key.proof(ready.token_endpoint, 'POST') });
+    assert.equal(first.status, 400);
+    assert.equal(first.body.error, 'use_dpop_nonce');
+    assert.ok(first.nonce, 'DPoP-Nonce header');
+
+    const second = await clientCredentials(ready, { dpop: key.proof(ready.token_endpoint, 'POST', first.nonce) });
+    assert.equal(second.status, 200, JSON.stringify(second.body));
+    assert.equal(second.body.token_type, 'DPoP');
+    assert.deepEqual(decodeJwt(second.body.access_token).payload.cnf, { jkt: key.jkt });
+  });
+
+  it('--mtls binds mtls-client tokens to the x-test-client-cert certificate (cnf x5t#S256)', async () => {
+    const { ready } = plain;
+    const x5t = crypto.createHash('sha256').update(new crypto.X509Certificate(CLIENT_CERT).raw).digest('base64url');
+    const res = await clientCredentials(ready, {
+      client: 'mtls-client',
+      secret: 'mtls-secret',
+      headers: { 'x-test-client-cert': CLIENT_CERT.replace(/\n/g, '\\n') },
+    });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.token_type, 'Bearer');
+    assert.deepEqual(decodeJwt(res.body.access_token).payload.cnf, { 'x5t#S256': x5t });
+  });
+});
+
 describe('provider.mjs lifetime', () => {
   it('exits when its stdin pipe closes', async () => {
     const { child } = await startProvider([]);
