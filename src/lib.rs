@@ -18,7 +18,9 @@
 //!  2 CorsLayer          preflights answered; allowed pages may read answers (R-MCP-7)
 //!  3 MetadataLayer      GET of the RFC 9728 document → answered here       (R-PRM)
 //!  4 BearerLayer        the token, from exactly one Authorization header   (R-BEAR)
+//!                       (Bearer, or DPoP with its one proof header)
 //!  5 VerifyLayer        signature, iss, exp… by a TokenVerifier → Principal (R-JWT, R-KEY, R-ISS, R-GW-3)
+//!                       then a bound token's proof or client certificate   (R-DPOP-1, R-MTLS-1)
 //!  6 AudienceLayer      is the token meant for this resource (this route)? (R-AUD)
 //!  7 EnrichLayer        optional extra claims; its failure lets the request on (R-AZ-2)
 //!  8 BindSessionsLayer  an Mcp-Session-Id works only for its principal    (R-GW-5)
@@ -70,6 +72,12 @@
 //! Opaque tokens are shown only to the issuer whose pattern they match, and a discovery
 //! document cannot point the server at internal addresses.
 //!
+//! Sender-constrained tokens are accepted from the issuers set up for them
+//! ([`Issuer::dpop`], [`Issuer::certificate_bound_tokens`]; refused otherwise): a
+//! DPoP-bound token with a proof checked in full on every request ([`SenderChecks`]:
+//! [`DpopVerifier`], server nonces [`DpopNonces`], a replay store shared by replicas),
+//! a certificate-bound one with the connection's [`ClientCertificate`].
+//!
 //! ## Example
 //!
 //! ```no_run
@@ -106,6 +114,7 @@
 //! - `rustls` (default): HTTPS to identity providers.
 //! - `axum` (default): [`Principal`] as an axum extractor.
 //! - `kubernetes`: the Kubernetes TokenReview verifier (`TokenReview`).
+//! - `redis`: `RedisReplayStore`, the DPoP replay store shared by replicas.
 //! - `fuzzing`: entry points for the fuzz targets under `fuzz/`; not a stable API.
 //!
 //! ## Observability
