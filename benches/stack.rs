@@ -12,6 +12,17 @@
 //!   Neither caches verified tokens, so their first sight and repeat differ only in
 //!   the token.
 //!
+//! - `stack/dpop/ES256`: the stack with the issuer's DPoP allowed, a DPoP-bound token it
+//!   has verified before (a cache hit) and a fresh ES256 proof each time (made before
+//!   the timing), and beside it `stack/dpop_baseline/ES256`: the same stack with an
+//!   unbound token of the same issuer (a cache hit) plus one raw ES256 verification
+//!   (AWS-LC, public key and signature bytes at hand) of such a proof, i.e. what
+//!   checking a proof cannot do without; and `stack/dpop_baseline_jwt/ES256`: the same
+//!   unbound token plus `jsonwebtoken::decode` of the proof with a key made from its
+//!   `jwk` (a raw ES256 JWT verification: decoding and parsing included);
+//! - `dpop/replay/in_memory`: one `first_use` of a new proof in the in-process replay
+//!   store.
+//!
 //! Every case has its keys in process: no network. `benches/report.sh` runs this and
 //! prints medians and ratios.
 
@@ -282,12 +293,181 @@ fn peers(c: &mut Criterion, cases: &[Case], rt: &tokio::runtime::Runtime) {
     });
 }
 
+/// A DPoP client of the benchmark: its ES256 key, and fresh proofs for a token.
+struct DpopClient {
+    key: common::SigningKey,
+    jwk: Value,
+    next: std::cell::Cell<u64>,
+}
+
+impl DpopClient {
+    fn new() -> Self {
+        let key = common::SigningKey::ec("bench-dpop-client");
+        let public = key.jwk();
+        let jwk = serde_json::json!({
+            "kty": public["kty"], "crv": public["crv"], "x": public["x"], "y": public["y"],
+        });
+        Self {
+            key,
+            jwk,
+            next: std::cell::Cell::new(0),
+        }
+    }
+
+    /// A new proof (a new `jti`) for `GET RESOURCE` with `token`.
+    fn proof(&self, token: &str) -> String {
+        let n = self.next.get();
+        self.next.set(n + 1);
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.typ = Some("dpop+jwt".into());
+        header.jwk = serde_json::from_value(self.jwk.clone()).ok();
+        let claims = serde_json::json!({
+            "jti": format!("bench-{n}"),
+            "htm": "GET",
+            "htu": common::RESOURCE,
+            "iat": common::now(),
+            "ath": mcp_gatekeeper::access_token_hash(token),
+        });
+        self.key.sign_with(header, &claims)
+    }
+
+    /// The public key point (uncompressed) and the signature bytes and signed part of
+    /// `proof`, for a raw verification.
+    fn raw_parts(&self, proof: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let coordinate = |name: &str| b64.decode(self.jwk[name].as_str().unwrap_or_default());
+        let mut point = vec![0x04];
+        point.extend(coordinate("x").expect("x"));
+        point.extend(coordinate("y").expect("y"));
+        let (signed, signature) = proof.rsplit_once('.').expect("a JWS");
+        let signature = b64.decode(signature).expect("signature");
+        (point, signature, signed.as_bytes().to_vec())
+    }
+}
+
+fn dpop_request(token: &str, proof: String) -> http::Request<http_body_util::Empty<bytes::Bytes>> {
+    http::Request::get(RESOURCE)
+        .header(http::header::AUTHORIZATION, format!("DPoP {token}"))
+        .header("dpop", proof)
+        .body(http_body_util::Empty::new())
+        .expect("request")
+}
+
+fn dpop(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let _entered = rt.enter();
+    let signer = Signer::new("ES256");
+    let client = DpopClient::new();
+    let Signer::Key(idp) = &signer else {
+        unreachable!("ES256 has a key")
+    };
+    let mut claims = common::claims(0);
+    let jkt = mcp_gatekeeper::thumbprint(&client.jwk).expect("thumbprint");
+    claims["cnf"] = serde_json::json!({ "jkt": jkt });
+    let bound = idp.sign(&claims);
+    let unbound = signer.token(0);
+    let keys = mcp_gatekeeper::keys::LocalKeys::from_jwks(signer.jwks().to_string().as_bytes())
+        .expect("keys");
+    let issuer = mcp_gatekeeper::Issuer::new(common::ISSUER)
+        .algorithms([jsonwebtoken::Algorithm::ES256])
+        .discovery(false)
+        .local_keys(keys)
+        .dpop(mcp_gatekeeper::Dpop::allowed());
+    let server = mcp_gatekeeper::ResourceServer::builder(RESOURCE)
+        .issuer(issuer)
+        .required_scopes(["mcp:read"])
+        .build()
+        .expect("valid configuration");
+    let mut service = server.layer().layer(common::Noop);
+    assert_eq!(
+        drive(&mut service, dpop_request(&bound, client.proof(&bound)), rt),
+        200
+    );
+    assert_eq!(drive(&mut service, request(&unbound), rt), 200);
+
+    let mut group = c.benchmark_group("stack/dpop");
+    group.bench_function("ES256", |b| {
+        b.iter_batched(
+            || dpop_request(&bound, client.proof(&bound)),
+            |req| drive(&mut service, black_box(req), rt),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("stack/dpop_baseline");
+    group.bench_function("ES256", |b| {
+        b.iter_batched(
+            || (request(&unbound), client.raw_parts(&client.proof(&bound))),
+            |(req, (point, signature, signed))| {
+                let status = drive(&mut service, black_box(req), rt);
+                let key = aws_lc_rs::signature::UnparsedPublicKey::new(
+                    &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+                    black_box(&point),
+                );
+                (
+                    status,
+                    key.verify(black_box(&signed), black_box(&signature))
+                        .is_ok(),
+                )
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("stack/dpop_baseline_jwt");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(client.jwk.clone()).expect("jwk");
+    group.bench_function("ES256", |b| {
+        b.iter_batched(
+            || (request(&unbound), client.proof(&bound)),
+            |(req, proof)| {
+                let status = drive(&mut service, black_box(req), rt);
+                let key = jsonwebtoken::DecodingKey::from_jwk(black_box(&jwk)).expect("key");
+                let claims = jsonwebtoken::decode::<Map<String, Value>>(
+                    black_box(&proof),
+                    &key,
+                    &validation,
+                );
+                (status, claims.is_ok())
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+
+    let store =
+        mcp_gatekeeper::InMemoryReplayStore::new(100_000, std::time::Duration::from_secs(305));
+    let mut next = 0u64;
+    let mut group = c.benchmark_group("dpop/replay");
+    group.bench_function("in_memory", |b| {
+        b.iter(|| {
+            next += 1;
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&next.to_be_bytes());
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let mut first = mcp_gatekeeper::ReplayStore::first_use(
+                &store,
+                black_box(key),
+                std::time::Duration::from_secs(305),
+            );
+            std::future::Future::poll(first.as_mut(), &mut cx)
+        })
+    });
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let rt = runtime();
     let cases = cases();
     ours(c, &cases, &rt);
     raw(c, &cases);
     peers(c, &cases, &rt);
+    dpop(c, &rt);
 }
 
 criterion_group!(stack, benches);

@@ -191,12 +191,13 @@ pub use metadata::{
 // 4. bearer
 pub use bearer::{BearerLayer, BearerService, BearerToken, DEFAULT_MAX_TOKEN_LEN};
 pub use dpop::{
-    DEFAULT_DPOP_ALGORITHMS, DEFAULT_PROOF_LIFETIME, DEFAULT_PROOF_SKEW, DpopError, DpopVerifier,
-    InMemoryReplayStore, ProofRequest, ReplayStore, VerifiedProof, access_token_hash, thumbprint,
+    DEFAULT_DPOP_ALGORITHMS, DEFAULT_PROOF_LIFETIME, DEFAULT_PROOF_SKEW, DEFAULT_REPLAY_CAPACITY,
+    DpopError, DpopVerifier, ProofRequest, ReplayStore, VerifiedProof, access_token_hash,
+    thumbprint,
 };
 pub use sender::{
     CertificateHeader, ClientCertificate, ClientCertificates, DEFAULT_NONCE_ROTATION, Dpop,
-    DpopNonces, SenderChecks,
+    DpopNonces, InMemoryReplayStore, SenderChecks,
 };
 #[cfg(feature = "redis")]
 pub use sender::{DEFAULT_REDIS_TIMEOUT, RedisReplayStore};

@@ -23,8 +23,12 @@ const RESOURCE: &str = "https://mcp.example.com/mcp";
 const ISSUER: &str = "https://idp.example.com";
 const MAX_BYTES: u64 = 8 * 1024 * 1024;
 
+/// The tests measure the process's heap: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "current_thread")]
 async fn fat_claims_from_a_trusted_issuer_stay_within_the_byte_bound_in_measured_heap() {
+    let _serial = SERIAL.lock().await;
     let secret = b"0123456789abcdef0123456789abcdef";
     let server = ResourceServer::builder(RESOURCE)
         .issuer(
@@ -75,4 +79,43 @@ async fn fat_claims_from_a_trusted_issuer_stay_within_the_byte_bound_in_measured
         live <= (MAX_BYTES + MAX_BYTES / 8) as i64,
         "heap grew by {live} bytes for a {MAX_BYTES}-byte bound ({usage:?})"
     );
+}
+
+/// One `first_use` of the replay store, polled once (the in-process store answers at
+/// once).
+fn first_use(store: &mcp_gatekeeper::InMemoryReplayStore, n: u64) -> Result<bool, String> {
+    use mcp_gatekeeper::ReplayStore;
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&n.to_be_bytes());
+    // Keys are SHA-256 digests: spread the counter over the bytes a store may hash.
+    key[8..16].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut future = store.first_use(key, Duration::from_secs(300));
+    match std::future::Future::poll(future.as_mut(), &mut cx) {
+        std::task::Poll::Ready(answer) => answer,
+        std::task::Poll::Pending => Err("the in-process store made the request wait".into()),
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_dpop_replay_store_never_forgets_a_proof_within_its_window_and_holds_its_memory_bound()
+{
+    let _serial = SERIAL.lock().await;
+    const CAPACITY: u64 = 100_000;
+    let region = Region::new(GLOBAL);
+    let store = mcp_gatekeeper::InMemoryReplayStore::new(CAPACITY, Duration::from_secs(300));
+    for n in 0..CAPACITY {
+        assert_eq!(first_use(&store, n), Ok(true), "proof {n}");
+    }
+    // Full: a new proof is refused (the request gets 503), not let in by forgetting
+    // an older one, which could then be replayed.
+    let full = first_use(&store, CAPACITY);
+    assert!(full.as_ref().is_err_and(|e| e.contains("full")), "{full:?}");
+    for n in 0..CAPACITY {
+        assert_eq!(first_use(&store, n), Ok(false), "proof {n} was forgotten");
+    }
+    let stats = region.change();
+    let live = stats.bytes_allocated as i64 - stats.bytes_deallocated as i64;
+    println!("{CAPACITY} proofs: {live} bytes of heap");
+    assert!(live < 4 * 1024 * 1024, "{live} bytes for {CAPACITY} proofs");
 }

@@ -29,6 +29,20 @@ pub use jwks::JwksOptions;
 pub use local::LocalKeys;
 pub use set::{KeySet, VerificationKey};
 
+/// Whether `signature` over `message` was made for `alg` with the public key of
+/// `jwk`, checked once (a key met once, as a DPoP proof's): with AWS-LC straight from
+/// the JWK's material; `None` when this backend cannot, or the material does not fit
+/// `alg` (the caller then takes the [`VerificationKey`] path).
+#[cfg(feature = "aws-lc-rs")]
+pub(crate) fn verify_jwk_once(
+    jwk: &serde_json::Value,
+    alg: Algorithm,
+    message: &[u8],
+    signature: &str,
+) -> Option<bool> {
+    native::NativeKey::from_jwk(jwk).verify_once(alg, message, signature)
+}
+
 /// The asymmetric algorithms: what an issuer accepts unless told otherwise, and what
 /// a public key may serve.
 pub(crate) const ASYMMETRIC: [Algorithm; 9] = [

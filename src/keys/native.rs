@@ -121,6 +121,47 @@ impl NativeKey {
         Some(parsed.verify_sig(message, &signature).is_ok())
     }
 
+    /// Whether `signature` over `message` was made with this key for `alg`, checked
+    /// once without keeping the parsed key: for keys met once (a DPoP proof's). `None`
+    /// when the material does not fit `alg`.
+    pub(crate) fn verify_once(
+        &self,
+        alg: Algorithm,
+        message: &[u8],
+        signature: &str,
+    ) -> Option<bool> {
+        let signature = URL_SAFE_NO_PAD.decode(signature).ok();
+        let rsa = |params: &'static RsaParameters| match &self.material {
+            Material::Rsa { n, e } => Some(signature.as_ref().is_some_and(|s| {
+                RsaPublicKeyComponents { n, e }
+                    .verify(params, message, s)
+                    .is_ok()
+            })),
+            _ => None,
+        };
+        let point = |algorithm: &'static dyn signature::VerificationAlgorithm| match &self.material
+        {
+            Material::Point(bytes) => Some(signature.as_ref().is_some_and(|s| {
+                signature::UnparsedPublicKey::new(algorithm, bytes)
+                    .verify(message, s)
+                    .is_ok()
+            })),
+            _ => None,
+        };
+        match alg {
+            Algorithm::RS256 => rsa(&signature::RSA_PKCS1_2048_8192_SHA256),
+            Algorithm::RS384 => rsa(&signature::RSA_PKCS1_2048_8192_SHA384),
+            Algorithm::RS512 => rsa(&signature::RSA_PKCS1_2048_8192_SHA512),
+            Algorithm::PS256 => rsa(&signature::RSA_PSS_2048_8192_SHA256),
+            Algorithm::PS384 => rsa(&signature::RSA_PSS_2048_8192_SHA384),
+            Algorithm::PS512 => rsa(&signature::RSA_PSS_2048_8192_SHA512),
+            Algorithm::ES256 => point(&signature::ECDSA_P256_SHA256_FIXED),
+            Algorithm::ES384 => point(&signature::ECDSA_P384_SHA384_FIXED),
+            Algorithm::EdDSA => point(&signature::ED25519),
+            _ => None,
+        }
+    }
+
     fn parse(&self, alg: Algorithm) -> Option<ParsedPublicKey> {
         let rsa = |params: &'static RsaParameters| -> Option<ParsedPublicKey> {
             match &self.material {

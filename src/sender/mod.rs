@@ -17,6 +17,7 @@ mod certificate;
 mod nonce;
 #[cfg(feature = "redis")]
 mod redis;
+mod replay;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,6 +33,7 @@ pub use certificate::{CertificateHeader, ClientCertificate, ClientCertificates};
 pub use nonce::{DEFAULT_NONCE_ROTATION, DpopNonces};
 #[cfg(feature = "redis")]
 pub use redis::{DEFAULT_REDIS_TIMEOUT, RedisReplayStore};
+pub use replay::InMemoryReplayStore;
 
 use crate::bearer::BearerToken;
 use crate::dpop::{DpopError, DpopVerifier, ProofRequest};
