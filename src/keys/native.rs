@@ -131,67 +131,55 @@ impl NativeKey {
         signature: &str,
     ) -> Option<bool> {
         let signature = URL_SAFE_NO_PAD.decode(signature).ok();
-        let rsa = |params: &'static RsaParameters| match &self.material {
-            Material::Rsa { n, e } => Some(signature.as_ref().is_some_and(|s| {
-                RsaPublicKeyComponents { n, e }
-                    .verify(params, message, s)
-                    .is_ok()
+        let verified = |checked: Result<(), aws_lc_rs::error::Unspecified>| checked.is_ok();
+        match (params(alg)?, &self.material) {
+            (Params::Rsa(params), Material::Rsa { n, e }) => Some(signature.is_some_and(|s| {
+                verified(RsaPublicKeyComponents { n, e }.verify(params, message, &s))
             })),
-            _ => None,
-        };
-        let point = |algorithm: &'static dyn signature::VerificationAlgorithm| match &self.material
-        {
-            Material::Point(bytes) => Some(signature.as_ref().is_some_and(|s| {
-                signature::UnparsedPublicKey::new(algorithm, bytes)
-                    .verify(message, s)
-                    .is_ok()
-            })),
-            _ => None,
-        };
-        match alg {
-            Algorithm::RS256 => rsa(&signature::RSA_PKCS1_2048_8192_SHA256),
-            Algorithm::RS384 => rsa(&signature::RSA_PKCS1_2048_8192_SHA384),
-            Algorithm::RS512 => rsa(&signature::RSA_PKCS1_2048_8192_SHA512),
-            Algorithm::PS256 => rsa(&signature::RSA_PSS_2048_8192_SHA256),
-            Algorithm::PS384 => rsa(&signature::RSA_PSS_2048_8192_SHA384),
-            Algorithm::PS512 => rsa(&signature::RSA_PSS_2048_8192_SHA512),
-            Algorithm::ES256 => point(&signature::ECDSA_P256_SHA256_FIXED),
-            Algorithm::ES384 => point(&signature::ECDSA_P384_SHA384_FIXED),
-            Algorithm::EdDSA => point(&signature::ED25519),
+            (Params::Other(algorithm), Material::Point(bytes)) => {
+                Some(signature.is_some_and(|s| {
+                    verified(
+                        signature::UnparsedPublicKey::new(algorithm, bytes).verify(message, &s),
+                    )
+                }))
+            }
             _ => None,
         }
     }
 
     fn parse(&self, alg: Algorithm) -> Option<ParsedPublicKey> {
-        let rsa = |params: &'static RsaParameters| -> Option<ParsedPublicKey> {
-            match &self.material {
-                Material::Rsa { n, e } => RsaPublicKeyComponents { n, e }
-                    .to_parsed_public_key(params)
-                    .ok(),
-                Material::Spki(der) => ParsedPublicKey::new(params, der).ok(),
-                _ => None,
-            }
-        };
-        let other = |algorithm: &'static dyn signature::VerificationAlgorithm| match &self.material
-        {
-            Material::Point(bytes) | Material::Spki(bytes) => {
+        match (params(alg)?, &self.material) {
+            (Params::Rsa(params), Material::Rsa { n, e }) => RsaPublicKeyComponents { n, e }
+                .to_parsed_public_key(params)
+                .ok(),
+            (Params::Rsa(params), Material::Spki(der)) => ParsedPublicKey::new(params, der).ok(),
+            (Params::Other(algorithm), Material::Point(bytes) | Material::Spki(bytes)) => {
                 ParsedPublicKey::new(algorithm, bytes).ok()
             }
             _ => None,
-        };
-        match alg {
-            Algorithm::RS256 => rsa(&signature::RSA_PKCS1_2048_8192_SHA256),
-            Algorithm::RS384 => rsa(&signature::RSA_PKCS1_2048_8192_SHA384),
-            Algorithm::RS512 => rsa(&signature::RSA_PKCS1_2048_8192_SHA512),
-            Algorithm::PS256 => rsa(&signature::RSA_PSS_2048_8192_SHA256),
-            Algorithm::PS384 => rsa(&signature::RSA_PSS_2048_8192_SHA384),
-            Algorithm::PS512 => rsa(&signature::RSA_PSS_2048_8192_SHA512),
-            Algorithm::ES256 => other(&signature::ECDSA_P256_SHA256_FIXED),
-            Algorithm::ES384 => other(&signature::ECDSA_P384_SHA384_FIXED),
-            Algorithm::EdDSA => other(&signature::ED25519),
-            _ => None,
         }
     }
+}
+
+/// AWS-LC's verification parameters of an asymmetric algorithm.
+enum Params {
+    Rsa(&'static RsaParameters),
+    Other(&'static dyn signature::VerificationAlgorithm),
+}
+
+fn params(alg: Algorithm) -> Option<Params> {
+    Some(match alg {
+        Algorithm::RS256 => Params::Rsa(&signature::RSA_PKCS1_2048_8192_SHA256),
+        Algorithm::RS384 => Params::Rsa(&signature::RSA_PKCS1_2048_8192_SHA384),
+        Algorithm::RS512 => Params::Rsa(&signature::RSA_PKCS1_2048_8192_SHA512),
+        Algorithm::PS256 => Params::Rsa(&signature::RSA_PSS_2048_8192_SHA256),
+        Algorithm::PS384 => Params::Rsa(&signature::RSA_PSS_2048_8192_SHA384),
+        Algorithm::PS512 => Params::Rsa(&signature::RSA_PSS_2048_8192_SHA512),
+        Algorithm::ES256 => Params::Other(&signature::ECDSA_P256_SHA256_FIXED),
+        Algorithm::ES384 => Params::Other(&signature::ECDSA_P384_SHA384_FIXED),
+        Algorithm::EdDSA => Params::Other(&signature::ED25519),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
