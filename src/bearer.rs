@@ -290,7 +290,10 @@ fn token_start(bytes: &[u8], layer: &BearerLayer) -> Result<(usize, bool), AuthE
 fn one_proof(parts: &Parts) -> Result<HeaderValue, AuthError> {
     let mut proofs = parts.headers.get_all("dpop").iter();
     match (proofs.next(), proofs.next()) {
-        (Some(proof), None) => Ok(proof.clone()),
+        (Some(proof), None) if proof.to_str().is_ok() => Ok(proof.clone()),
+        (Some(_), None) => Err(AuthError::invalid_dpop_proof(
+            "the DPoP header has characters outside visible ASCII; a proof is a compact JWS",
+        )),
         (None, _) => Err(AuthError::invalid_dpop_proof(
             "the token uses the DPoP scheme but the request has no DPoP proof header",
         )),

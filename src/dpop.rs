@@ -42,9 +42,10 @@ pub const DEFAULT_PROOF_LIFETIME: Duration = Duration::from_secs(300);
 /// How far in the future a proof's `iat` may be (clock skew), by default.
 pub const DEFAULT_PROOF_SKEW: Duration = Duration::from_secs(5);
 
-/// How many proofs the default in-process replay store remembers within a proof
-/// window (about 20 MiB when full, allocated as it fills): 3,300 proofs a second for
-/// 305 s. Beyond it new proofs are refused (`503`) until the window moves on.
+/// How many proofs the default in-process replay store remembers (about 22 MiB when
+/// full, allocated as it fills). It keeps each proof for one to two windows of 310 s,
+/// so it holds a sustained 1,600 proofs a second; beyond that new proofs are refused
+/// (`503`) until the window moves on.
 pub const DEFAULT_REPLAY_CAPACITY: u64 = 1_000_000;
 
 /// The longest proof read; a longer one is refused before it is decoded.
@@ -132,6 +133,9 @@ pub struct DpopVerifier {
     lifetime: Duration,
     skew: Duration,
     replay: Arc<dyn ReplayStore>,
+    /// Whether `replay` is the in-process store made here (remade when the window
+    /// changes), not one the user gave.
+    own_store: bool,
 }
 
 impl std::fmt::Debug for DpopVerifier {
@@ -155,12 +159,14 @@ impl DpopVerifier {
     /// after their `iat` and [`DEFAULT_PROOF_SKEW`] before it, and an
     /// [`InMemoryReplayStore`] of [`DEFAULT_REPLAY_CAPACITY`] proofs.
     pub fn new() -> Self {
-        let ttl = DEFAULT_PROOF_LIFETIME + DEFAULT_PROOF_SKEW;
+        // The same window as replay_ttl() gives.
+        let ttl = DEFAULT_PROOF_LIFETIME + DEFAULT_PROOF_SKEW * 2;
         Self {
             algorithms: DEFAULT_DPOP_ALGORITHMS.into(),
             lifetime: DEFAULT_PROOF_LIFETIME,
             skew: DEFAULT_PROOF_SKEW,
             replay: Arc::new(InMemoryReplayStore::new(DEFAULT_REPLAY_CAPACITY, ttl)),
+            own_store: true,
         }
     }
 
@@ -186,22 +192,29 @@ impl DpopVerifier {
         Ok(self)
     }
 
-    /// How long after its `iat` a proof is accepted, and how far before it (skew).
-    /// The replay store remembers each `jti` for their sum. The in-process store is
-    /// made again for the new window; set a shared one after this.
+    /// How long after its `iat` a proof is accepted, and how far before it (skew,
+    /// which also stands for the clock difference of replicas). The replay store
+    /// remembers each `jti` for the lifetime and twice the skew; the default
+    /// in-process store is made again for the new window, a store given with
+    /// [`DpopVerifier::replay_store`] is kept.
     pub fn proof_window(mut self, lifetime: Duration, skew: Duration) -> Self {
         self.lifetime = lifetime;
         self.skew = skew;
-        self.replay = Arc::new(InMemoryReplayStore::new(
-            DEFAULT_REPLAY_CAPACITY,
-            lifetime + skew,
-        ));
+        if self.own_store {
+            self.replay = Arc::new(InMemoryReplayStore::new(
+                DEFAULT_REPLAY_CAPACITY,
+                self.replay_ttl(),
+            ));
+        }
         self
     }
 
-    /// Where seen proofs are remembered (a store shared by every replica).
+    /// Where seen proofs are remembered (a store shared by every replica). An
+    /// [`InMemoryReplayStore`] given here must keep proofs for the lifetime and twice
+    /// the skew, or every proof is refused as unavailable.
     pub fn replay_store(mut self, store: impl ReplayStore) -> Self {
         self.replay = Arc::new(store);
+        self.own_store = false;
         self
     }
 
@@ -239,7 +252,7 @@ impl DpopVerifier {
         proof: &VerifiedProof,
     ) -> impl Future<Output = Result<(), DpopError>> + Send + 'static {
         let key = replay_key(&proof.jkt, &proof.jti);
-        let ttl = self.lifetime + self.skew;
+        let ttl = self.replay_ttl();
         let store = Arc::clone(&self.replay);
         async move {
             match store.first_use(key, ttl).await {
@@ -250,6 +263,13 @@ impl DpopVerifier {
                 Err(why) => Err(DpopError::Unavailable(why)),
             }
         }
+    }
+
+    /// How long a proof's `jti` is remembered: as long as it can be accepted (its
+    /// lifetime and the skew), plus the skew again for replicas whose clocks are that
+    /// far apart.
+    fn replay_ttl(&self) -> Duration {
+        self.lifetime + self.skew * 2
     }
 
     /// Every check but the replay store's.
@@ -293,6 +313,12 @@ impl DpopVerifier {
 
     /// `typ` and `alg`; the algorithm the proof uses.
     fn check_header(&self, header: &Map<String, Value>) -> Result<Algorithm, DpopError> {
+        // RFC 7515 §4.1.11: extensions a recipient does not understand refuse the JWS.
+        if header.contains_key("crit") {
+            return Err(invalid(
+                "the proof's header names crit extensions, which this server does not understand",
+            ));
+        }
         let typ = header.get("typ").and_then(Value::as_str);
         if !typ.is_some_and(|t| t.eq_ignore_ascii_case("dpop+jwt")) {
             return Err(invalid("the proof's typ is not dpop+jwt"));
@@ -631,6 +657,12 @@ mod tests {
         let why = refused(verify(&forged).await);
         assert!(why.contains("private member"), "{why}");
 
+        // An extension the server does not know (RFC 7515 §4.1.11).
+        let mut critical = header(&key);
+        critical.crit = Some(vec!["exp".into()]);
+        let why = refused(verify(&key.sign_with(critical, &claims("h"))).await);
+        assert!(why.contains("crit"), "{why}");
+
         // A member named twice.
         let twice = format!(
             "{}.{}",
@@ -667,7 +699,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failing_store_is_unavailable_never_an_accepted_proof() {
+    async fn a_failing_store_is_unavailable_never_an_accepted_proof_even_after_a_new_window() {
         struct Down;
         impl ReplayStore for Down {
             fn first_use(
@@ -682,6 +714,7 @@ mod tests {
         let proof = key.sign_with(header(&key), &claims("z"));
         let result = DpopVerifier::new()
             .replay_store(Down)
+            .proof_window(Duration::from_secs(60), Duration::from_secs(5))
             .verify(&proof, request())
             .await;
         assert_eq!(

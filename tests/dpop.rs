@@ -514,6 +514,40 @@ async fn an_opaque_token_is_bound_by_the_cnf_its_introspection_answers() {
 }
 
 #[tokio::test]
+async fn a_proof_is_good_only_at_the_uri_the_request_went_to() {
+    let (idp, client, target, token) = allowed();
+    // A proof for the resource URI, taken to another path of the same server.
+    let proof = client.proof(&token);
+    let moved = target
+        .send(http::Method::POST, "/admin", "DPoP", &token, &[&proof], &[])
+        .await;
+    assert_dpop_refusal(&moved, "invalid_dpop_proof", "htu");
+    // Behind a proxy (or a nested router) that took a prefix off the path, the
+    // resource URI is still the one the client saw and named.
+    let public = "https://mcp.example.com/api/mcp";
+    let behind =
+        Target::new(ResourceServer::builder(public).issuer(issuer(&idp).dpop(Dpop::allowed())));
+    let mut claims = claims(ISSUER, public);
+    claims["cnf"] = json!({"jkt": client.jkt()});
+    let for_public = idp.sign(&claims);
+    let proof = client.proof_with(&for_public, |c| c["htu"] = json!(public));
+    let ok = behind.post("DPoP", &for_public, &[&proof]).await;
+    assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
+    // A DPoP header that is not ASCII is refused as a proof, not read as no proof.
+    let request = http::Request::post("/mcp")
+        .header("authorization", format!("DPoP {token}"))
+        .header(
+            "dpop",
+            http::HeaderValue::from_bytes(b"\xffproof").expect("obs-text"),
+        )
+        .body(Body::empty())
+        .expect("request");
+    let answer = support::send(&target.app, request).await;
+    assert_dpop_refusal(&answer, "invalid_dpop_proof", "visible ASCII");
+    assert_eq!(target.reached() + behind.reached(), 1);
+}
+
+#[tokio::test]
 async fn a_proof_names_the_resource_uri_never_the_host_header() {
     let (idp, client, target, token) = allowed();
     // The attacker's Host does not make its htu right.

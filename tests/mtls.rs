@@ -209,3 +209,44 @@ async fn a_proxy_header_is_read_only_when_configured_by_name() {
         json!(true)
     );
 }
+
+/// A verifier of the user's own that vouches for every token with these claims.
+struct Vouches(serde_json::Map<String, serde_json::Value>);
+
+impl mcp_gatekeeper::TokenVerifier for Vouches {
+    fn verify(&self, _: &mcp_gatekeeper::BearerToken) -> mcp_gatekeeper::VerifyFuture {
+        let kind = mcp_gatekeeper::TokenKind::Other("custom".into());
+        let principal = mcp_gatekeeper::Principal::from_claims(kind, ISSUER, self.0.clone());
+        mcp_gatekeeper::VerifyFuture::ready(Ok(principal))
+    }
+}
+
+#[tokio::test]
+async fn a_bound_principal_of_a_verifier_of_ones_own_is_refused_even_with_the_right_certificate() {
+    // R-JWT-5: only issuers set up for a binding (Issuer::certificate_bound_tokens) may
+    // have bound tokens; a custom verifier's principal carries no such setting.
+    let der = der("client-a.pem");
+    let mut claims = claims(ISSUER, RESOURCE);
+    claims["cnf"] = json!({"x5t#S256": ClientCertificate::new(der.clone()).thumbprint()});
+    let serde_json::Value::Object(claims) = claims else {
+        unreachable!("claims are an object")
+    };
+    let server = ResourceServer::with_verifier(RESOURCE, Vouches(claims))
+        .authorization_server(ISSUER)
+        .build()
+        .expect("config");
+    let app = support::app(server.layer());
+    let mut request = http::Request::get("/mcp")
+        .header("authorization", "Bearer opaque-custom-token")
+        .body(Body::empty())
+        .expect("request");
+    request.extensions_mut().insert(ClientCertificate::new(der));
+    let answer = support::send(&app, request).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
+    assert!(
+        answer
+            .description()
+            .contains("does not accept certificate-bound"),
+        "{answer:?}"
+    );
+}

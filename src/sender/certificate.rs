@@ -113,7 +113,10 @@ fn unreadable(why: &'static str) -> AuthError {
 }
 
 /// The thumbprint of the one element of an Envoy `X-Forwarded-Client-Cert` header:
-/// its `Hash` (hex SHA-256 of the DER), else its `Cert`.
+/// its `Hash` (hex SHA-256 of the DER) and/or its `Cert`, which must agree. A key
+/// given twice refuses the header: Envoy writes `Hash` and `Cert` once, before the
+/// `URI` and `DNS` values it copies raw from the certificate, so a second one can only
+/// come from a certificate whose name was chosen to look like one.
 fn xfcc_thumbprint(value: &str) -> Result<String, AuthError> {
     let elements = split_outside_quotes(value, ',');
     let [element] = elements.as_slice() else {
@@ -132,33 +135,54 @@ fn xfcc_thumbprint(value: &str) -> Result<String, AuthError> {
             .strip_prefix('"')
             .and_then(|v| v.strip_suffix('"'))
             .unwrap_or(value);
-        match key.trim().to_ascii_lowercase().as_str() {
-            "hash" => hash = Some(value),
-            "cert" => cert = Some(value),
-            _ => {}
+        let slot = match key.trim().to_ascii_lowercase().as_str() {
+            "hash" => &mut hash,
+            "cert" => &mut cert,
+            _ => continue,
+        };
+        if slot.replace(value).is_some() {
+            return Err(unreadable(
+                "the X-Forwarded-Client-Cert header gives Hash or Cert twice",
+            ));
         }
     }
-    if let Some(hex) = hash {
-        let digest = decode_hex(hex)
-            .filter(|d| d.len() == 32)
-            .ok_or_else(|| unreadable("the X-Forwarded-Client-Cert Hash is not a hex SHA-256"))?;
-        return Ok(URL_SAFE_NO_PAD.encode(digest));
-    }
-    match cert {
-        Some(cert) => pem_thumbprint(&percent_decode(cert)?),
-        None => Err(unreadable(
+    let by_hash = match hash {
+        Some(hex) => Some(
+            decode_hex(hex)
+                .filter(|d| d.len() == 32)
+                .map(|digest| URL_SAFE_NO_PAD.encode(digest))
+                .ok_or_else(|| {
+                    unreadable("the X-Forwarded-Client-Cert Hash is not a hex SHA-256")
+                })?,
+        ),
+        None => None,
+    };
+    let by_cert = match cert {
+        Some(cert) => Some(pem_thumbprint(&percent_decode(cert)?)?),
+        None => None,
+    };
+    match (by_hash, by_cert) {
+        (Some(hash), Some(cert)) if hash != cert => Err(unreadable(
+            "the X-Forwarded-Client-Cert Hash and Cert name different certificates",
+        )),
+        (Some(thumbprint), _) | (None, Some(thumbprint)) => Ok(thumbprint),
+        (None, None) => Err(unreadable(
             "the X-Forwarded-Client-Cert header has neither Hash nor Cert",
         )),
     }
 }
 
-/// `value` split at `sep` where it is not inside double quotes.
+/// `value` split at `sep` where it is not inside double quotes (in which `\` escapes
+/// the next character, as in `Subject="O=Foo\", Inc"`).
 fn split_outside_quotes(value: &str, sep: char) -> Vec<&str> {
     let mut parts = Vec::new();
     let mut quoted = false;
+    let mut escaped = false;
     let mut start = 0;
     for (i, c) in value.char_indices() {
         match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
             '"' => quoted = !quoted,
             c if c == sep && !quoted => {
                 parts.push(&value[start..i]);
@@ -255,10 +279,15 @@ mod tests {
             CertificateHeader::EscapedPem,
         );
         let by_hash = format!("By=spiffe://proxy;Hash={hex};Subject=\"CN=a,O=b\"");
+        let both = format!(
+            "Hash={hex};Cert=\"{}\";Subject=\"O=Foo\\\", Inc,CN=a\"",
+            escaped(PEM)
+        );
         let by_cert = format!("Cert=\"{}\";Subject=\"CN=a,O=b\"", escaped(PEM));
         for (source, header, value) in [
             (&xfcc, "x-forwarded-client-cert", by_hash.as_str()),
             (&xfcc, "x-forwarded-client-cert", by_cert.as_str()),
+            (&xfcc, "x-forwarded-client-cert", both.as_str()),
             (&nginx, "x-ssl-client-cert", escaped(PEM).as_str()),
         ] {
             let got = source.thumbprint(&parts(&[(header, value)]));
@@ -287,8 +316,17 @@ mod tests {
             CertificateHeader::EnvoyXfcc,
         );
         let two = format!("Hash={0},Hash={0}", "ab".repeat(32));
+        // A certificate whose URI SAN reads as a second Hash (Envoy copies it raw).
+        let injected = format!(
+            "Hash={};URI=urn:x;Hash={}",
+            "ab".repeat(32),
+            "cd".repeat(32)
+        );
+        let disagree = format!("Hash={};Cert=\"{}\"", "ab".repeat(32), escaped(PEM));
         for headers in [
             vec![("x-forwarded-client-cert", two.as_str())],
+            vec![("x-forwarded-client-cert", injected.as_str())],
+            vec![("x-forwarded-client-cert", disagree.as_str())],
             vec![("x-forwarded-client-cert", "Hash=zz")],
             vec![("x-forwarded-client-cert", "Subject=\"CN=a\"")],
             vec![("x-forwarded-client-cert", "Cert=\"%zz\"")],

@@ -257,7 +257,7 @@ impl SenderChecks {
         token: &BearerToken,
         resource: &ProtectedResource,
     ) -> SenderRequest {
-        let (uri, other_uri) = proof_uris(parts, resource);
+        let (uri, other_uri) = proof_uris(parts, resource).unwrap_or_default();
         SenderRequest {
             method: parts.method.clone(),
             uri,
@@ -286,9 +286,19 @@ impl SenderChecks {
         if let Some(bound) = x5t {
             check_certificate(bound, &request.certificate)?;
         }
-        let Some(proof) = request.token.dpop_proof() else {
+        if !request.token.is_dpop() {
             return bearer_scheme(jkt, binding);
+        }
+        let Some(proof) = request.token.dpop_proof() else {
+            return Err(AuthError::invalid_dpop_proof(
+                "the DPoP header is not ASCII",
+            ));
         };
+        if request.uri.is_empty() {
+            return Err(AuthError::invalid_dpop_proof(
+                "the request is not for a protected resource URI, so no DPoP proof can name it",
+            ));
+        }
         let Some(jkt) = jkt.filter(|_| binding.dpop.is_some()) else {
             return Err(AuthError::invalid_token(
                 Rule::Dpop1,
@@ -384,22 +394,22 @@ fn proof_error(error: DpopError) -> AuthError {
     }
 }
 
-/// The URIs a proof's `htu` may name for a request: the request's resource URI (from
-/// configuration, never `Host`), and that URI's origin with the request's own path
-/// when the paths differ.
-fn proof_uris(parts: &Parts, resource: &ProtectedResource) -> (String, Option<String>) {
-    let Some(uri) = resource.resource_for(parts) else {
-        return (String::new(), None);
-    };
+/// The URIs a proof's `htu` may name for a request, never from `Host`: the origin of
+/// the request's resource URI with the path the request arrived at; and the resource
+/// URI itself when its path ends with that path (the same path, or one a proxy or a
+/// nested router took a prefix off). `None` when the request is not for a resource.
+fn proof_uris(parts: &Parts, resource: &ProtectedResource) -> Option<(String, Option<String>)> {
+    let uri = resource.resource_for(parts)?;
     let path = parts.uri.path();
     let origin_end = uri
         .find("://")
         .map(|scheme| scheme + 3)
         .and_then(|host| uri[host..].find('/').map(|p| host + p))
         .unwrap_or(uri.len());
-    let other =
-        (uri.get(origin_end..) != Some(path)).then(|| format!("{}{path}", &uri[..origin_end]));
-    (uri.into_owned(), other)
+    let (origin, resource_path) = uri.split_at(origin_end);
+    let at_path = format!("{origin}{path}");
+    let whole = (resource_path != path && resource_path.ends_with(path)).then(|| uri.into_owned());
+    Some((at_path, whole))
 }
 
 type FirstUse = Pin<Box<dyn Future<Output = Result<(), DpopError>> + Send>>;

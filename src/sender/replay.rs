@@ -71,15 +71,24 @@ impl InMemoryReplayStore {
 
     /// Records `key` now: whether it is new, or an error when the store is full.
     fn record(&self, key: [u8; 32]) -> Result<bool, String> {
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&key[..16]);
-        let id = u128::from_le_bytes(id);
-        let slice = (self.started.elapsed().as_nanos() / self.window.as_nanos().max(1)) as u64;
         let index = (key[16] as usize) % SHARDS;
         let mut shard = self.shards[index]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if slice != shard.slice {
+        // The time is read under the lock: a thread that read it before waiting would
+        // take the shard back to an older slice and drop the proofs of the newer one.
+        let slice = (self.started.elapsed().as_nanos() / self.window.as_nanos().max(1)) as u64;
+        self.record_in(&mut shard, key, slice)
+    }
+
+    /// Records `key` in `shard` at `slice`. A slice older than the shard's (a clock
+    /// that is not monotonic) is taken as the shard's own: nothing is ever dropped
+    /// early.
+    fn record_in(&self, shard: &mut Shard, key: [u8; 32], slice: u64) -> Result<bool, String> {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&key[..16]);
+        let id = u128::from_le_bytes(id);
+        if slice > shard.slice {
             let Shard {
                 current, previous, ..
             } = &mut *shard;
@@ -161,6 +170,19 @@ mod tests {
         moved.started = earlier(moved.started);
         assert_eq!(moved.record(key(1)), Ok(true), "two slices later");
         assert_eq!(moved.len(), 1);
+    }
+
+    #[test]
+    fn a_request_that_read_the_time_before_a_rotation_does_not_undo_it() {
+        let store = InMemoryReplayStore::new(1_000, Duration::from_secs(10));
+        let mut shard = Shard::default();
+        assert_eq!(store.record_in(&mut shard, key(1), 5), Ok(true));
+        assert_eq!(store.record_in(&mut shard, key(2), 6), Ok(true));
+        // A late request of slice 5: both proofs are still known.
+        assert_eq!(store.record_in(&mut shard, key(3), 5), Ok(true));
+        assert_eq!(store.record_in(&mut shard, key(1), 6), Ok(false));
+        assert_eq!(store.record_in(&mut shard, key(2), 6), Ok(false));
+        assert_eq!(store.record_in(&mut shard, key(3), 6), Ok(false));
     }
 
     #[test]

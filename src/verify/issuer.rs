@@ -94,7 +94,16 @@ impl Issuer {
     /// `Authorization: DPoP <token>` with a proof the verify layer checks on every
     /// request (R-DPOP-1). [`Dpop::allowed`] also takes the issuer's unbound tokens as
     /// `Bearer`; [`Dpop::required`] takes only DPoP-bound ones. Off by default: a
-    /// DPoP-bound token is refused (R-JWT-5).
+    /// DPoP-bound token is refused (R-JWT-5). [`ResourceServer::builder`] then names
+    /// the proof algorithms in the metadata and the challenges and reads the `DPoP`
+    /// scheme; a stack given its verifier
+    /// ([`ResourceServer::with_verifier`], or composed by hand) needs them named on
+    /// its resource ([`ProtectedResource::dpop_signing_algs`]), or the `DPoP` scheme is
+    /// refused.
+    ///
+    /// [`ResourceServer::builder`]: crate::ResourceServer::builder
+    /// [`ResourceServer::with_verifier`]: crate::ResourceServer::with_verifier
+    /// [`ProtectedResource::dpop_signing_algs`]: crate::ProtectedResource::dpop_signing_algs
     pub fn dpop(mut self, policy: Dpop) -> Self {
         self.binding.dpop = Some(policy);
         self
