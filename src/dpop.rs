@@ -12,6 +12,7 @@
 //! proof's header (`typ`, `alg`, a public `jwk`), the signature, `htm`, `htu`, `iat`,
 //! `ath`, and the `jti` not seen before within the proof's lifetime.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::ConfigError;
@@ -290,10 +291,19 @@ impl DpopVerifier {
         else {
             return Err(invalid("the proof is not a compact JWS (three parts)"));
         };
-        let header = decode_object(header, "header")?;
+        let header = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| invalid("the proof's header is not base64url"))?;
+        let header: ProofHeader<'_> = serde_json::from_slice(&header).map_err(|_| {
+            invalid(
+                "the proof's header is not a JSON object giving typ, alg, jwk and crit at \
+                 most once each, with the right types",
+            )
+        })?;
         let alg = self.check_header(&header)?;
         let jwk = header
-            .get("jwk")
+            .jwk
+            .as_ref()
             .ok_or_else(|| invalid("the proof's header has no jwk"))?;
         let message_len = proof.len() - signature.len() - 1;
         if !signed_by(jwk, alg, &proof.as_bytes()[..message_len], signature)? {
@@ -301,31 +311,36 @@ impl DpopVerifier {
                 "the proof's signature does not verify with its jwk",
             ));
         }
-        let claims = decode_object(payload, "claims")?;
+        let claims = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| invalid("the proof's claims are not base64url"))?;
+        let claims: ProofClaims<'_> = serde_json::from_slice(&claims).map_err(|_| {
+            invalid(
+                "the proof's claims are not a JSON object giving jti, htm, htu, iat, ath and \
+                 nonce once each, with the right types",
+            )
+        })?;
         let jti = self.check_claims(&claims, request, now)?;
         let jkt = thumbprint(jwk).ok_or_else(|| invalid("the proof's jwk has no thumbprint"))?;
-        let nonce = claims
-            .get("nonce")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let nonce = claims.nonce.map(Cow::into_owned);
         Ok(VerifiedProof { jkt, jti, nonce })
     }
 
     /// `typ` and `alg`; the algorithm the proof uses.
-    fn check_header(&self, header: &Map<String, Value>) -> Result<Algorithm, DpopError> {
+    fn check_header(&self, header: &ProofHeader<'_>) -> Result<Algorithm, DpopError> {
         // RFC 7515 §4.1.11: extensions a recipient does not understand refuse the JWS.
-        if header.contains_key("crit") {
+        if header.crit.is_some() {
             return Err(invalid(
                 "the proof's header names crit extensions, which this server does not understand",
             ));
         }
-        let typ = header.get("typ").and_then(Value::as_str);
+        let typ = header.typ.as_deref();
         if !typ.is_some_and(|t| t.eq_ignore_ascii_case("dpop+jwt")) {
             return Err(invalid("the proof's typ is not dpop+jwt"));
         }
         let alg = header
-            .get("alg")
-            .and_then(Value::as_str)
+            .alg
+            .as_deref()
             .ok_or_else(|| invalid("the proof's header has no alg"))?;
         let allowed = alg
             .parse::<Algorithm>()
@@ -342,17 +357,23 @@ impl DpopVerifier {
     /// `jti`, `htm`, `htu`, `iat` and `ath`; the `jti`.
     fn check_claims(
         &self,
-        claims: &Map<String, Value>,
+        claims: &ProofClaims<'_>,
         request: ProofRequest<'_>,
         now: SystemTime,
     ) -> Result<String, DpopError> {
-        let text = |name: &str| claims.get(name).and_then(Value::as_str);
-        let jti = text("jti").filter(|j| !j.is_empty() && j.len() <= MAX_JTI_LEN);
+        let jti = claims
+            .jti
+            .as_deref()
+            .filter(|j| !j.is_empty() && j.len() <= MAX_JTI_LEN);
         let jti = jti.ok_or_else(|| invalid("the proof has no jti (or one over 256 bytes)"))?;
-        if text("htm") != Some(request.method) {
+        if claims.htm.as_deref() != Some(request.method) {
             return Err(invalid("the proof's htm is not this request's method"));
         }
-        let htu = text("htu").ok_or_else(|| invalid("the proof has no htu"))?;
+        let htu = claims
+            .htu
+            .as_deref()
+            .filter(|htu| !htu.is_empty())
+            .ok_or_else(|| invalid("the proof has no htu"))?;
         if htu.contains(['?', '#']) {
             return Err(invalid(
                 "the proof's htu has a query or a fragment; RFC 9449 leaves them out",
@@ -365,8 +386,7 @@ impl DpopVerifier {
             return Err(invalid("the proof's htu is not this request's URI"));
         }
         let iat = claims
-            .get("iat")
-            .and_then(Value::as_f64)
+            .iat
             .filter(|i| i.is_finite())
             .ok_or_else(|| invalid("the proof has no numeric iat"))?;
         let now = now
@@ -379,7 +399,7 @@ impl DpopVerifier {
         if iat < now - self.lifetime.as_secs_f64() {
             return Err(invalid("the proof is too old (its iat is past the window)"));
         }
-        if text("ath") != Some(access_token_hash(request.access_token).as_str()) {
+        if claims.ath.as_deref() != Some(access_token_hash(request.access_token).as_str()) {
             return Err(invalid(
                 "the proof's ath is not the hash of the access token it came with",
             ));
@@ -388,19 +408,36 @@ impl DpopVerifier {
     }
 }
 
-/// A base64url JSON object of the proof, in which no member is named twice.
-fn decode_object(part: &str, what: &str) -> Result<Map<String, Value>, DpopError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| invalid(format!("the proof's {what} is not base64url")))?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| invalid(format!("the proof's {what} is not UTF-8")))?;
-    match crate::verify::parse_strict(text) {
-        Ok(Value::Object(object)) => Ok(object),
-        _ => Err(invalid(format!(
-            "the proof's {what} is not a JSON object whose members are named once"
-        ))),
-    }
+/// The header members of a proof that the checks read, each at most once (serde's
+/// derive refuses one given twice); others are skipped.
+#[derive(serde::Deserialize)]
+struct ProofHeader<'a> {
+    #[serde(borrow, default)]
+    typ: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    alg: Option<Cow<'a, str>>,
+    #[serde(default)]
+    jwk: Option<Value>,
+    #[serde(default)]
+    crit: Option<serde::de::IgnoredAny>,
+}
+
+/// The claims of a proof that the checks read. Any of them given twice refuses the
+/// proof (serde's derive says so); members not read are skipped, not kept.
+#[derive(serde::Deserialize)]
+struct ProofClaims<'a> {
+    #[serde(borrow, default)]
+    jti: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    htm: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    htu: Option<Cow<'a, str>>,
+    #[serde(default)]
+    iat: Option<f64>,
+    #[serde(borrow, default)]
+    ath: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    nonce: Option<Cow<'a, str>>,
 }
 
 /// Whether the proof's public key `jwk` made `signature` over `message` with `alg`; a
@@ -670,7 +707,18 @@ mod tests {
             URL_SAFE_NO_PAD.encode(claims("g").to_string())
         );
         let why = refused(verify(&format!("{twice}.sig")).await);
-        assert!(why.contains("named once"), "{why}");
+        assert!(why.contains("once each"), "{why}");
+        // A claim named twice (signed, so that the claims are read).
+        let body = claims("i").to_string();
+        let doubled = format!("{{\"htu\":\"https://mcp.example.com/other\",{}", &body[1..]);
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_string(&header(&key)).unwrap_or_default()),
+            URL_SAFE_NO_PAD.encode(doubled)
+        );
+        let signed = format!("{message}.{}", key.sign_message(message.as_bytes()));
+        let why = refused(verify(&signed).await);
+        assert!(why.contains("once each"), "{why}");
         assert!(refused(verify("a.b").await).contains("three parts"));
     }
 
