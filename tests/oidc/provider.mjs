@@ -22,6 +22,21 @@
 // new key set and the HTTP server dispatches to that one from then on. Every instance uses the same
 // module-level in-memory store (tokens, grants, sessions, interactions, registered clients) and the
 // same cookie keys, so whatever was issued before a rotation stays valid after it.
+//
+// OAuth 2.0 Token Exchange (RFC 8693), registered through oidc-provider's documented extension API
+// `provider.registerGrantType` (docs/README.md "Custom Grant Types"): `proxy-client`/`proxy-secret`
+// (HTTP Basic or client_secret_post) POSTs to the token endpoint
+//   grant_type=urn:ietf:params:oauth:grant-type:token-exchange
+//   subject_token=<access token issued by this provider: JWT (any --resource) or opaque>
+//   subject_token_type=urn:ietf:params:oauth:token-type:access_token (or ...:jwt for a JWT)
+//   resource=<one of --resource/--opaque-resource> (or audience=<same>; exactly one target)
+//   [scope=...] [requested_token_type=urn:ietf:params:oauth:token-type:access_token]
+// and gets {"access_token","issued_token_type":"urn:ietf:params:oauth:token-type:access_token",
+// "token_type":"Bearer","expires_in","scope"}: a token for the target (aud = target) with the
+// subject token's `sub`, a scope within both the subject token's scope and the target's, and
+// `act: {"sub": "<exchanging client>"}` (RFC 8693 §4.1; nested when the subject token had one).
+// The subject token must be active: a JWT is verified with this provider's own keys (iss, typ
+// at+jwt, exp); an opaque one is looked up in the provider's AccessToken / ClientCredentials store.
 
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -79,6 +94,9 @@ for (const resource of RESOURCES) {
 }
 
 const SCOPES = ['openid', 'offline_access', 'mcp:read', 'mcp:write'];
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
+const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
 const RESOURCE_SCOPE = 'mcp:read mcp:write';
 const ACCOUNT_ID = 'user-1';
 // Cookie signing keys shared by every Provider instance, so an interaction or session started
@@ -183,6 +201,19 @@ function generateSigningKey(alg) {
 // Provider
 // ---------------------------------------------------------------------------------------------
 
+function resourceServerInfo(resourceIndicator) {
+  if (!RESOURCES.has(resourceIndicator)) throw new errors.InvalidTarget();
+  if (OPAQUE_RESOURCES.has(resourceIndicator)) {
+    return { scope: RESOURCE_SCOPE, audience: resourceIndicator, accessTokenFormat: 'opaque' };
+  }
+  return {
+    scope: RESOURCE_SCOPE,
+    audience: resourceIndicator,
+    accessTokenFormat: 'jwt',
+    jwt: { sign: { alg: ALG } },
+  };
+}
+
 const clientTtl = (defaultTtl) => (ctx, token, client) => (
   client.clientId === 'short-client' ? SHORT_TTL : token.resourceServer?.accessTokenTTL ?? defaultTtl
 );
@@ -232,6 +263,16 @@ function buildProvider(issuer) {
         tls_client_certificate_bound_access_tokens: true,
       }] : []),
       {
+        // The reverse proxy's client: exchanges the tokens it receives for upstream tokens
+        // (RFC 8693). client_credentials too, so it can also get a token of its own.
+        client_id: 'proxy-client',
+        client_secret: 'proxy-secret',
+        grant_types: [TOKEN_EXCHANGE, 'client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        scope: SCOPES.join(' '),
+      },
+      {
         // Only authenticates the resource server at the introspection endpoint.
         client_id: 'rs-client',
         client_secret: 'rs-secret',
@@ -245,6 +286,11 @@ function buildProvider(issuer) {
     enabledJWA: { dPoPSigningAlgValues: ['ES256', 'ES384', 'EdDSA', 'RS256', 'PS256'] },
     clientDefaults: {
       id_token_signed_response_alg: ALG,
+    },
+    // RFC 8693 §4.1 `act` for exchanged tokens: spread into a JWT access token's payload and into
+    // the introspection response of an opaque one (oidc-provider's `extra`).
+    extraTokenClaims(ctx, token) {
+      return token.kind === 'AccessToken' ? exchangeActs.get(ctx) : undefined;
     },
     scopes: SCOPES,
     // email is released under openid so that scopes_supported stays exactly SCOPES.
@@ -308,16 +354,7 @@ function buildProvider(issuer) {
         // when the code's scope has no openid: RFC 8707 behaviour that it does not let us turn off.)
         useGrantedResource: () => false,
         async getResourceServerInfo(ctx, resourceIndicator) {
-          if (!RESOURCES.has(resourceIndicator)) throw new errors.InvalidTarget();
-          if (OPAQUE_RESOURCES.has(resourceIndicator)) {
-            return { scope: RESOURCE_SCOPE, audience: resourceIndicator, accessTokenFormat: 'opaque' };
-          }
-          return {
-            scope: RESOURCE_SCOPE,
-            audience: resourceIndicator,
-            accessTokenFormat: 'jwt',
-            jwt: { sign: { alg: ALG } },
-          };
+          return resourceServerInfo(resourceIndicator);
         },
       },
     },
@@ -342,9 +379,145 @@ function buildProvider(issuer) {
   };
 
   const provider = new Provider(issuer, configuration);
+  registerTokenExchange(provider);
   provider.on('server_error', (ctx, err) => log('server_error', err));
   provider.on('grant.error', (ctx, err) => log('grant.error', err.message, err.error_description ?? ''));
   return provider;
+}
+
+// ---------------------------------------------------------------------------------------------
+// OAuth 2.0 Token Exchange (RFC 8693)
+// ---------------------------------------------------------------------------------------------
+
+// ctx -> the `act` claim of the token being issued in that request (read by extraTokenClaims).
+const exchangeActs = new WeakMap();
+
+const b64json = (part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+
+// A JWT access token issued by this provider, verified with its own keys (current and rotated
+// ones, as published in jwks_uri). Returns its claims, or undefined when it does not verify.
+function verifyOwnJwt(issuer, token) {
+  const parts = token.split('.');
+  if (parts.length !== 3) return undefined;
+  let header;
+  let claims;
+  try {
+    header = b64json(parts[0]);
+    claims = b64json(parts[1]);
+  } catch {
+    return undefined;
+  }
+  if (header.typ !== 'at+jwt' || !['RS256', 'ES256'].includes(header.alg)) return undefined;
+  const jwk = signingKeys.find((key) => key.kid === header.kid && key.alg === header.alg);
+  if (!jwk) return undefined;
+  const key = crypto.createPublicKey({ key: jwk, format: 'jwk' });
+  const ok = crypto.verify(
+    'sha256',
+    Buffer.from(`${parts[0]}.${parts[1]}`),
+    header.alg === 'ES256' ? { key, dsaEncoding: 'ieee-p1363' } : key,
+    Buffer.from(parts[2], 'base64url'),
+  );
+  const now = Math.floor(Date.now() / 1000);
+  if (!ok || claims.iss !== issuer || typeof claims.exp !== 'number' || claims.exp <= now) return undefined;
+  if (typeof claims.sub !== 'string') return undefined;
+  return claims;
+}
+
+// The subject token as { sub, scope, aud, act } when it is an active access token of this provider.
+async function findSubject(provider, token, tokenType) {
+  if (tokenType === TOKEN_TYPE_JWT || token.split('.').length === 3) {
+    const claims = verifyOwnJwt(provider.issuer, token);
+    return claims && {
+      sub: claims.sub, scope: claims.scope ?? '', aud: claims.aud, act: claims.act, exp: claims.exp, format: 'jwt',
+    };
+  }
+  const stored = (await provider.AccessToken.find(token)) ?? (await provider.ClientCredentials.find(token));
+  if (!stored || !stored.isValid) return undefined;
+  return {
+    sub: stored.accountId ?? stored.clientId,
+    scope: stored.scope ?? '',
+    aud: stored.aud,
+    act: stored.extra?.act,
+    exp: stored.exp,
+    format: 'opaque',
+  };
+}
+
+const asList = (value) => (value === undefined ? [] : [value].flat());
+
+function registerTokenExchange(provider) {
+  const parameters = [
+    'audience', 'resource', 'scope', 'requested_token_type',
+    'subject_token', 'subject_token_type', 'actor_token', 'actor_token_type',
+  ];
+  const allowedDuplicates = ['audience', 'resource'];
+
+  async function tokenExchangeHandler(ctx, next) {
+    const { params, client } = ctx.oidc; // client: authenticated by the token endpoint already
+
+    // (errors.InvalidRequest's second argument is the HTTP status, not a parameter name.)
+    if (!params.subject_token) throw new errors.InvalidRequest('missing required parameter subject_token');
+    if (!params.subject_token_type) throw new errors.InvalidRequest('missing required parameter subject_token_type');
+    if (![TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT].includes(params.subject_token_type)) {
+      throw new errors.InvalidRequest('unsupported subject_token_type');
+    }
+    if (params.requested_token_type && params.requested_token_type !== TOKEN_TYPE_ACCESS_TOKEN) {
+      throw new errors.InvalidRequest('unsupported requested_token_type');
+    }
+    if (params.actor_token || params.actor_token_type) {
+      throw new errors.InvalidRequest('actor_token is not supported: the authenticated client is the actor');
+    }
+
+    // Exactly one target, named by `resource` (RFC 8707) or `audience` (RFC 8693 §2.1).
+    const targets = [...new Set([...asList(params.resource), ...asList(params.audience)])];
+    if (targets.length !== 1) {
+      throw new errors.InvalidTarget('exactly one resource or audience must be requested');
+    }
+    const [target] = targets;
+    const info = resourceServerInfo(target); // InvalidTarget for unknown targets
+
+    const subject = await findSubject(provider, params.subject_token, params.subject_token_type);
+    if (!subject) throw new errors.InvalidGrant('subject_token is invalid, expired or not issued here');
+
+    // Scope: what was asked for (default: all of the subject's), within the subject token's and
+    // the target's scope.
+    const subjectScope = new Set(subject.scope.split(' ').filter(Boolean));
+    const targetScope = new Set(info.scope.split(' '));
+    const requested = params.scope ? params.scope.split(' ').filter(Boolean) : [...subjectScope];
+    const beyond = requested.filter((scope) => !subjectScope.has(scope));
+    if (beyond.length) throw new errors.InvalidScope('scope exceeds the subject token', beyond.join(' '));
+    const scope = requested.filter((scope) => targetScope.has(scope)).join(' ') || undefined;
+
+    const act = subject.act ? { sub: client.clientId, act: subject.act } : { sub: client.clientId };
+    exchangeActs.set(ctx, { act });
+
+    // An AccessToken with accountId = the subject's sub (a user, or the client of a
+    // client_credentials token). No grantId: the subject's grant belongs to another client,
+    // and introspection drops tokens whose grant's client differs.
+    const token = new provider.AccessToken({
+      accountId: subject.sub,
+      client,
+      scope,
+      gty: 'token_exchange',
+    });
+    token.resourceServer = new provider.ResourceServer(target, info);
+    // Never outlive the subject token: expires_in = min(the usual TTL, what the subject has left).
+    token.expiresIn = Math.min(token.expiration, subject.exp - Math.floor(Date.now() / 1000));
+    ctx.oidc.entity('AccessToken', token);
+    const value = await token.save();
+
+    ctx.body = {
+      access_token: value,
+      issued_token_type: TOKEN_TYPE_ACCESS_TOKEN,
+      token_type: token.tokenType,
+      expires_in: token.expiration,
+      scope: token.scope || undefined,
+    };
+    log(`token exchange: ${client.clientId} exchanged a ${subject.format} token of ${subject.sub} for ${target}`);
+    await next();
+  }
+
+  provider.registerGrantType(TOKEN_EXCHANGE, tokenExchangeHandler, parameters, allowedDuplicates);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -491,6 +664,7 @@ async function main() {
     dpop: options.dpop,
     dpop_nonce: options['dpop-nonce'],
     mtls: options.mtls,
+    token_exchange: discovery.grant_types_supported.includes(TOKEN_EXCHANGE),
   };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
   const extras = [options.dpop && `dpop${options['dpop-nonce'] ? ' with nonces' : ''}`, options.mtls && 'mtls'].filter(Boolean);

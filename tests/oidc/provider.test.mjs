@@ -349,6 +349,68 @@ describe('provider.mjs --dpop, --dpop-nonce, --mtls', () => {
   });
 });
 
+describe('provider.mjs token exchange (RFC 8693, proxy-client)', () => {
+  const UPSTREAM = 'http://127.0.0.1:10/upstream';
+  const OPAQUE_UPSTREAM = 'http://127.0.0.1:11/opaque-upstream';
+  let provider;
+
+  before(async () => {
+    provider = await startProvider(['--resource', RESOURCE, '--resource', UPSTREAM, '--opaque-resource', OPAQUE_UPSTREAM]);
+  });
+  after(() => provider && stopProvider(provider.child));
+
+  async function exchange(ready, params, { client = 'proxy-client', secret = 'proxy-secret' } = {}) {
+    const res = await fetch(ready.token_endpoint, {
+      method: 'POST',
+      headers: {
+        authorization: `Basic ${Buffer.from(`${client}:${secret}`).toString('base64')}`,
+        'content-type': 'application/x-www-form-urlencoded',
+      },
+      body: new URLSearchParams({
+        grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+        subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+        ...params,
+      }),
+    });
+    return { status: res.status, body: await res.json() };
+  }
+
+  it('exchanges a token for the proxy for one for the upstream: aud the upstream, same sub, act the proxy', async () => {
+    const { ready } = provider;
+    const subject = await clientCredentials(ready);
+    assert.equal(subject.status, 200, JSON.stringify(subject.body));
+    const res = await exchange(ready, { subject_token: subject.body.access_token, resource: UPSTREAM });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.issued_token_type, 'urn:ietf:params:oauth:token-type:access_token');
+    assert.equal(res.body.token_type, 'Bearer');
+    const before = decodeJwt(subject.body.access_token).payload;
+    const after = decodeJwt(res.body.access_token).payload;
+    assert.equal(after.aud, UPSTREAM);
+    assert.equal(after.sub, before.sub);
+    assert.deepEqual(after.act, { sub: 'proxy-client' });
+    assert.ok(after.exp <= before.exp, 'never outlives the subject token');
+    // An opaque upstream token introspects with the upstream as audience.
+    const opaque = await exchange(ready, { subject_token: subject.body.access_token, resource: OPAQUE_UPSTREAM });
+    assert.equal(opaque.status, 200, JSON.stringify(opaque.body));
+    assert.equal(opaque.body.access_token.split('.').length, 1);
+  });
+
+  it('refuses a forged subject token, an unknown target, a wider scope and other clients', async () => {
+    const { ready } = provider;
+    const subject = (await clientCredentials(ready)).body.access_token;
+    const forged = `${subject.slice(0, -4)}AAAA`;
+    assert.equal((await exchange(ready, { subject_token: forged, resource: UPSTREAM })).body.error, 'invalid_grant');
+    assert.equal((await exchange(ready, { subject_token: subject, resource: 'http://127.0.0.1:12/nope' })).body.error, 'invalid_target');
+    assert.equal((await exchange(ready, { subject_token: subject, resource: UPSTREAM, scope: 'mcp:write' })).body.error, 'invalid_scope');
+    const other = await exchange(ready, { subject_token: subject, resource: UPSTREAM }, { client: 'cc-client', secret: 'cc-secret' });
+    // oidc-provider answers a grant type the client is not registered for so.
+    assert.equal(other.body.error, 'invalid_request');
+    assert.match(other.body.error_description, /grant type is not allowed/);
+    const wrong = await exchange(ready, { subject_token: subject, resource: UPSTREAM }, { secret: 'nope' });
+    assert.equal(wrong.status, 401);
+  });
+});
+
 describe('provider.mjs lifetime', () => {
   it('exits when its stdin pipe closes', async () => {
     const { child } = await startProvider([]);
