@@ -182,9 +182,12 @@ pub(crate) fn describe(
 /// ```
 /// use mcp_gatekeeper::{ClientCertificates, DpopNonces, DpopVerifier, SenderChecks};
 ///
+/// // In production: 32 or more random bytes from a secret store, the same on every
+/// // replica.
+/// let secret = [7u8; 32];
 /// let checks = SenderChecks::new()
 ///     .proofs(DpopVerifier::new())
-///     .nonces(DpopNonces::new([7u8; 32]).expect("a 32-byte secret"))
+///     .nonces(DpopNonces::new(secret).expect("a 32-byte secret"))
 ///     .client_certificates(ClientCertificates::from_connection());
 /// ```
 #[derive(Clone, Debug, Default)]
