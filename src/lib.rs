@@ -165,6 +165,7 @@ mod body;
 mod challenge;
 mod decision;
 mod error;
+mod exchange;
 mod fetch;
 mod future;
 #[cfg(feature = "fuzzing")]
@@ -243,6 +244,7 @@ pub use server::ResourceServer;
 // What the stages share.
 pub use body::ResponseBody;
 pub use error::{AuthError, AuthErrorKind, ConfigError};
+pub use exchange::{DEFAULT_EXCHANGE_MARGIN, ExchangeError, TokenExchange, TokenExchangeBuilder};
 pub use fetch::FetchOptions;
 pub use future::{Check, GateFuture, ResponseFuture, Settle, Waiting};
 pub use hierarchy::ScopeHierarchy;

@@ -1,0 +1,102 @@
+//! RFC 8693 token exchange against a real authorization server (issue 16, first
+//! part): panva's oidc-provider with the grant registered through its extension API
+//! (`tests/oidc/provider.mjs`, client `proxy-client`).
+
+mod support;
+
+use base64::Engine as _;
+use mcp_gatekeeper::{ExchangeError, TokenExchange};
+use serde_json::Value;
+use support::idp;
+
+const CLIENT: &str = "http://127.0.0.1:9/mcp";
+const UPSTREAM: &str = "http://127.0.0.1:10/upstream";
+
+fn claims(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).unwrap_or_default();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap_or_default();
+    serde_json::from_slice(&bytes).unwrap_or_default()
+}
+
+async fn subject_token(provider: &idp::Running) -> String {
+    let endpoint = provider.field("token_endpoint");
+    let answer = idp::client_credentials(
+        &endpoint,
+        ("cc-client", "cc-secret"),
+        "mcp:read",
+        Some(CLIENT),
+    )
+    .await;
+    answer["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_verified_token_is_exchanged_once_for_one_whose_audience_is_the_upstream() {
+    let provider = idp::oidc_provider(&["--resource", CLIENT, "--resource", UPSTREAM]).await;
+    let exchange = TokenExchange::builder(
+        provider.field("token_endpoint"),
+        "proxy-client",
+        "proxy-secret",
+    )
+    .resource(UPSTREAM)
+    .build()
+    .expect("config");
+    let subject = subject_token(&provider).await;
+    let upstream = exchange.exchange(&subject).await.expect("exchanged");
+    let (before, after) = (claims(&subject), claims(&upstream));
+    assert_eq!(after["aud"], UPSTREAM, "{after}");
+    assert_eq!(after["sub"], before["sub"]);
+    assert_eq!(after["act"]["sub"], "proxy-client");
+
+    // 100 concurrent calls with one new subject token: one exchange, one token.
+    let subject = subject_token(&provider).await;
+    let calls = (0..100).map(|_| {
+        let (exchange, subject) = (exchange.clone(), subject.clone());
+        tokio::spawn(async move { exchange.exchange(&subject).await })
+    });
+    let mut tokens = std::collections::HashSet::new();
+    for call in calls {
+        tokens.insert(call.await.expect("task").expect("exchanged"));
+    }
+    assert_eq!(tokens.len(), 1, "one exchange for 100 calls");
+
+    // A refused subject token is an error, never the subject token passed on.
+    let forged = format!("{}AAAA", &subject[..subject.len() - 4]);
+    assert_eq!(
+        exchange.exchange(&forged).await,
+        Err(ExchangeError::Refused("invalid_grant".into()))
+    );
+}
+
+#[tokio::test]
+async fn an_exchanged_token_near_its_expiry_is_exchanged_again() {
+    let provider = idp::oidc_provider(&["--resource", CLIENT, "--resource", UPSTREAM]).await;
+    // A margin longer than any token's life: nothing is reused.
+    let exchange = TokenExchange::builder(
+        provider.field("token_endpoint"),
+        "proxy-client",
+        "proxy-secret",
+    )
+    .resource(UPSTREAM)
+    .margin(std::time::Duration::from_secs(1_000_000))
+    .build()
+    .expect("config");
+    let subject = subject_token(&provider).await;
+    let first = exchange.exchange(&subject).await.expect("exchanged");
+    let second = exchange.exchange(&subject).await.expect("exchanged");
+    assert_ne!(first, second);
+    // A wrong client secret: the authorization server is the problem, not the token.
+    let wrong = TokenExchange::builder(provider.field("token_endpoint"), "proxy-client", "nope")
+        .resource(UPSTREAM)
+        .build()
+        .expect("config");
+    assert!(matches!(
+        wrong.exchange(&subject).await,
+        Err(ExchangeError::Unavailable(_))
+    ));
+}
