@@ -301,3 +301,126 @@ impl TokenExchangeBuilder {
         })))
     }
 }
+
+/// A layer for the client side of a gateway: it replaces a request's credentials with
+/// an upstream token before the request is sent on. A request whose token the stack
+/// verified (a [`BearerToken`](crate::BearerToken) in its extensions) gets
+/// `Authorization: Bearer <the exchanged token>`; any other request is sent without
+/// `Authorization` (and without a `DPoP` header): the client's own credentials never
+/// reach the upstream. A failed exchange is answered here: `502` when the
+/// authorization server refused the token, `503` when it could not be asked, each with
+/// a JSON-RPC error body and the cause in the log.
+#[derive(Clone, Debug)]
+pub struct ExchangeLayer {
+    exchange: TokenExchange,
+}
+
+impl ExchangeLayer {
+    /// Exchanges with `exchange`.
+    pub fn new(exchange: TokenExchange) -> Self {
+        Self { exchange }
+    }
+}
+
+impl<S> tower::Layer<S> for ExchangeLayer {
+    type Service = ExchangeService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ExchangeService {
+            inner,
+            exchange: self.exchange.clone(),
+        }
+    }
+}
+
+/// The service of an [`ExchangeLayer`].
+#[derive(Clone, Debug)]
+pub struct ExchangeService<S> {
+    inner: S,
+    exchange: TokenExchange,
+}
+
+/// The future of an [`ExchangeService`].
+pub type ExchangeFuture<R, E> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<R, E>> + Send>>;
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for ExchangeService<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    ReqBody: Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = http::Response<crate::body::ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ExchangeFuture<Self::Response, S::Error>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        // The service polled ready goes into the future; a clone stays for next time.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let exchange = self.exchange.clone();
+        let subject = request
+            .extensions()
+            .get::<crate::BearerToken>()
+            .map(|token| token.as_str().to_owned());
+        let headers = request.headers_mut();
+        headers.remove(http::header::AUTHORIZATION);
+        headers.remove("dpop");
+        Box::pin(async move {
+            if let Some(subject) = subject {
+                match exchange.exchange(&subject).await {
+                    Ok(token) => {
+                        if let Ok(value) = http::HeaderValue::from_str(&format!("Bearer {token}")) {
+                            request
+                                .headers_mut()
+                                .insert(http::header::AUTHORIZATION, value);
+                        }
+                    }
+                    Err(error) => return Ok(refusal(&error)),
+                }
+            }
+            let response = inner.call(request).await?;
+            Ok(response.map(crate::body::ResponseBody::inner))
+        })
+    }
+}
+
+/// The answer to a request whose token could not be exchanged.
+fn refusal<B>(error: &ExchangeError) -> http::Response<crate::body::ResponseBody<B>> {
+    tracing::warn!("the upstream token could not be had: {error}");
+    let (status, message) = match error {
+        ExchangeError::Refused(_) => (
+            http::StatusCode::BAD_GATEWAY,
+            "the gateway could not get a token for the upstream server for this request",
+        ),
+        ExchangeError::Unavailable(_) => (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "the gateway cannot reach the authorization server to get a token for the upstream server",
+        ),
+    };
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "error": {"code": -32603, "message": message},
+    });
+    let mut response = http::Response::new(crate::body::ResponseBody::full(bytes::Bytes::from(
+        body.to_string(),
+    )));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}

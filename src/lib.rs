@@ -244,7 +244,10 @@ pub use server::ResourceServer;
 // What the stages share.
 pub use body::ResponseBody;
 pub use error::{AuthError, AuthErrorKind, ConfigError};
-pub use exchange::{DEFAULT_EXCHANGE_MARGIN, ExchangeError, TokenExchange, TokenExchangeBuilder};
+pub use exchange::{
+    DEFAULT_EXCHANGE_MARGIN, ExchangeError, ExchangeFuture, ExchangeLayer, ExchangeService,
+    TokenExchange, TokenExchangeBuilder,
+};
 pub use fetch::FetchOptions;
 pub use future::{Check, GateFuture, ResponseFuture, Settle, Waiting};
 pub use hierarchy::ScopeHierarchy;

@@ -100,3 +100,65 @@ async fn an_exchanged_token_near_its_expiry_is_exchanged_again() {
         Err(ExchangeError::Unavailable(_))
     ));
 }
+
+/// The gatekeeper stack for `CLIENT`, then the exchange, in front of an upstream that
+/// records the `Authorization` it receives.
+fn gateway(
+    provider: &idp::Running,
+    exchange: TokenExchange,
+) -> (
+    axum::Router,
+    std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let server = mcp_gatekeeper::ResourceServer::builder(CLIENT)
+        .issuer(mcp_gatekeeper::Issuer::new(provider.issuer()))
+        .build()
+        .expect("config");
+    let upstream = axum::routing::get(move |headers: http::HeaderMap| {
+        let authorization = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        record.lock().expect("record").push(authorization);
+        async { "upstream" }
+    });
+    let app = axum::Router::new()
+        .route("/mcp", upstream)
+        .layer(mcp_gatekeeper::ExchangeLayer::new(exchange))
+        .layer(server.layer());
+    (app, seen)
+}
+
+#[tokio::test]
+async fn the_upstream_gets_the_exchanged_token_never_the_clients() {
+    let provider = idp::oidc_provider(&["--resource", CLIENT, "--resource", UPSTREAM]).await;
+    let endpoint = provider.field("token_endpoint");
+    let exchange = TokenExchange::builder(&endpoint, "proxy-client", "proxy-secret")
+        .resource(UPSTREAM)
+        .build()
+        .expect("config");
+    let (app, seen) = gateway(&provider, exchange);
+    let subject = subject_token(&provider).await;
+    let answer = support::call(&app, "/mcp", Some(&subject)).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let received = seen.lock().expect("seen").clone();
+    let [Some(authorization)] = received.as_slice() else {
+        panic!("the upstream saw {received:?}");
+    };
+    let token = authorization.strip_prefix("Bearer ").unwrap_or_default();
+    assert_ne!(token, subject, "the client's token reached the upstream");
+    assert_eq!(claims(token)["aud"], UPSTREAM);
+
+    // No exchange possible (the proxy's secret is wrong): 503, nothing sent upstream.
+    let broken = TokenExchange::builder(&endpoint, "proxy-client", "wrong")
+        .resource(UPSTREAM)
+        .build()
+        .expect("config");
+    let (app, seen) = gateway(&provider, broken);
+    let answer = support::call(&app, "/mcp", Some(&subject)).await;
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(answer.body["error"]["code"], -32603, "{answer:?}");
+    assert!(seen.lock().expect("seen").is_empty());
+}
