@@ -147,10 +147,10 @@ impl TokenExchange {
         Ok(exchanged.access_token.clone())
     }
 
-    /// One call of the token endpoint.
-    async fn call(&self, subject_token: &str) -> Result<Exchanged, ExchangeError> {
+    /// The form and the `Authorization` value of an exchange of `subject_token`.
+    fn request(&self, subject_token: &str) -> (String, Option<String>) {
         let inner = &self.0;
-        let (form, authorization) = {
+        {
             let mut form = form_urlencoded::Serializer::new(String::new());
             form.append_pair("grant_type", GRANT_TYPE)
                 .append_pair("subject_token", subject_token)
@@ -183,7 +183,14 @@ impl TokenExchange {
                 }
             };
             (form.finish(), authorization)
-        };
+        }
+    }
+
+    /// One call of the token endpoint.
+    async fn call(&self, subject_token: &str) -> Result<Exchanged, ExchangeError> {
+        let inner = &self.0;
+        // The serializer is not Send: the form is finished before the first await.
+        let (form, authorization) = self.request(subject_token);
         let fetched = inner
             .fetcher
             .post_form(&inner.token_endpoint, form, authorization.as_deref())

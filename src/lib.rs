@@ -78,6 +78,10 @@
 //! [`DpopVerifier`], server nonces [`DpopNonces`], a replay store shared by replicas),
 //! a certificate-bound one with the connection's [`ClientCertificate`].
 //!
+//! A gateway that calls an upstream MCP server sends it a token of its own: an
+//! [`ExchangeLayer`] exchanges the verified token for one whose audience is the
+//! upstream ([`TokenExchange`], RFC 8693) and never passes the client's token on.
+//!
 //! ## Example
 //!
 //! ```no_run
