@@ -309,9 +309,10 @@ impl TokenExchangeBuilder {
     }
 }
 
-/// A layer for the client side of a gateway: it replaces a request's credentials with
-/// an upstream token before the request is sent on. A request whose token the stack
-/// verified (a [`BearerToken`](crate::BearerToken) in its extensions) gets
+/// A layer for the client side of a gateway, inside the stack (after verification): it
+/// replaces a request's credentials with an upstream token before the request is sent
+/// on. A request whose token the stack verified (a [`BearerToken`](crate::BearerToken)
+/// and the [`Principal`](crate::Principal) made of it in its extensions) gets
 /// `Authorization: Bearer <the exchanged token>`; any other request is sent without
 /// `Authorization` (and without a `DPoP` header): the client's own credentials never
 /// reach the upstream. A failed exchange is answered here: `502` when the
@@ -378,9 +379,16 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let exchange = self.exchange.clone();
+        // Only a token the stack verified: a BearerToken beside the Principal the verify
+        // layer made of it (a layer placed before verification exchanges nothing).
+        let verified = request
+            .extensions()
+            .get::<crate::Principal>()
+            .is_some_and(|principal| !principal.is_anonymous());
         let subject = request
             .extensions()
             .get::<crate::BearerToken>()
+            .filter(|_| verified)
             .map(|token| token.as_str().to_owned());
         let headers = request.headers_mut();
         headers.remove(http::header::AUTHORIZATION);

@@ -162,3 +162,36 @@ async fn the_upstream_gets_the_exchanged_token_never_the_clients() {
     assert_eq!(answer.body["error"]["code"], -32603, "{answer:?}");
     assert!(seen.lock().expect("seen").is_empty());
 }
+
+#[tokio::test]
+async fn before_verification_the_layer_exchanges_nothing_and_sends_no_credentials() {
+    let provider = idp::oidc_provider(&["--resource", CLIENT, "--resource", UPSTREAM]).await;
+    let exchange = TokenExchange::builder(
+        provider.field("token_endpoint"),
+        "proxy-client",
+        "proxy-secret",
+    )
+    .resource(UPSTREAM)
+    .build()
+    .expect("config");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let upstream = axum::routing::get(move |headers: http::HeaderMap| {
+        let sent = headers.get("authorization").is_some();
+        record.lock().expect("record").push(sent);
+        async { "upstream" }
+    });
+    // Composed by hand and wrongly: the token is extracted but never verified.
+    let app = axum::Router::new()
+        .route("/mcp", upstream)
+        .layer(mcp_gatekeeper::ExchangeLayer::new(exchange))
+        .layer(mcp_gatekeeper::BearerLayer::new(CLIENT.into()));
+    let subject = subject_token(&provider).await;
+    let answer = support::call(&app, "/mcp", Some(&subject)).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(
+        *seen.lock().expect("seen"),
+        [false],
+        "an unverified token was exchanged"
+    );
+}
