@@ -13,8 +13,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -165,23 +163,10 @@ impl TokenExchange {
             if let Some(scope) = &inner.scope {
                 form.append_pair("scope", scope);
             }
-            let authorization = match inner.auth {
-                ClientAuth::ClientSecretBasic => {
-                    let encode =
-                        |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-                    let pair = format!(
-                        "{}:{}",
-                        encode(&inner.client_id),
-                        encode(&inner.client_secret)
-                    );
-                    Some(format!("Basic {}", STANDARD.encode(pair)))
-                }
-                ClientAuth::ClientSecretPost => {
-                    form.append_pair("client_id", &inner.client_id)
-                        .append_pair("client_secret", &inner.client_secret);
-                    None
-                }
-            };
+            let authorization =
+                inner
+                    .auth
+                    .authenticate(&mut form, &inner.client_id, &inner.client_secret);
             (form.finish(), authorization)
         }
     }

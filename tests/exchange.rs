@@ -12,6 +12,12 @@ use support::idp;
 const CLIENT: &str = "http://127.0.0.1:9/mcp";
 const UPSTREAM: &str = "http://127.0.0.1:10/upstream";
 
+/// An exchange at `provider` as `proxy-client` with `secret`, for the upstream.
+fn exchange_at(provider: &idp::Running, secret: &str) -> mcp_gatekeeper::TokenExchangeBuilder {
+    TokenExchange::builder(provider.field("token_endpoint"), "proxy-client", secret)
+        .resource(UPSTREAM)
+}
+
 fn claims(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).unwrap_or_default();
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -38,14 +44,9 @@ async fn subject_token(provider: &idp::Running) -> String {
 #[tokio::test]
 async fn a_verified_token_is_exchanged_once_for_one_whose_audience_is_the_upstream() {
     let provider = idp::oidc_provider(&["--resource", CLIENT, "--resource", UPSTREAM]).await;
-    let exchange = TokenExchange::builder(
-        provider.field("token_endpoint"),
-        "proxy-client",
-        "proxy-secret",
-    )
-    .resource(UPSTREAM)
-    .build()
-    .expect("config");
+    let exchange = exchange_at(&provider, "proxy-secret")
+        .build()
+        .expect("config");
     let subject = subject_token(&provider).await;
     let upstream = exchange.exchange(&subject).await.expect("exchanged");
     let (before, after) = (claims(&subject), claims(&upstream));
@@ -77,24 +78,16 @@ async fn a_verified_token_is_exchanged_once_for_one_whose_audience_is_the_upstre
 async fn an_exchanged_token_near_its_expiry_is_exchanged_again() {
     let provider = idp::oidc_provider(&["--resource", CLIENT, "--resource", UPSTREAM]).await;
     // A margin longer than any token's life: nothing is reused.
-    let exchange = TokenExchange::builder(
-        provider.field("token_endpoint"),
-        "proxy-client",
-        "proxy-secret",
-    )
-    .resource(UPSTREAM)
-    .margin(std::time::Duration::from_secs(1_000_000))
-    .build()
-    .expect("config");
+    let exchange = exchange_at(&provider, "proxy-secret")
+        .margin(std::time::Duration::from_secs(1_000_000))
+        .build()
+        .expect("config");
     let subject = subject_token(&provider).await;
     let first = exchange.exchange(&subject).await.expect("exchanged");
     let second = exchange.exchange(&subject).await.expect("exchanged");
     assert_ne!(first, second);
     // A wrong client secret: the authorization server is the problem, not the token.
-    let wrong = TokenExchange::builder(provider.field("token_endpoint"), "proxy-client", "nope")
-        .resource(UPSTREAM)
-        .build()
-        .expect("config");
+    let wrong = exchange_at(&provider, "nope").build().expect("config");
     assert!(matches!(
         wrong.exchange(&subject).await,
         Err(ExchangeError::Unavailable(_))
@@ -134,9 +127,7 @@ fn gateway(
 #[tokio::test]
 async fn the_upstream_gets_the_exchanged_token_never_the_clients() {
     let provider = idp::oidc_provider(&["--resource", CLIENT, "--resource", UPSTREAM]).await;
-    let endpoint = provider.field("token_endpoint");
-    let exchange = TokenExchange::builder(&endpoint, "proxy-client", "proxy-secret")
-        .resource(UPSTREAM)
+    let exchange = exchange_at(&provider, "proxy-secret")
         .build()
         .expect("config");
     let (app, seen) = gateway(&provider, exchange);
@@ -152,10 +143,7 @@ async fn the_upstream_gets_the_exchanged_token_never_the_clients() {
     assert_eq!(claims(token)["aud"], UPSTREAM);
 
     // No exchange possible (the proxy's secret is wrong): 503, nothing sent upstream.
-    let broken = TokenExchange::builder(&endpoint, "proxy-client", "wrong")
-        .resource(UPSTREAM)
-        .build()
-        .expect("config");
+    let broken = exchange_at(&provider, "wrong").build().expect("config");
     let (app, seen) = gateway(&provider, broken);
     let answer = support::call(&app, "/mcp", Some(&subject)).await;
     assert_eq!(answer.status, 503, "{answer:?}");
@@ -166,14 +154,9 @@ async fn the_upstream_gets_the_exchanged_token_never_the_clients() {
 #[tokio::test]
 async fn before_verification_the_layer_exchanges_nothing_and_sends_no_credentials() {
     let provider = idp::oidc_provider(&["--resource", CLIENT, "--resource", UPSTREAM]).await;
-    let exchange = TokenExchange::builder(
-        provider.field("token_endpoint"),
-        "proxy-client",
-        "proxy-secret",
-    )
-    .resource(UPSTREAM)
-    .build()
-    .expect("config");
+    let exchange = exchange_at(&provider, "proxy-secret")
+        .build()
+        .expect("config");
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = seen.clone();
     let upstream = axum::routing::get(move |headers: http::HeaderMap| {

@@ -35,6 +35,32 @@ pub enum ClientAuth {
     ClientSecretPost,
 }
 
+impl ClientAuth {
+    /// Authenticates `client_id` with `client_secret` on a token or introspection
+    /// request: the `Authorization` value (Basic), or the credentials added to `form`
+    /// (Post).
+    pub(crate) fn authenticate(
+        self,
+        form: &mut form_urlencoded::Serializer<'_, String>,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Option<String> {
+        match self {
+            Self::ClientSecretBasic => {
+                let encode =
+                    |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+                let pair = format!("{}:{}", encode(client_id), encode(client_secret));
+                Some(format!("Basic {}", STANDARD.encode(pair)))
+            }
+            Self::ClientSecretPost => {
+                form.append_pair("client_id", client_id)
+                    .append_pair("client_secret", client_secret);
+                None
+            }
+        }
+    }
+}
+
 /// Settings of RFC 7662 introspection for one issuer.
 ///
 /// ```
@@ -514,23 +540,10 @@ impl IntrospectionVerifier {
             let mut form = form_urlencoded::Serializer::new(String::new());
             form.append_pair("token", token)
                 .append_pair("token_type_hint", "access_token");
-            let authorization = match config.auth {
-                ClientAuth::ClientSecretBasic => {
-                    let encode =
-                        |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-                    let pair = format!(
-                        "{}:{}",
-                        encode(&config.client_id),
-                        encode(&config.client_secret)
-                    );
-                    Some(format!("Basic {}", STANDARD.encode(pair)))
-                }
-                ClientAuth::ClientSecretPost => {
-                    form.append_pair("client_id", &config.client_id)
-                        .append_pair("client_secret", &config.client_secret);
-                    None
-                }
-            };
+            let authorization =
+                config
+                    .auth
+                    .authenticate(&mut form, &config.client_id, &config.client_secret);
             (form.finish(), authorization)
         };
         let fetched = self
