@@ -7,8 +7,10 @@
 //! (single flight). A failed exchange is an error, never a fallback to passing the
 //! client's token on.
 //!
-//! Work in progress (issue 16): the proxy and the tower layer that sets the upstream
-//! token are to come.
+//! The token endpoint is configured, or discovered from the issuer's metadata
+//! (RFC 8414, then OpenID Connect) on first need, like the keys (R-KEY-2); a
+//! discovered endpoint receives the client secret only on the issuer's own origin
+//! (R-GW-3).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +20,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ConfigError;
 use crate::fetch::{FetchError, FetchOptions, Fetcher};
+use crate::keys::{Discovery, JwksOptions};
+use crate::uri::{self, Transport};
 use crate::verify::ClientAuth;
 
 /// The grant type of RFC 8693.
@@ -62,8 +66,25 @@ struct Exchanged {
 #[derive(Clone)]
 pub struct TokenExchange(Arc<Inner>);
 
+/// Where the token endpoint is.
+#[derive(Debug, Clone)]
+enum Endpoint {
+    /// Configured.
+    Fixed(String),
+    /// Named by this issuer's metadata.
+    Issuer(String),
+}
+
+/// The endpoint, ready to use.
+enum Target {
+    Fixed(String),
+    Discovered(Discovery),
+}
+
 struct Inner {
-    token_endpoint: String,
+    target: Target,
+    /// The issuer whose tokens this exchange takes (`None`: any verified token).
+    issuer: Option<String>,
     client_id: String,
     client_secret: String,
     auth: ClientAuth,
@@ -77,8 +98,13 @@ struct Inner {
 
 impl std::fmt::Debug for TokenExchange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let endpoint = match &self.0.target {
+            Target::Fixed(endpoint) => endpoint.as_str(),
+            Target::Discovered(_) => "<discovered>",
+        };
         f.debug_struct("TokenExchange")
-            .field("token_endpoint", &self.0.token_endpoint)
+            .field("token_endpoint", &endpoint)
+            .field("issuer", &self.0.issuer)
             .field("client_id", &self.0.client_id)
             .field("resource", &self.0.resource)
             .field("audience", &self.0.audience)
@@ -89,7 +115,8 @@ impl std::fmt::Debug for TokenExchange {
 /// The settings of a [`TokenExchange`], checked by [`TokenExchangeBuilder::build`].
 #[derive(Debug, Clone)]
 pub struct TokenExchangeBuilder {
-    token_endpoint: String,
+    endpoint: Endpoint,
+    issuer: Option<String>,
     client_id: String,
     client_secret: String,
     auth: ClientAuth,
@@ -109,18 +136,64 @@ impl TokenExchange {
         client_id: impl Into<String>,
         client_secret: impl Into<String>,
     ) -> TokenExchangeBuilder {
-        TokenExchangeBuilder {
-            token_endpoint: token_endpoint.into(),
-            client_id: client_id.into(),
-            client_secret: client_secret.into(),
-            auth: ClientAuth::default(),
-            resource: None,
-            audience: None,
-            scope: None,
-            margin: DEFAULT_EXCHANGE_MARGIN,
-            capacity: 10_000,
-            fetch: FetchOptions::default(),
+        TokenExchangeBuilder::new(
+            Endpoint::Fixed(token_endpoint.into()),
+            None,
+            client_id.into(),
+            client_secret.into(),
+        )
+    }
+
+    /// Exchanges the tokens of `issuer` at the `token_endpoint` its metadata names,
+    /// discovered on the first exchange (never at construction; a failure is retried
+    /// with back-off on later exchanges), authenticated as `client_id` with
+    /// `client_secret`. The endpoint must be on the issuer's origin: the secret is
+    /// not sent elsewhere.
+    pub fn discover(
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> TokenExchangeBuilder {
+        let issuer = issuer.into();
+        TokenExchangeBuilder::new(
+            Endpoint::Issuer(issuer.clone()),
+            Some(issuer),
+            client_id.into(),
+            client_secret.into(),
+        )
+    }
+
+    /// The issuer whose tokens this exchange takes, when it is for one issuer.
+    pub fn issuer(&self) -> Option<&str> {
+        self.0.issuer.as_deref()
+    }
+
+    /// The token endpoint: configured, or from the issuer's metadata.
+    async fn token_endpoint(&self) -> Result<String, ExchangeError> {
+        let discovery = match &self.0.target {
+            Target::Fixed(endpoint) => return Ok(endpoint.clone()),
+            Target::Discovered(discovery) => discovery,
+        };
+        let discovered = discovery
+            .discovered()
+            .await
+            .map_err(|error| ExchangeError::Unavailable(error.reason))?;
+        let issuer = self.0.issuer.as_deref().unwrap_or_default();
+        let endpoint = discovered.token_endpoint.clone().ok_or_else(|| {
+            ExchangeError::Unavailable(format!(
+                "the metadata of issuer {issuer} names no token_endpoint"
+            ))
+        })?;
+        if uri::canonical(uri::split_origin(issuer).0)
+            != uri::canonical(uri::split_origin(&endpoint).0)
+        {
+            return Err(ExchangeError::Unavailable(format!(
+                "the metadata of issuer {issuer} names a token_endpoint on another origin \
+                 ({endpoint}); the client secret is not sent there (configure the endpoint \
+                 with TokenExchange::builder if it is right)"
+            )));
         }
+        Ok(endpoint)
     }
 
     /// A token for the upstream in place of `subject_token` (a token the gateway
@@ -176,9 +249,10 @@ impl TokenExchange {
         let inner = &self.0;
         // The serializer is not Send: the form is finished before the first await.
         let (form, authorization) = self.request(subject_token);
+        let endpoint = self.token_endpoint().await?;
         let fetched = inner
             .fetcher
-            .post_form(&inner.token_endpoint, form, authorization.as_deref())
+            .post_form(&endpoint, form, authorization.as_deref())
             .await
             .map_err(|error| match error {
                 FetchError::Status(400, Some(code))
@@ -230,6 +304,34 @@ struct Answer {
 }
 
 impl TokenExchangeBuilder {
+    fn new(
+        endpoint: Endpoint,
+        issuer: Option<String>,
+        client_id: String,
+        client_secret: String,
+    ) -> Self {
+        Self {
+            endpoint,
+            issuer,
+            client_id,
+            client_secret,
+            auth: ClientAuth::default(),
+            resource: None,
+            audience: None,
+            scope: None,
+            margin: DEFAULT_EXCHANGE_MARGIN,
+            capacity: 10_000,
+            fetch: FetchOptions::default(),
+        }
+    }
+
+    /// Takes only the tokens of `issuer` (an [`ExchangeLayer`] with several
+    /// exchanges picks the one of the token's issuer).
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
     /// The upstream's resource URI, sent as `resource` (RFC 8707).
     pub fn resource(mut self, uri: impl Into<String>) -> Self {
         self.resource = Some(uri.into());
@@ -266,21 +368,38 @@ impl TokenExchangeBuilder {
         self
     }
 
-    /// Checks the settings: an https (or loopback http) endpoint, a target.
+    /// Checks the settings: an https (or loopback http) endpoint or issuer, a target.
     pub fn build(self) -> Result<TokenExchange, ConfigError> {
-        crate::uri::check_url(&self.token_endpoint, "token endpoint")?;
         if self.resource.is_none() && self.audience.is_none() {
             return Err(ConfigError::new(
                 "a token exchange needs the upstream: set resource or audience",
             ));
         }
         let fetcher = Fetcher::new(&self.fetch)?;
+        let target = match self.endpoint {
+            Endpoint::Fixed(endpoint) => {
+                uri::check_url(&endpoint, "token endpoint")?;
+                Target::Fixed(endpoint)
+            }
+            Endpoint::Issuer(issuer) => {
+                uri::check_url(&issuer, "issuer")?;
+                let discovered = fetcher.for_discovered(&issuer)?;
+                Target::Discovered(Discovery::new(
+                    issuer,
+                    fetcher.clone(),
+                    discovered,
+                    JwksOptions::default(),
+                    Transport::HttpsOrLoopback,
+                ))
+            }
+        };
         let cache = moka::future::Cache::builder()
             .max_capacity(self.capacity)
             .time_to_live(Duration::from_secs(3600))
             .build();
         Ok(TokenExchange(Arc::new(Inner {
-            token_endpoint: self.token_endpoint,
+            target,
+            issuer: self.issuer,
             client_id: self.client_id,
             client_secret: self.client_secret,
             auth: self.auth,
@@ -305,13 +424,42 @@ impl TokenExchangeBuilder {
 /// a JSON-RPC error body and the cause in the log.
 #[derive(Clone, Debug)]
 pub struct ExchangeLayer {
-    exchange: TokenExchange,
+    exchanges: Exchanges,
+}
+
+/// The exchanges of a layer, in the order they were added.
+#[derive(Clone, Debug)]
+struct Exchanges(Arc<[TokenExchange]>);
+
+impl Exchanges {
+    /// The exchange for a token of `issuer`: the first one for this issuer, else the
+    /// first one for any issuer.
+    fn pick(&self, issuer: &str) -> Option<&TokenExchange> {
+        self.0
+            .iter()
+            .find(|e| e.issuer() == Some(issuer))
+            .or_else(|| self.0.iter().find(|e| e.issuer().is_none()))
+    }
 }
 
 impl ExchangeLayer {
-    /// Exchanges with `exchange`.
+    /// Exchanges with `exchange` (only the tokens of its issuer, when it has one).
     pub fn new(exchange: TokenExchange) -> Self {
-        Self { exchange }
+        Self {
+            exchanges: Exchanges(Arc::from([exchange])),
+        }
+    }
+
+    /// Also exchanges with `exchange`: the tokens of each issuer go to the exchange
+    /// for that issuer ([`TokenExchange::discover`], [`TokenExchangeBuilder::issuer`]),
+    /// else to the first exchange for any issuer. A verified token that no exchange
+    /// takes is answered `502`, never passed on.
+    pub fn also(self, exchange: TokenExchange) -> Self {
+        let mut all = self.exchanges.0.to_vec();
+        all.push(exchange);
+        Self {
+            exchanges: Exchanges(all.into()),
+        }
     }
 }
 
@@ -321,7 +469,7 @@ impl<S> tower::Layer<S> for ExchangeLayer {
     fn layer(&self, inner: S) -> Self::Service {
         ExchangeService {
             inner,
-            exchange: self.exchange.clone(),
+            exchanges: self.exchanges.clone(),
         }
     }
 }
@@ -330,7 +478,7 @@ impl<S> tower::Layer<S> for ExchangeLayer {
 #[derive(Clone, Debug)]
 pub struct ExchangeService<S> {
     inner: S,
-    exchange: TokenExchange,
+    exchanges: Exchanges,
 }
 
 /// The future of an [`ExchangeService`].
@@ -363,24 +511,33 @@ where
         // The service polled ready goes into the future; a clone stays for next time.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let exchange = self.exchange.clone();
         // Only a token the stack verified: a BearerToken beside the Principal the verify
         // layer made of it (a layer placed before verification exchanges nothing).
-        let verified = request
+        let issuer = request
             .extensions()
             .get::<crate::Principal>()
-            .is_some_and(|principal| !principal.is_anonymous());
+            .filter(|principal| !principal.is_anonymous())
+            .map(|principal| principal.issuer().to_owned());
         let subject = request
             .extensions()
             .get::<crate::BearerToken>()
-            .filter(|_| verified)
-            .map(|token| token.as_str().to_owned());
+            .zip(issuer)
+            .map(|(token, issuer)| {
+                let exchange = self.exchanges.pick(&issuer).cloned().ok_or_else(|| {
+                    ExchangeError::Refused(format!("no token exchange for issuer {issuer}"))
+                });
+                (token.as_str().to_owned(), exchange)
+            });
         let headers = request.headers_mut();
         headers.remove(http::header::AUTHORIZATION);
         headers.remove("dpop");
         Box::pin(async move {
-            if let Some(subject) = subject {
-                match exchange.exchange(&subject).await {
+            if let Some((subject, exchange)) = subject {
+                let exchanged = match exchange {
+                    Ok(exchange) => exchange.exchange(&subject).await,
+                    Err(error) => Err(error),
+                };
+                match exchanged {
                     Ok(token) => {
                         if let Ok(value) = http::HeaderValue::from_str(&format!("Bearer {token}")) {
                             request

@@ -96,13 +96,30 @@ async fn an_exchanged_token_near_its_expiry_is_exchanged_again() {
 
 /// The gatekeeper stack for `CLIENT`, then the exchange, in front of an upstream that
 /// records the `Authorization` it receives.
-fn gateway(
+fn gateway(provider: &idp::Running, exchange: TokenExchange) -> (axum::Router, Seen) {
+    gateway_with(provider, mcp_gatekeeper::ExchangeLayer::new(exchange))
+}
+
+/// The `Authorization` values the upstream received.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>;
+
+/// Calls `app` with `subject`; the one bearer token the upstream then received.
+async fn upstream_token(app: &axum::Router, seen: &Seen, subject: &str) -> String {
+    let answer = support::call(app, "/mcp", Some(subject)).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let received = seen.lock().expect("seen").clone();
+    let [Some(authorization)] = received.as_slice() else {
+        panic!("the upstream saw {received:?}");
+    };
+    let token = authorization.strip_prefix("Bearer ").unwrap_or_default();
+    token.to_owned()
+}
+
+/// [`gateway`] with the layer given.
+fn gateway_with(
     provider: &idp::Running,
-    exchange: TokenExchange,
-) -> (
-    axum::Router,
-    std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
-) {
+    layer: mcp_gatekeeper::ExchangeLayer,
+) -> (axum::Router, Seen) {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = seen.clone();
     let server = mcp_gatekeeper::ResourceServer::builder(CLIENT)
@@ -119,7 +136,7 @@ fn gateway(
     });
     let app = axum::Router::new()
         .route("/mcp", upstream)
-        .layer(mcp_gatekeeper::ExchangeLayer::new(exchange))
+        .layer(layer)
         .layer(server.layer());
     (app, seen)
 }
@@ -132,15 +149,9 @@ async fn the_upstream_gets_the_exchanged_token_never_the_clients() {
         .expect("config");
     let (app, seen) = gateway(&provider, exchange);
     let subject = subject_token(&provider).await;
-    let answer = support::call(&app, "/mcp", Some(&subject)).await;
-    assert_eq!(answer.status, 200, "{answer:?}");
-    let received = seen.lock().expect("seen").clone();
-    let [Some(authorization)] = received.as_slice() else {
-        panic!("the upstream saw {received:?}");
-    };
-    let token = authorization.strip_prefix("Bearer ").unwrap_or_default();
+    let token = upstream_token(&app, &seen, &subject).await;
     assert_ne!(token, subject, "the client's token reached the upstream");
-    assert_eq!(claims(token)["aud"], UPSTREAM);
+    assert_eq!(claims(&token)["aud"], UPSTREAM);
 
     // No exchange possible (the proxy's secret is wrong): 503, nothing sent upstream.
     let broken = exchange_at(&provider, "wrong").build().expect("config");
@@ -177,4 +188,53 @@ async fn before_verification_the_layer_exchanges_nothing_and_sends_no_credential
         [false],
         "an unverified token was exchanged"
     );
+}
+
+#[tokio::test]
+async fn the_token_endpoint_is_discovered_from_the_issuers_metadata_on_first_need() {
+    let provider = idp::oidc_provider(&["--resource", CLIENT, "--resource", UPSTREAM]).await;
+    let exchange = TokenExchange::discover(provider.issuer(), "proxy-client", "proxy-secret")
+        .resource(UPSTREAM)
+        .build()
+        .expect("config");
+    assert_eq!(exchange.issuer(), Some(provider.issuer().as_str()));
+    let subject = subject_token(&provider).await;
+    let upstream = exchange.exchange(&subject).await.expect("exchanged");
+    assert_eq!(claims(&upstream)["aud"], UPSTREAM);
+
+    // An issuer that is not there: unavailable (503), not a refusal of the token.
+    let gone = TokenExchange::discover("http://127.0.0.1:9", "proxy-client", "proxy-secret")
+        .resource(UPSTREAM)
+        .build()
+        .expect("config");
+    assert!(matches!(
+        gone.exchange(&subject).await,
+        Err(ExchangeError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_token_goes_to_the_exchange_of_its_issuer_and_no_other() {
+    let provider = idp::oidc_provider(&["--resource", CLIENT, "--resource", UPSTREAM]).await;
+    let subject = subject_token(&provider).await;
+    // Only an exchange for another issuer: the verified token is refused (502), and
+    // nothing reaches the upstream.
+    let elsewhere = exchange_at(&provider, "proxy-secret")
+        .issuer("https://other.example.com")
+        .build()
+        .expect("config");
+    let (app, seen) = gateway(&provider, elsewhere.clone());
+    let answer = support::call(&app, "/mcp", Some(&subject)).await;
+    assert_eq!(answer.status, 502, "{answer:?}");
+    assert!(seen.lock().expect("seen").is_empty());
+
+    // With the exchange of the token's issuer added, that one is used.
+    let own = TokenExchange::discover(provider.issuer(), "proxy-client", "proxy-secret")
+        .resource(UPSTREAM)
+        .build()
+        .expect("config");
+    let layer = mcp_gatekeeper::ExchangeLayer::new(elsewhere).also(own);
+    let (app, seen) = gateway_with(&provider, layer);
+    let token = upstream_token(&app, &seen, &subject).await;
+    assert_eq!(claims(&token)["aud"], UPSTREAM);
 }

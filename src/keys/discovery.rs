@@ -1,5 +1,6 @@
 //! [`Discovery`]: the last tier (R-KEY-2). Finds the issuer's `jwks_uri` (and its
-//! `introspection_endpoint`, for the introspection verifier) from its metadata on
+//! `introspection_endpoint`, for the introspection verifier, and its `token_endpoint`,
+//! for token exchange) from its metadata on
 //! first need — never at construction — trying RFC 8414
 //! (`/.well-known/oauth-authorization-server` inserted before the issuer's path) and
 //! then OpenID Connect (`/.well-known/openid-configuration` appended), and insists
@@ -28,6 +29,17 @@ pub(crate) struct Discovered {
     jwks: Option<JwksCache>,
     /// The RFC 7662 endpoint, when the issuer has one.
     pub(crate) introspection_endpoint: Option<String>,
+    /// The token endpoint (RFC 8414), for RFC 8693 token exchange.
+    pub(crate) token_endpoint: Option<String>,
+}
+
+/// The endpoints a metadata document names (each checked to be an https or loopback
+/// URL).
+#[derive(Debug)]
+pub(crate) struct Endpoints {
+    jwks_uri: Option<String>,
+    introspection_endpoint: Option<String>,
+    token_endpoint: Option<String>,
 }
 
 struct Inner {
@@ -42,14 +54,14 @@ struct Inner {
     transport: Transport,
 }
 
-/// Reads a metadata document of `issuer` (RFC 8414 or OIDC): its `jwks_uri` and
-/// `introspection_endpoint`, once its `issuer` is checked to be exactly `issuer`.
-/// The error is safe to log.
+/// Reads a metadata document of `issuer` (RFC 8414 or OIDC): its `jwks_uri`,
+/// `introspection_endpoint` and `token_endpoint`, once its `issuer` is checked to be
+/// exactly `issuer`. The error is safe to log.
 pub(crate) fn parse_document(
     body: &[u8],
     issuer: &str,
     transport: Transport,
-) -> Result<(Option<String>, Option<String>), String> {
+) -> Result<Endpoints, String> {
     let document: Value = serde_json::from_slice(body).map_err(|_| "not JSON".to_owned())?;
     let named = document.get("issuer").and_then(Value::as_str);
     if named != Some(issuer) {
@@ -73,10 +85,15 @@ pub(crate) fn parse_document(
     };
     let jwks_uri = endpoint("jwks_uri")?;
     let introspection_endpoint = endpoint("introspection_endpoint")?;
-    if jwks_uri.is_none() && introspection_endpoint.is_none() {
-        return Err("has neither jwks_uri nor introspection_endpoint".into());
+    let token_endpoint = endpoint("token_endpoint")?;
+    if jwks_uri.is_none() && introspection_endpoint.is_none() && token_endpoint.is_none() {
+        return Err("has none of jwks_uri, introspection_endpoint, token_endpoint".into());
     }
-    Ok((jwks_uri, introspection_endpoint))
+    Ok(Endpoints {
+        jwks_uri,
+        introspection_endpoint,
+        token_endpoint,
+    })
 }
 
 /// Lazy discovery of an issuer's keys. Cheap to clone.
@@ -116,8 +133,12 @@ impl Discovery {
         let mut failures = Vec::new();
         for url in self.candidates() {
             match self.fetch_document(&url).await {
-                Ok((jwks_uri, introspection_endpoint)) => {
-                    tracing::info!(issuer = %self.0.issuer, ?jwks_uri, ?introspection_endpoint, "discovered the issuer's metadata");
+                Ok(Endpoints {
+                    jwks_uri,
+                    introspection_endpoint,
+                    token_endpoint,
+                }) => {
+                    tracing::info!(issuer = %self.0.issuer, ?jwks_uri, ?introspection_endpoint, ?token_endpoint, "discovered the issuer's metadata");
                     let jwks = jwks_uri.map(|uri| {
                         JwksCache::new(
                             uri,
@@ -129,6 +150,7 @@ impl Discovery {
                     self.0.discovered.store(Some(Arc::new(Discovered {
                         jwks,
                         introspection_endpoint,
+                        token_endpoint,
                     })));
                     return Ok(());
                 }
@@ -147,12 +169,8 @@ impl Discovery {
         })
     }
 
-    /// One metadata document: its `jwks_uri` and `introspection_endpoint`, after
-    /// checking its `issuer`.
-    async fn fetch_document(
-        &self,
-        url: &str,
-    ) -> Result<(Option<String>, Option<String>), (FetchFailure, String)> {
+    /// One metadata document's endpoints, after checking its `issuer`.
+    async fn fetch_document(&self, url: &str) -> Result<Endpoints, (FetchFailure, String)> {
         let other = |why: String| (FetchFailure::Other, format!("{url}: {why}"));
         let body = match self.0.fetcher.get_json(url).await {
             Ok(fetched) => fetched.body,
