@@ -161,6 +161,7 @@ mod authorize;
 // All the stages: the pipeline written once, the server that holds it, and the
 // builder that makes it.
 mod builder;
+pub mod config;
 mod pipeline;
 mod server;
 

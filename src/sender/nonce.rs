@@ -68,6 +68,16 @@ impl DpopNonces {
         })
     }
 
+    /// Nonces made with 32 random bytes from the operating system: for one replica
+    /// (replicas need one secret, [`DpopNonces::new`]).
+    pub fn random() -> Result<Self, ConfigError> {
+        let mut secret = [0u8; MIN_SECRET];
+        getrandom::getrandom(&mut secret).map_err(|e| {
+            ConfigError::new(format!("no random bytes for the DPoP nonce secret: {e}"))
+        })?;
+        Self::new(secret)
+    }
+
     /// How often the current nonce changes (at least a second); a nonce is accepted
     /// for three rotations.
     pub fn rotation(mut self, every: Duration) -> Self {

@@ -34,10 +34,15 @@ impl Running {
     }
 }
 
+/// `tests/{dir}` of the repository (these helpers also serve the tests of the
+/// workspace's `proxy/` package, one directory down).
 fn fixture(dir: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join(dir)
+    let package = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let here = package.join("tests").join(dir);
+    match package.parent() {
+        Some(root) if !here.exists() => root.join("tests").join(dir),
+        _ => here,
+    }
 }
 
 /// How a provider is stopped when its handle is dropped.
