@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
 # Installs what it needs (Rust components; Node.js 20+ when missing or too old; Python 3
-# when missing; the npm packages of the interop tests under tests/oidc and tests/node;
+# when missing; the npm packages of the interop tests under tests/oidc and tests/node
+# (the MCP clients, and the TypeScript upstream server behind mcp-gatekeeper-proxy);
 # Debian's glewlwyd, chromium and redis-server with apt-get), then: format check, clippy
 # with warnings as errors, every test (unit, whole-stack, the examples as processes, the
 # real identity providers and MCP clients, doc tests) with the default AWS-LC backend
@@ -101,7 +102,7 @@ if ! command -v python3 >/dev/null 2>&1; then
 fi
 python3 --version
 
-step "Python venv with the MCP Python SDK (tests/python, for tests/python_sdk.rs)"
+step "Python venv with the MCP Python SDK (tests/python: the client of tests/python_sdk.rs, the upstream server of proxy/tests)"
 # The SDK (mcp 2.3, on httpx2) needs Python 3.11 or newer; pinned with every
 # dependency in tests/python/requirements.txt, installed under target/python-venv.
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -153,8 +154,11 @@ cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 step "cargo clippy (the crate and its benchmarks; all targets, all features, -D warnings)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-step "cargo test (default features: aws-lc-rs backend, with the TokenReview verifier and the Redis replay store)"
-cargo test --features kubernetes,redis
+step "cargo test (default features: aws-lc-rs backend, with the TokenReview verifier and the Redis replay store; the library and mcp-gatekeeper-proxy)"
+# One build for both packages: the proxy's tests run its binary against the SDK servers
+# and identity providers above. (The root's dev-dependencies carry every feature the
+# proxy adds, so the examples the tests build share this build's dependencies.)
+cargo test --workspace --exclude mcp-gatekeeper-benches --features mcp-gatekeeper/kubernetes,mcp-gatekeeper/redis
 
 step "cargo test (rust-crypto backend)"
 cargo test --no-default-features --features rust-crypto,axum --lib --tests
@@ -166,7 +170,7 @@ step "cargo clippy on the fuzz targets (they compile; scripts/fuzz.sh runs them)
 cargo clippy --manifest-path fuzz/Cargo.toml --target-dir target/fuzz-check --all-targets -- -D warnings
 
 step "cargo doc (-D warnings)"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --exclude mcp-gatekeeper-benches --no-deps --all-features
 
 step "cargo package (what crates.io would get: the file list, no warning; the build is the one above)"
 package_log=$(cargo package -p mcp-gatekeeper --no-verify --allow-dirty 2>&1) || { echo "$package_log"; exit 1; }

@@ -81,6 +81,9 @@
 //! A gateway that calls an upstream MCP server sends it a token of its own: an
 //! [`ExchangeLayer`] exchanges the verified token for one whose audience is the
 //! upstream ([`TokenExchange`], RFC 8693) and never passes the client's token on.
+//! The [`config`] module holds the serde types of a gateway's configuration file (the
+//! one the `mcp-gatekeeper-proxy` binary of this workspace reads), mapped onto these
+//! builders.
 //!
 //! ## Example
 //!

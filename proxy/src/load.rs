@@ -24,7 +24,8 @@ impl std::fmt::Display for LoadError {
 impl std::error::Error for LoadError {}
 
 /// Reads `path`, applies the overrides of `env` (the process's environment, or a test's
-/// list), and checks the result (secrets are read).
+/// list), takes the `{ env = ... }` secrets from `env`, and checks the result (secrets
+/// in files are read).
 pub fn load(
     path: &Path,
     env: impl IntoIterator<Item = (String, String)>,
@@ -32,18 +33,19 @@ pub fn load(
     let file = path.display();
     let text = std::fs::read_to_string(path)
         .map_err(|error| LoadError(format!("{file}: cannot be read ({error})")))?;
-    let overrides: Vec<(String, String)> = env
-        .into_iter()
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let overrides: Vec<&(String, String)> = env
+        .iter()
         .filter(|(name, _)| name.starts_with(ENV_PREFIX))
         .collect();
-    let config: GatewayConfig = if overrides.is_empty() {
+    let mut config: GatewayConfig = if overrides.is_empty() {
         // Straight from the text: errors point at the line.
         toml::from_str(&text)
             .map_err(|error| LoadError(format!("{file}: {}", error.to_string().trim_end())))?
     } else {
         let mut table: toml::Table = toml::from_str(&text)
             .map_err(|error| LoadError(format!("{file}: {}", error.to_string().trim_end())))?;
-        for (name, value) in &overrides {
+        for (name, value) in overrides.iter().copied() {
             let path = name.strip_prefix(ENV_PREFIX).unwrap_or_default();
             apply(&mut table, path, value)
                 .map_err(|why| LoadError(format!("{file}: environment variable {name}: {why}")))?;
@@ -62,8 +64,14 @@ pub fn load(
                 ))
             })?
     };
+    let lookup = |name: &str| {
+        env.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value.clone())
+    };
     config
-        .validate()
+        .resolve_secrets(lookup)
+        .and_then(|()| config.validate())
         .map_err(|error| LoadError(format!("{file}: {error}")))?;
     Ok(config)
 }

@@ -20,16 +20,8 @@ impl Secret {
     /// The secret's value; `key` names it in the error.
     pub fn read(&self, key: &str) -> Result<String, ConfigError> {
         match self {
-            Self::Env(name) => match std::env::var(name) {
-                Ok(value) if !value.is_empty() => Ok(value),
-                Ok(_) => Err(at(key, format!("the environment variable {name} is empty"))),
-                Err(_) => Err(at(
-                    key,
-                    format!(
-                        "the environment variable {name} is not set: export it, or use {{ file = \"...\" }}"
-                    ),
-                )),
-            },
+            Self::Value(value) => Ok(value.clone()),
+            Self::Env(name) => env_value(name, std::env::var(name).ok(), key),
             Self::File(path) => match std::fs::read_to_string(path) {
                 Ok(value) => {
                     let value = value.strip_suffix('\n').unwrap_or(&value);
@@ -49,7 +41,60 @@ impl Secret {
     }
 }
 
+/// The value of the environment variable `name`, which must be set and not empty.
+fn env_value(name: &str, value: Option<String>, key: &str) -> Result<String, ConfigError> {
+    match value {
+        Some(value) if !value.is_empty() => Ok(value),
+        Some(_) => Err(at(key, format!("the environment variable {name} is empty"))),
+        None => Err(at(
+            key,
+            format!(
+                "the environment variable {name} is not set: export it, or use {{ file = \"...\" }}"
+            ),
+        )),
+    }
+}
+
 impl GatewayConfig {
+    /// Reads every `{ env = "NAME" }` secret now, from `lookup` (the process's
+    /// environment: `|name| std::env::var(name).ok()`), keeping the values in place;
+    /// secrets in files are read when they are used.
+    pub fn resolve_secrets(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let mut secrets: Vec<(String, &mut Secret)> = Vec::new();
+        for (i, issuer) in self.issuers.iter_mut().enumerate() {
+            if let Some(introspection) = &mut issuer.introspection {
+                secrets.push((
+                    format!("issuers[{i}].introspection.client_secret"),
+                    &mut introspection.client_secret,
+                ));
+            }
+        }
+        for (id, server) in &mut self.servers {
+            if let Some(secret) = &mut server.dpop_nonce_secret {
+                secrets.push((format!("servers.{id}.dpop_nonce_secret"), secret));
+            }
+            match &mut server.credentials {
+                Credentials::Header { value, .. } => {
+                    secrets.push((format!("servers.{id}.credentials.value"), value));
+                }
+                Credentials::Exchange(exchange) => secrets.push((
+                    format!("servers.{id}.credentials.client_secret"),
+                    &mut exchange.client_secret,
+                )),
+                Credentials::None => {}
+            }
+        }
+        for (key, secret) in secrets {
+            if let Secret::Env(name) = secret {
+                *secret = Secret::Value(env_value(name, lookup(name), &key)?);
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the whole configuration, mapping every server as the gateway would
     /// (secrets are read): the first mistake, naming its key and the fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -67,7 +112,7 @@ impl GatewayConfig {
                     format!("{:?} is listed twice", issuer.issuer),
                 ));
             }
-            issuer_to_builder(issuer, &format!("issuers[{i}]"))?;
+            issuer.to_issuer(&format!("issuers[{i}]"))?;
         }
         if self.servers.is_empty() {
             return Err(at(
@@ -164,6 +209,20 @@ impl GatewayConfig {
         check_upstream(&server.upstream, &format!("servers.{id}.upstream"))
     }
 
+    /// Server `id`'s scope rules: `scopes` for every request, `tools` per tool name
+    /// pattern, `public_methods` and `public_tools` without a token.
+    pub fn scope_rules(&self, id: &str) -> Result<McpScopes, ConfigError> {
+        let server = self.server(id)?;
+        let mut rules = McpScopes::new(&server.scopes).public(&server.public_methods);
+        for (pattern, scopes) in &server.tools {
+            rules = rules.tool(pattern, scopes);
+        }
+        for tool in &server.public_tools {
+            rules = rules.public_tool(tool);
+        }
+        Ok(rules)
+    }
+
     /// Server `id`'s gatekeeper: its resource, the issuers it trusts, its audience and
     /// scope rules.
     pub fn resource_server(&self, id: &str) -> Result<ResourceServer, ConfigError> {
@@ -181,13 +240,7 @@ impl GatewayConfig {
         }
         self.upstream_uri(id)?;
         let resource = self.resource_uri(id).unwrap_or_default();
-        let mut rules = McpScopes::new(&server.scopes).public(&server.public_methods);
-        for (pattern, scopes) in &server.tools {
-            rules = rules.tool(pattern, scopes);
-        }
-        for tool in &server.public_tools {
-            rules = rules.public_tool(tool);
-        }
+        let rules = self.scope_rules(id)?;
         let mut audience = AudiencePolicy::resource().accept_client_ids(&server.accept_client_ids);
         if server.allow_missing_audience {
             audience = audience.allow_missing_audience();
@@ -209,7 +262,7 @@ impl GatewayConfig {
             builder = builder.sender_checks(SenderChecks::new().nonces(nonces(server, &key)?));
         }
         for (i, issuer) in self.server_issuers(id)? {
-            builder = builder.issuer(issuer_to_builder(issuer, &format!("issuers[{i}]"))?);
+            builder = builder.issuer(issuer.to_issuer(&format!("issuers[{i}]"))?);
         }
         builder.build().map_err(|e| at(&key, e.message()))
     }
@@ -348,8 +401,16 @@ fn nonces(server: &ServerConfig, key: &str) -> Result<DpopNonces, ConfigError> {
     .map_err(|e| at(&nonce_key, e.message()))
 }
 
+impl IssuerConfig {
+    /// The [`Issuer`] this entry describes; `key` names the entry in errors (e.g.
+    /// `issuers[0]`). Secrets are read.
+    pub fn to_issuer(&self, key: &str) -> Result<Issuer, ConfigError> {
+        issuer_of(self, key)
+    }
+}
+
 /// One `[[issuers]]` entry as an [`Issuer`].
-fn issuer_to_builder(config: &IssuerConfig, key: &str) -> Result<Issuer, ConfigError> {
+fn issuer_of(config: &IssuerConfig, key: &str) -> Result<Issuer, ConfigError> {
     let mut issuer = Issuer::new(&config.issuer).discovery(config.discovery);
     if let Some(uri) = &config.jwks_uri {
         issuer = issuer.jwks_uri(uri);

@@ -154,13 +154,26 @@ pub enum DpopMode {
 /// A secret: from an environment variable (`{ env = "NAME" }`) or a file
 /// (`{ file = "/run/secrets/name" }`, its content without the final newline), never
 /// written in the configuration itself.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "SecretForm")]
 pub enum Secret {
     /// The value of this environment variable.
     Env(String),
     /// The content of this file.
     File(PathBuf),
+    /// A value the program put here ([`GatewayConfig::resolve_secrets`]); never read
+    /// from a file.
+    Value(String),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Env(name) => f.debug_tuple("Env").field(name).finish(),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+            Self::Value(_) => f.write_str("Value(<redacted>)"),
+        }
+    }
 }
 
 /// What a [`Secret`] may be written as, before it is checked.

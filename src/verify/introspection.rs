@@ -10,10 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
+use super::ClientAuth;
 use super::cache::{ResultCache, TokenDigest, Verified, digest, ttl_until};
 use super::{CacheFuture, TokenCacheOptions, TokenCacheUsage, TokenVerifier, VerifyFuture};
 use crate::bearer::BearerToken;
@@ -24,42 +23,6 @@ use crate::principal::{Principal, TokenKind};
 use crate::rule::Rule;
 use crate::sender::Binding;
 use crate::uri::{self, Transport};
-
-/// How the resource server authenticates to the introspection endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ClientAuth {
-    /// HTTP Basic with the form-encoded client id and secret (RFC 6749 §2.3.1).
-    #[default]
-    ClientSecretBasic,
-    /// `client_id` and `client_secret` in the form body.
-    ClientSecretPost,
-}
-
-impl ClientAuth {
-    /// Authenticates `client_id` with `client_secret` on a token or introspection
-    /// request: the `Authorization` value (Basic), or the credentials added to `form`
-    /// (Post).
-    pub(crate) fn authenticate(
-        self,
-        form: &mut form_urlencoded::Serializer<'_, String>,
-        client_id: &str,
-        client_secret: &str,
-    ) -> Option<String> {
-        match self {
-            Self::ClientSecretBasic => {
-                let encode =
-                    |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-                let pair = format!("{}:{}", encode(client_id), encode(client_secret));
-                Some(format!("Basic {}", STANDARD.encode(pair)))
-            }
-            Self::ClientSecretPost => {
-                form.append_pair("client_id", client_id)
-                    .append_pair("client_secret", client_secret);
-                None
-            }
-        }
-    }
-}
 
 /// Settings of RFC 7662 introspection for one issuer.
 ///

@@ -7,6 +7,7 @@
 mod cache;
 mod chain;
 mod claims;
+mod client_auth;
 mod introspection;
 mod issuer;
 mod jose;
@@ -25,9 +26,10 @@ use tower::Service;
 
 pub use cache::{TokenCacheOptions, TokenCacheUsage};
 pub use chain::VerifierChain;
+pub use client_auth::ClientAuth;
 #[cfg(feature = "fuzzing")]
 pub(crate) use introspection::parse_answer;
-pub use introspection::{ClientAuth, DEFAULT_INACTIVE_TTL, Introspection, IntrospectionVerifier};
+pub use introspection::{DEFAULT_INACTIVE_TTL, Introspection, IntrospectionVerifier};
 pub use issuer::Issuer;
 pub(crate) use jose::parse_strict;
 pub use jwt::JwtVerifier;
