@@ -27,18 +27,15 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
 use common::{RESOURCE, Signer};
 use serde_json::{Map, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tower::Layer;
 
-const MAX_REQUESTS: u64 = 10_000_000;
 const CASES: [&str; 6] = ["hello", "stack", "raw", "busy", "flood", "memory"];
 
 struct Options {
@@ -58,34 +55,21 @@ fn options() -> Options {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--seconds" => options.seconds = number(args.next()),
-            "--connections" => options.connections = number(args.next()) as usize,
-            "--rounds" => options.rounds = number(args.next()).max(1) as usize,
+            "--seconds" => options.seconds = common::wire::number(args.next()),
+            "--connections" => options.connections = common::wire::number(args.next()) as usize,
+            "--rounds" => options.rounds = common::wire::number(args.next()).max(1) as usize,
             "--serve" => {
                 let case = args.next().unwrap_or_default();
                 serve(&case);
                 std::process::exit(0);
             }
-            // cargo bench passes --bench; libtest-style flags are not ours.
-            flag if flag.starts_with("--") => {}
-            case if CASES.contains(&case) => options.cases.push(case.to_owned()),
-            other => {
-                eprintln!("unknown case {other:?}; cases: {}", CASES.join(", "));
-                std::process::exit(2);
-            }
+            other => common::wire::case(other, &CASES, &mut options.cases),
         }
     }
     if options.cases.is_empty() {
         options.cases = CASES.iter().map(|c| (*c).to_owned()).collect();
     }
     options
-}
-
-fn number(arg: Option<String>) -> u64 {
-    arg.and_then(|a| a.parse().ok()).unwrap_or_else(|| {
-        eprintln!("--seconds, --connections and --rounds take a positive number");
-        std::process::exit(2)
-    })
 }
 
 fn main() {
@@ -122,7 +106,10 @@ fn main() {
     for case in &options.cases {
         let mut rates: Vec<f64> = rounds.iter().filter_map(|r| rate(r, case)).collect();
         if !rates.is_empty() {
-            println!("median {case:>6}: {:>9.0} req/s", median(&mut rates));
+            println!(
+                "median {case:>6}: {:>9.0} req/s",
+                common::wire::median(&mut rates)
+            );
         }
     }
     for (top, bottom) in [("stack", "hello"), ("raw", "hello"), ("stack", "raw")] {
@@ -134,16 +121,11 @@ fn main() {
             let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
             println!(
                 "ratio {top}/{bottom}: median {:.2} (rounds: {})",
-                median(&mut ratios),
+                common::wire::median(&mut ratios),
                 each.join(", ")
             );
         }
     }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// Requests per second and latency percentiles of one case.
@@ -221,7 +203,7 @@ fn run_case(case: &str, options: &Options) -> Summary {
         .expect("client runtime");
     let summary = runtime.block_on(drive(&server, case, options));
     Summary {
-        server_rss_kib: rss_kib(server.child.id()),
+        server_rss_kib: common::wire::rss_kib(server.child.id()),
         ..summary
     }
 }
@@ -233,7 +215,7 @@ async fn drive(server: &Server, case: &str, options: &Options) -> Summary {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for _ in 0..options.connections {
-        tasks.push(tokio::spawn(connection(
+        tasks.push(tokio::spawn(common::wire::connection(
             server.port,
             vec![valid.clone()],
             warm_up,
@@ -258,7 +240,7 @@ async fn drive(server: &Server, case: &str, options: &Options) -> Summary {
             (vec![valid.clone()], 200)
         };
         for _ in 0..(options.connections / 4).max(1) {
-            extra_connections.push(tokio::spawn(connection(
+            extra_connections.push(tokio::spawn(common::wire::connection(
                 server.port,
                 requests.clone(),
                 warm_up,
@@ -321,89 +303,6 @@ fn with_kid(token: &str, kid: &str, signer: &Signer) -> String {
 fn request(port: u16, token: &str) -> Vec<u8> {
     format!("GET /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\r\n")
         .into_bytes()
-}
-
-/// One keep-alive connection sending `requests` in turn until `end`, expecting
-/// `status`; the latencies of the requests after `warm_up`.
-async fn connection(
-    port: u16,
-    requests: Vec<Vec<u8>>,
-    warm_up: Instant,
-    end: Instant,
-    stop: Arc<AtomicBool>,
-    status: u16,
-) -> Vec<Duration> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
-    let mut latencies = Vec::new();
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut n = 0usize;
-    let expected = format!("HTTP/1.1 {status}");
-    while !stop.load(Ordering::Relaxed) && (latencies.len() as u64) < MAX_REQUESTS {
-        let sent = Instant::now();
-        if sent >= end {
-            break;
-        }
-        stream
-            .write_all(&requests[n % requests.len()])
-            .await
-            .expect("send");
-        n += 1;
-        let mut filled = 0;
-        loop {
-            let read = stream.read(&mut buffer[filled..]).await.expect("receive");
-            assert!(read > 0, "the server closed the connection");
-            filled += read;
-            if let Some(len) = complete(&buffer[..filled]) {
-                assert!(
-                    buffer.starts_with(expected.as_bytes()),
-                    "expected {expected}: {}",
-                    String::from_utf8_lossy(&buffer[..filled.min(200)])
-                );
-                assert_eq!(len, filled, "one answer per request");
-                break;
-            }
-        }
-        if sent >= warm_up {
-            latencies.push(sent.elapsed());
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    latencies
-}
-
-/// The length of the first complete response in `bytes`, if it is all there.
-fn complete(bytes: &[u8]) -> Option<usize> {
-    let head = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let headers = std::str::from_utf8(&bytes[..head]).ok()?;
-    let length = headers
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    (bytes.len() >= head + length).then_some(head + length)
-}
-
-/// The resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status.lines().find_map(|line| {
-                line.strip_prefix("VmRSS:")?
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-        })
-        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------
@@ -510,7 +409,7 @@ fn memory() {
     let server = common::server("HS256", &signer);
     let mut service = server.layer().layer(common::Noop);
     let pid = std::process::id();
-    let at_start = rss_kib(pid);
+    let at_start = common::wire::rss_kib(pid);
     let mut after_warm_up = 0;
     let started = Instant::now();
     for n in 0..TOKENS {
@@ -520,7 +419,7 @@ fn memory() {
             200
         );
         if n == 10_000 {
-            after_warm_up = rss_kib(pid);
+            after_warm_up = common::wire::rss_kib(pid);
         }
     }
     let elapsed = started.elapsed();
@@ -532,7 +431,7 @@ fn memory() {
          (bounds {} entries, {} KiB)",
         at_start / 1024,
         after_warm_up / 1024,
-        rss_kib(pid) / 1024,
+        common::wire::rss_kib(pid) / 1024,
         usage.entries,
         usage.bytes / 1024,
         bounds.max_entries,

@@ -11,6 +11,8 @@
 #    per-request verification, and the stack with extra connections sending the valid
 #    token or random kids), rounds taken in turn, medians and ratios; and the memory
 #    after a million distinct tokens.
+# 3. benches/proxy.rs: mcp-gatekeeper-proxy in front of a minimal upstream, against
+#    the upstream called directly (saturation and 2,000 req/s), and 1,000 SSE streams.
 #
 # --quick: shorter measurements (for trying the script, not for quoting).
 # Needs python3 to read criterion's estimates.
@@ -77,3 +79,13 @@ echo
 echo "== cargo bench --bench load (${seconds}s per case, ${rounds} rounds in turn)"
 cargo bench -q -p mcp-gatekeeper-benches --bench load -- \
     --seconds "$seconds" --rounds "$rounds" hello stack raw busy flood memory
+
+echo
+echo "== cargo bench --bench proxy (mcp-gatekeeper-proxy: ${seconds}s per case, ${rounds} rounds in turn)"
+# Saturation (closed loop), then a moderate load (open loop, 2,000 req/s), then the
+# memory of 1,000 open SSE streams through the proxy.
+cargo bench -q -p mcp-gatekeeper-benches --bench proxy -- \
+    --seconds "$seconds" --rounds "$rounds" direct proxy
+cargo bench -q -p mcp-gatekeeper-benches --bench proxy -- \
+    --seconds "$seconds" --rounds "$rounds" --rate 2000 direct proxy
+cargo bench -q -p mcp-gatekeeper-benches --bench proxy -- sse

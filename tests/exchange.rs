@@ -238,3 +238,112 @@ async fn a_token_goes_to_the_exchange_of_its_issuer_and_no_other() {
     let token = upstream_token(&app, &seen, &subject).await;
     assert_eq!(claims(&token)["aud"], UPSTREAM);
 }
+
+/// A token endpoint on loopback that answers every exchange with `answer`; its URL.
+async fn answering(answer: Value) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let app = axum::Router::new().route(
+        "/token",
+        axum::routing::post(move || {
+            let answer = answer.clone();
+            async move { axum::Json(answer) }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{address}/token")
+}
+
+#[tokio::test]
+async fn an_authorization_server_cannot_overflow_the_reuse_time_nor_slip_in_a_bad_header() {
+    let huge = answering(serde_json::json!({
+        "access_token": "upstream-token", "token_type": "Bearer",
+        "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        "expires_in": u64::MAX,
+    }))
+    .await;
+    let exchange = TokenExchange::builder(huge, "proxy-client", "proxy-secret")
+        .resource(UPSTREAM)
+        .build()
+        .expect("config");
+    assert_eq!(
+        exchange.exchange("subject").await.as_deref(),
+        Ok("upstream-token")
+    );
+    assert_eq!(
+        exchange.exchange("subject").await.as_deref(),
+        Ok("upstream-token")
+    );
+
+    // A token that cannot be a header value: 502, nothing sent upstream.
+    let provider = idp::oidc_provider(&["--resource", CLIENT, "--resource", UPSTREAM]).await;
+    let bad = answering(serde_json::json!({
+        "access_token": "line\nbreak", "token_type": "Bearer", "expires_in": 60,
+    }))
+    .await;
+    let exchange = TokenExchange::builder(bad, "proxy-client", "proxy-secret")
+        .resource(UPSTREAM)
+        .build()
+        .expect("config");
+    let (app, seen) = gateway(&provider, exchange);
+    let subject = subject_token(&provider).await;
+    let answer = support::call(&app, "/mcp", Some(&subject)).await;
+    assert_eq!(answer.status, 502, "{answer:?}");
+    assert!(seen.lock().expect("seen").is_empty());
+}
+
+#[tokio::test]
+async fn a_discovered_token_endpoint_on_another_origin_never_gets_the_secret() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // The token endpoint the metadata names: counts what it receives.
+    let received = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = received.clone();
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let elsewhere_url = format!("http://{}/token", elsewhere.local_addr().expect("address"));
+    let app = axum::Router::new().route(
+        "/token",
+        axum::routing::post(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+            async { "{}" }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(elsewhere, app).await;
+    });
+    // The issuer, whose metadata sends the token endpoint there.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let issuer = format!("http://{}", listener.local_addr().expect("address"));
+    let metadata = serde_json::json!({ "issuer": issuer, "token_endpoint": elsewhere_url });
+    let app = axum::Router::new().route(
+        "/.well-known/oauth-authorization-server",
+        axum::routing::get(move || {
+            let metadata = metadata.clone();
+            async move { axum::Json(metadata) }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let exchange = TokenExchange::discover(&issuer, "proxy-client", "proxy-secret")
+        .resource(UPSTREAM)
+        .build()
+        .expect("config");
+    let refused = exchange.exchange("subject").await;
+    assert!(
+        matches!(&refused, Err(ExchangeError::Unavailable(why)) if why.contains("another origin")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        received.load(Ordering::SeqCst),
+        0,
+        "the secret went elsewhere"
+    );
+}

@@ -6,6 +6,7 @@
 
 #[path = "../../tests/support/signing.rs"]
 pub mod signing;
+pub mod wire;
 
 use std::convert::Infallible;
 use std::future::Future;

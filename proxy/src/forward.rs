@@ -6,8 +6,9 @@
 //! What is changed on the way (RFC 9110 §7.6.1): hop-by-hop headers (`Connection`
 //! and the fields it names, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`,
 //! `Transfer-Encoding`, `Upgrade`, `Proxy-Authenticate`, `Proxy-Authorization`) go
-//! in neither direction; `Host` is the upstream's; `Forwarded`/`X-Forwarded-*` from
-//! the client are replaced by the gateway's own `X-Forwarded-For`/`-Proto`/`-Host`; the
+//! in neither direction; `Host` is the upstream's; `Forwarded`, every `X-Forwarded-*`
+//! and `X-Real-IP` from the client are replaced by the gateway's own
+//! `X-Forwarded-For`/`-Proto`/`-Host`, and `Via` names the gateway (§7.6.3); the
 //! client's `Authorization` and `DPoP` never go on (the upstream gets its own
 //! credentials, see [`Credentials`]). Everything else passes, the MCP headers
 //! (`Mcp-Session-Id`, `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`,
@@ -52,6 +53,9 @@ pub(crate) enum Credentials {
     /// What the exchange layer in front set (`Authorization: Bearer <exchanged>`).
     Exchanged,
 }
+
+/// This gateway in `Via` (RFC 9110 §7.6.3).
+const VIA: &str = "1.1 mcp-gatekeeper-proxy";
 
 /// The hop-by-hop fields (RFC 9110 §7.6.1, and the single-hop proxy fields).
 const HOP_BY_HOP: [&str; 9] = [
@@ -102,8 +106,11 @@ pub(crate) fn client(connect: Duration) -> Client<HttpConnector, ProxyBody> {
     connector.set_connect_timeout(Some(connect));
     // Small SSE events must not wait for Nagle's algorithm.
     connector.set_nodelay(true);
+    // Idle connections are dropped before the upstream would close them (Node's and
+    // uvicorn's keep-alive is 5 s): a request sent on one the upstream is closing
+    // would fail with 502.
     Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(Duration::from_secs(4))
         .build(connector)
 }
 
@@ -149,14 +156,19 @@ impl Forward {
         // The client's Host is the gateway's: the upstream's own comes from the URI
         // (SDK servers refuse a foreign Host: TypeScript 403, Python 421).
         headers.remove(header::HOST);
-        for name in [
-            "forwarded",
-            "x-forwarded-for",
-            "x-forwarded-proto",
-            "x-forwarded-host",
-        ] {
+        // What the client says about the way it came is not the gateway's to vouch for.
+        let forged: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| {
+                let name = name.as_str();
+                name.starts_with("x-forwarded-") || name == "forwarded" || name == "x-real-ip"
+            })
+            .cloned()
+            .collect();
+        for name in forged {
             headers.remove(name);
         }
+        headers.append(header::VIA, HeaderValue::from_static(VIA));
         if let Some(PeerAddr(addr)) = peer
             && let Ok(value) = HeaderValue::from_str(&addr.ip().to_string())
         {

@@ -45,6 +45,14 @@ fn parse(args: &[String]) -> Result<Command, String> {
             other if explain && token.is_none() && (other == "-" || !other.starts_with('-')) => {
                 token = Some(other.to_owned());
             }
+            // Never echoed in explain: it may be the token.
+            _ if explain => {
+                return Err(
+                    "an unknown argument, or a second token (a token that starts with '-' \
+                     is given on standard input: '-')"
+                        .into(),
+                );
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }

@@ -1,6 +1,8 @@
-//! `/readyz`: every issuer reachable (its `jwks_uri`, else its metadata) and every
-//! upstream accepting connections. Each probe is bounded in time; the report names
-//! what is not ready, never a secret.
+//! `/readyz`: every issuer reachable (its `jwks_uri`, else its metadata, else its
+//! introspection endpoint) and every upstream accepting connections. Each probe is
+//! bounded in time, and a result serves for [`FRESH`] (one check at a time, however
+//! many probes come: the identity providers see at most one round per interval). The
+//! report names what is not ready and why in a word, not the upstreams' addresses.
 
 use std::time::Duration;
 
@@ -11,14 +13,27 @@ use serde_json::{Value, json};
 /// How long one probe of an issuer may take.
 const ISSUER_PROBE: Duration = Duration::from_secs(3);
 
+/// How long a check's result is served before the next check.
+pub(crate) const FRESH: Duration = Duration::from_secs(5);
+
+/// What to ask an issuer.
+struct Probe {
+    /// The URLs to try in order.
+    urls: Vec<String>,
+    /// Whether any HTTP answer will do (an introspection endpoint answers a `GET`
+    /// with 4xx), or only a 2xx.
+    any_answer: bool,
+}
+
 /// The probes of a gateway.
 pub(crate) struct Readiness {
-    /// (issuer, the URLs to try in order: any answering 2xx will do).
-    issuers: Vec<(String, Vec<String>)>,
+    issuers: Vec<(String, Probe)>,
     /// (server id, host:port).
     upstreams: Vec<(String, String)>,
     connect: Duration,
     http: Option<reqwest::Client>,
+    /// The last check: when, whether ready, the report.
+    last: tokio::sync::Mutex<Option<(std::time::Instant, bool, Value)>>,
 }
 
 impl Readiness {
@@ -27,11 +42,25 @@ impl Readiness {
             .issuers
             .iter()
             .map(|issuer| {
-                let urls = match &issuer.jwks_uri {
-                    Some(uri) => vec![uri.clone()],
-                    None => metadata_urls(&issuer.issuer),
+                let introspection = issuer
+                    .introspection
+                    .as_ref()
+                    .and_then(|i| i.endpoint.clone());
+                let probe = match (&issuer.jwks_uri, issuer.discovery, introspection) {
+                    (Some(uri), _, _) => Probe {
+                        urls: vec![uri.clone()],
+                        any_answer: false,
+                    },
+                    (None, true, _) | (None, false, None) => Probe {
+                        urls: metadata_urls(&issuer.issuer),
+                        any_answer: false,
+                    },
+                    (None, false, Some(endpoint)) => Probe {
+                        urls: vec![endpoint],
+                        any_answer: true,
+                    },
                 };
-                (issuer.issuer.clone(), urls)
+                (issuer.issuer.clone(), probe)
             })
             .collect();
         let upstreams = config
@@ -55,13 +84,27 @@ impl Readiness {
             upstreams,
             connect: Duration::from_secs(config.proxy.connect_timeout_seconds),
             http,
+            last: tokio::sync::Mutex::new(None),
         }
     }
 
-    /// Whether everything is ready, and the report.
+    /// Whether everything is ready, and the report: the last check's if it is fresh,
+    /// else a new one (one at a time).
     pub(crate) async fn check(&self) -> (bool, Value) {
-        let issuers = join_all(self.issuers.iter().map(|(issuer, urls)| async move {
-            let why = self.probe_issuer(urls).await.err();
+        let mut last = self.last.lock().await;
+        if let Some((at, ready, report)) = last.as_ref()
+            && at.elapsed() < FRESH
+        {
+            return (*ready, report.clone());
+        }
+        let (ready, report) = self.check_now().await;
+        *last = Some((std::time::Instant::now(), ready, report.clone()));
+        (ready, report)
+    }
+
+    async fn check_now(&self) -> (bool, Value) {
+        let issuers = join_all(self.issuers.iter().map(|(issuer, probe)| async move {
+            let why = self.probe_issuer(probe).await.err();
             (issuer.clone(), why)
         }))
         .await;
@@ -98,14 +141,14 @@ impl Readiness {
         (ready, report)
     }
 
-    async fn probe_issuer(&self, urls: &[String]) -> Result<(), String> {
+    async fn probe_issuer(&self, probe: &Probe) -> Result<(), String> {
         let Some(http) = &self.http else {
             return Err("no HTTP client".into());
         };
         let mut failures = Vec::new();
-        for url in urls {
+        for url in &probe.urls {
             match http.get(url).send().await {
-                Ok(answer) if answer.status().is_success() => return Ok(()),
+                Ok(answer) if answer.status().is_success() || probe.any_answer => return Ok(()),
                 Ok(answer) => failures.push(format!("{url}: {}", answer.status())),
                 Err(error) => failures.push(format!(
                     "{url}: {}",

@@ -68,12 +68,7 @@ impl Gateway {
                 Some(exchange) => box_route(gatekeeper.layer().layer(exchange.layer(forward))),
                 None => box_route(gatekeeper.layer().layer(forward)),
             };
-            let resource = config.resource_uri(id).unwrap_or_default();
-            for path in [
-                format!("/servers/{id}/mcp"),
-                path_of(&resource).to_owned(),
-                mcp_gatekeeper::metadata_path(&resource),
-            ] {
+            for path in config.route_paths(id)? {
                 routes.insert(path, route.clone());
             }
         }
@@ -194,12 +189,6 @@ where
     BoxCloneSyncService::new(service.map_response(|response: Response<B>| {
         response.map(|body| body.map_err(Into::into).boxed_unsync())
     }))
-}
-
-/// The path of a URL.
-fn path_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    rest.find('/').map_or("/", |i| &rest[i..])
 }
 
 /// `X-Forwarded-Proto`/`-Host` of the public URL.

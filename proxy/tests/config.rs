@@ -297,6 +297,82 @@ fn each_kind_of_mistake_names_the_key_and_the_fix() {
             vec!["servers.notes.dpop_nonce_secret", "at least 32"],
         ),
         (
+            "a route taken twice",
+            good(
+                "[servers.other]\nupstream = \"http://127.0.0.1:9001/mcp\"\nresource = \"http://127.0.0.1:8080/servers/notes/mcp\"\n",
+            ),
+            vec![],
+            vec![
+                "servers.other.resource",
+                "its path /servers/notes/mcp is server notes's too",
+            ],
+        ),
+        (
+            "a route on the gateway's own path",
+            good("resource = \"https://mcp.example.com/healthz\""),
+            vec![],
+            vec!["servers.notes.resource", "/healthz is the gateway's own"],
+        ),
+        (
+            "an exchange with several issuers and none named",
+            format!(
+                "[[issuers]]\nissuer = \"https://other.example.com\"\n{}",
+                good(
+                    "credentials = { kind = \"exchange\", client_id = \"gw\", client_secret = { env = \"GW_SECRET\" } }"
+                )
+            ),
+            vec![("GW_SECRET", "s")],
+            vec![
+                "servers.notes.credentials.issuer",
+                "name the one whose tokens are exchanged",
+            ],
+        ),
+        (
+            "an exchange for an issuer not trusted",
+            good(
+                "credentials = { kind = \"exchange\", issuer = \"https://x.example.com\", client_id = \"gw\", client_secret = { env = \"GW_SECRET\" } }",
+            ),
+            vec![("GW_SECRET", "s")],
+            vec![
+                "servers.notes.credentials.issuer",
+                "not an issuer this server trusts",
+            ],
+        ),
+        (
+            "an upstream with a query",
+            good("").replace("9000/mcp", "9000/mcp?tenant=a"),
+            vec![],
+            vec!["servers.notes.upstream", "has a query"],
+        ),
+        (
+            "an upstream with user info",
+            good("").replace("http://127.0.0.1", "http://user:pw@127.0.0.1"),
+            vec![],
+            vec!["servers.notes.upstream", "user info"],
+        ),
+        (
+            "a zero connect timeout",
+            format!("[proxy]\nconnect_timeout_seconds = 0\n{}", good("")),
+            vec![],
+            vec!["proxy.connect_timeout_seconds", "at least 1 second"],
+        ),
+        (
+            "a hop-by-hop credential header",
+            good(
+                "credentials = { kind = \"header\", name = \"te\", value = { env = \"GW_SECRET\" } }",
+            ),
+            vec![("GW_SECRET", "s")],
+            vec!["servers.notes.credentials.name", "goes one hop only"],
+        ),
+        (
+            "a forwarding credential header",
+            good(
+                "credentials = { kind = \"header\", name = \"X-Forwarded-User\", value = { env = \"GW_SECRET\" } }",
+            ),
+            vec![("GW_SECRET", "s")],
+            vec!["servers.notes.credentials.name"],
+        ),
+        (
             "an override past an array",
             good(""),
             vec![(

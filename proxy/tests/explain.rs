@@ -392,19 +392,30 @@ async fn the_binary_reads_the_token_from_stdin_and_exits_1_on_a_refusal() {
         "the token was printed"
     );
 
+    // A token that starts with '-' and is not given on standard input is never echoed.
+    let dashed = "-opaque-token-with-a-dash-0123";
+    let stderr = refused_with_2(&["explain", "--config", &path, "x", dashed]).await;
+    assert!(
+        !stderr.contains("opaque-token-with"),
+        "the token was echoed: {stderr}"
+    );
+    assert!(stderr.contains("standard input"), "{stderr}");
+
     // A configuration mistake: exit 2, the file and the key named.
     let bad = common::TempFile::new(
         "[[issuers]]\nissuer = \"http://idp.example.com\"\n[servers.x]\nupstream = \"http://127.0.0.1:9/mcp\"\n",
     );
     let bad_path = bad.0.to_string_lossy().into_owned();
-    let output = common::proxy_command(&["explain", "--config", &bad_path, "token"])
-        .output()
-        .await
-        .expect("explain");
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_with_2(&["explain", "--config", &bad_path, "token"]).await;
     assert!(
         stderr.contains(&bad_path) && stderr.contains("issuers[0].issuer"),
         "{stderr}"
     );
+}
+
+/// Runs the binary with `args`, which must exit with 2; its standard error.
+async fn refused_with_2(args: &[&str]) -> String {
+    let output = common::proxy_command(args).output().await.expect("explain");
+    assert_eq!(output.status.code(), Some(2));
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }

@@ -24,6 +24,58 @@ async fn silent_upstream() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>
     (address, task)
 }
 
+/// A listener that answers every request `401` with its own challenge; its address.
+async fn refusing_upstream() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 16 * 1024];
+                let _ = stream.read(&mut buffer).await;
+                let answer = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer \
+                    resource_metadata=\"http://internal.example/.well-known/oauth-protected-resource\"\r\n\
+                    Content-Length: 0\r\nConnection: close\r\n\r\n";
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (address, task)
+}
+
+#[tokio::test]
+async fn an_upstream_that_refuses_the_gateways_credentials_is_502_without_its_challenge() {
+    let port = common::free_port();
+    let route = format!("http://127.0.0.1:{port}/servers/strict/mcp");
+    let provider = idp::oidc_provider(&["--resource", &route]).await;
+    let (refusing, _task) = refusing_upstream().await;
+    let config = format!(
+        "[proxy]\nlisten = \"127.0.0.1:{port}\"\n[[issuers]]\nissuer = \"{}\"\n[servers.strict]\nupstream = \"http://{refusing}/mcp\"\n",
+        provider.issuer()
+    );
+    let _proxy = Proxy::start(&config, &[]).await;
+    let client_token = token(&provider, "mcp:read", &route).await;
+    let answer = Mcp::new(&route, Some(&client_token))
+        .call(1, "whoami", json!({}))
+        .await;
+    assert_eq!(answer.status, 502, "{answer:?}");
+    assert!(
+        !answer
+            .header("www-authenticate")
+            .contains("internal.example"),
+        "the upstream's challenge reached the client: {answer:?}"
+    );
+    assert!(
+        answer.messages[0]["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused the gateway's credentials")
+    );
+}
+
 #[tokio::test]
 async fn a_down_upstream_is_502_a_silent_one_504_and_readyz_says_which() {
     let port = common::free_port();
@@ -111,10 +163,28 @@ async fn readyz_is_200_when_issuers_and_upstreams_answer() {
         .expect("readyz");
     assert_eq!(ready.status().as_u16(), 200);
     drop(provider);
-    let ready = reqwest::get(format!("{}/readyz", proxy.origin))
-        .await
-        .expect("readyz");
-    assert_eq!(ready.status().as_u16(), 503, "the issuer is gone");
+    // The result of a check serves for 5 s (the providers see one check per interval,
+    // however often the orchestrator asks); then the issuer is found gone.
+    let status = |origin: String| async move {
+        reqwest::get(format!("{origin}/readyz"))
+            .await
+            .expect("readyz")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(
+        status(proxy.origin.clone()).await,
+        200,
+        "served from the last check"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while status(proxy.origin.clone()).await != 503 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the issuer is gone, still ready"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 #[tokio::test]

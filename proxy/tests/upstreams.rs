@@ -107,12 +107,43 @@ credentials = {{ kind = "header", name = "x-api-key", value = {{ env = "TSLESS_K
         "the DELETE reached the upstream: {seen:?}"
     );
 
-    // Stateless, with a static upstream header in place of the client's token.
+    // Stateless, with a static upstream header in place of the client's token; what
+    // the client says about its way (X-Forwarded-*, X-Real-IP, Forwarded) is not
+    // passed on, and Via names the gateway.
     let client_token = token(&provider, "mcp:read", &tsless).await;
     let mcp = Mcp::new(&tsless, Some(&client_token));
-    let echo = mcp.call(1, "echo", json!({"text": "stateless"})).await;
-    assert_eq!(echo.status, 200, "{echo:?}");
+    let forged = mcp
+        .request(
+            reqwest::Method::POST,
+            Some(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                         "params": {"name": "echo", "arguments": {"text": "stateless"}}})),
+        )
+        .header("x-forwarded-for", "10.0.0.1")
+        .header("x-forwarded-port", "1")
+        .header("x-real-ip", "10.0.0.2")
+        .header("forwarded", "for=10.0.0.3")
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "drop me")
+        .send()
+        .await
+        .expect("echo");
+    assert_eq!(forged.status().as_u16(), 200);
     let seen = stateless.seen().await;
+    let call = seen
+        .iter()
+        .rfind(|r| r["method"] == "POST")
+        .expect("the call reached the upstream");
+    let headers = &call["headers"];
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1", "{headers}");
+    assert_eq!(
+        headers["x-forwarded-host"],
+        format!("127.0.0.1:{port}").as_str(),
+        "{headers}"
+    );
+    assert_eq!(headers["via"], "1.1 mcp-gatekeeper-proxy", "{headers}");
+    for gone in ["x-forwarded-port", "x-real-ip", "forwarded", "x-hop"] {
+        assert!(headers[gone].is_null(), "{gone} passed: {headers}");
+    }
     assert!(!carries(&seen, &client_token));
     assert!(
         seen.iter()

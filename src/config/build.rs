@@ -11,6 +11,28 @@ use crate::{
     McpScopes, ResourceServer, SenderChecks, TokenExchange,
 };
 
+/// The paths the gateway answers itself (`/healthz`, `/readyz`).
+pub const RESERVED_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
+/// Headers a static upstream credential may not be: the gateway sets them, or they
+/// go one hop only (RFC 9110 §7.6.1).
+const GATEWAY_HEADERS: [&str; 14] = [
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "dpop",
+    "via",
+    "x-real-ip",
+];
+
 /// A [`ConfigError`] about `key`.
 fn at(key: &str, message: impl std::fmt::Display) -> ConfigError {
     ConfigError::new(format!("{key}: {message}"))
@@ -125,6 +147,50 @@ impl GatewayConfig {
             self.exchange_layer(id)?;
             self.upstream_header(id)?;
         }
+        self.check_routes()
+    }
+
+    /// The paths server `id` answers on: `/servers/{id}/mcp`, its resource's path, and
+    /// its resource's RFC 9728 metadata path.
+    pub fn route_paths(&self, id: &str) -> Result<Vec<String>, ConfigError> {
+        let resource = self
+            .resource_uri(id)
+            .ok_or_else(|| at("servers", format!("there is no server {id:?}")))?;
+        let mut paths = vec![
+            format!("/servers/{id}/mcp"),
+            crate::uri::path_of(&resource).to_owned(),
+            crate::metadata_path(&resource),
+        ];
+        paths.dedup();
+        Ok(paths)
+    }
+
+    /// Every path belongs to one server, and none is the gateway's own.
+    fn check_routes(&self) -> Result<(), ConfigError> {
+        let mut owners: std::collections::BTreeMap<String, &str> = Default::default();
+        for id in self.servers.keys() {
+            for path in self.route_paths(id)? {
+                if RESERVED_PATHS.contains(&path.as_str()) || path == "/" {
+                    return Err(at(
+                        &format!("servers.{id}.resource"),
+                        format!(
+                            "its path {path} is the gateway's own: give the resource another path"
+                        ),
+                    ));
+                }
+                if let Some(other) = owners.insert(path.clone(), id)
+                    && other != id
+                {
+                    return Err(at(
+                        &format!("servers.{id}.resource"),
+                        format!(
+                            "its path {path} is server {other}'s too (the gateway routes by path, \
+                             not by host): give each server a resource of its own path"
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -136,6 +202,12 @@ impl GatewayConfig {
                     "{:?} is not an address: write IP:PORT, e.g. \"127.0.0.1:8080\"",
                     self.proxy.listen
                 ),
+            ));
+        }
+        if self.proxy.connect_timeout_seconds == 0 {
+            return Err(at(
+                "proxy.connect_timeout_seconds",
+                "0 would refuse every connection: give at least 1 second",
             ));
         }
         if let Some(url) = &self.proxy.public_url {
@@ -267,44 +339,47 @@ impl GatewayConfig {
         builder.build().map_err(|e| at(&key, e.message()))
     }
 
-    /// Server `id`'s token exchange, when its credentials are `kind = "exchange"`:
-    /// one exchange at the configured token endpoint, or one per trusted issuer at
-    /// the endpoint its metadata names.
+    /// Server `id`'s token exchange, when its credentials are `kind = "exchange"`: the
+    /// tokens of one issuer (`issuer`, or the one the server trusts) exchanged at the
+    /// configured token endpoint or the one its metadata names.
     pub fn exchange_layer(&self, id: &str) -> Result<Option<ExchangeLayer>, ConfigError> {
         let server = self.server(id)?;
         let Credentials::Exchange(exchange) = &server.credentials else {
             return Ok(None);
         };
         let key = format!("servers.{id}.credentials");
+        let trusted = self.server_issuers(id)?;
+        let issuer = match (&exchange.issuer, trusted.as_slice()) {
+            (Some(name), _) => trusted
+                .iter()
+                .find(|(_, i)| &i.issuer == name)
+                .map(|(_, i)| i.issuer.clone())
+                .ok_or_else(|| {
+                    at(
+                        &format!("{key}.issuer"),
+                        format!("{name:?} is not an issuer this server trusts"),
+                    )
+                })?,
+            (None, [(_, only)]) => only.issuer.clone(),
+            (None, _) => {
+                return Err(at(
+                    &format!("{key}.issuer"),
+                    "the server trusts several issuers: name the one whose tokens are exchanged \
+                     (the client secret goes to it alone; the others' tokens get 502)",
+                ));
+            }
+        };
         let secret = exchange
             .client_secret
             .read(&format!("{key}.client_secret"))?;
-        let mut layer: Option<ExchangeLayer> = None;
-        let mut add = |built: TokenExchange| {
-            layer = Some(match layer.take() {
-                Some(layer) => layer.also(built),
-                None => ExchangeLayer::new(built),
-            });
-        };
-        match &exchange.token_endpoint {
-            Some(endpoint) => add(self.exchange(
-                TokenExchange::builder(endpoint, &exchange.client_id, &secret),
-                exchange,
-                server,
-                &key,
-            )?),
-            None => {
-                for (_, issuer) in self.server_issuers(id)? {
-                    add(self.exchange(
-                        TokenExchange::discover(&issuer.issuer, &exchange.client_id, &secret),
-                        exchange,
-                        server,
-                        &key,
-                    )?);
-                }
+        let builder = match &exchange.token_endpoint {
+            Some(endpoint) => {
+                TokenExchange::builder(endpoint, &exchange.client_id, &secret).issuer(&issuer)
             }
-        }
-        Ok(layer)
+            None => TokenExchange::discover(&issuer, &exchange.client_id, &secret),
+        };
+        let built = self.exchange(builder, exchange, server, &key)?;
+        Ok(Some(ExchangeLayer::new(built)))
     }
 
     fn exchange(
@@ -353,13 +428,13 @@ impl GatewayConfig {
                 format!("{name:?} is not a header name"),
             )
         })?;
-        if matches!(
-            header.as_str(),
-            "host" | "connection" | "content-length" | "transfer-encoding"
-        ) {
+        if GATEWAY_HEADERS.contains(&header.as_str()) || header.as_str().starts_with("x-forwarded-")
+        {
             return Err(at(
                 &format!("{key}.name"),
-                format!("{name:?} is set by the gateway itself; name another header"),
+                format!(
+                    "{name:?} is set by the gateway itself or goes one hop only; name another header"
+                ),
             ));
         }
         let mut value = http::HeaderValue::from_str(&value.read(&format!("{key}.value"))?)
@@ -379,6 +454,18 @@ fn check_upstream(url: &str, key: &str) -> Result<http::Uri, ConfigError> {
     let uri: http::Uri = url
         .parse()
         .map_err(|_| at(key, format!("{url:?} is not a URL")))?;
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(at(
+            key,
+            "the upstream URL has user info: put credentials in [servers.ID.credentials], not in the URL",
+        ));
+    }
+    if uri.query().is_some() {
+        return Err(at(
+            key,
+            "the upstream URL has a query: the client's query is sent as it comes; put the upstream's settings in its path",
+        ));
+    }
     if uri.scheme_str() != Some("http") || uri.host().is_none() {
         return Err(at(
             key,

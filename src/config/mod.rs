@@ -308,7 +308,12 @@ pub struct ExchangeConfig {
     pub client_id: String,
     /// Its secret.
     pub client_secret: Secret,
-    /// The token endpoint (default: each issuer's, from its metadata).
+    /// The issuer whose tokens are exchanged (needed when the server trusts several;
+    /// the others' tokens are then answered `502`, and the client secret never goes
+    /// to them).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// The token endpoint (default: the issuer's, from its metadata).
     #[serde(default)]
     pub token_endpoint: Option<String>,
     /// The `resource` asked for (default: the upstream URL).
