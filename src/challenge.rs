@@ -323,9 +323,14 @@ pub(crate) fn after_completion<B>() -> Response<ResponseBody<B>> {
     response
 }
 
+/// Marks a refusal of this crate that carries no [`AuthError`] (a session id's `404`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Refused;
+
 /// Whether a response was produced by a refusal of this crate.
 pub(crate) fn is_rejection<B>(response: &Response<B>) -> bool {
-    response.extensions().get::<AuthError>().is_some()
+    let extensions = response.extensions();
+    extensions.get::<AuthError>().is_some() || extensions.get::<Refused>().is_some()
 }
 
 #[cfg(test)]

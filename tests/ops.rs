@@ -313,3 +313,40 @@ fn an_allowed_origin_that_is_not_an_origin_is_a_build_error_even_with_the_check_
         assert!(error.contains("is not an origin"), "check {check}: {error}");
     }
 }
+
+#[tokio::test]
+async fn a_refused_session_id_is_a_rejection_on_the_span_not_an_allowed_request() {
+    // R-OPS-3, R-GW-5: the 404 of a session id the server was not seen issuing.
+    let key = SigningKey::ec("k");
+    let (_guard, logs) = capture_logs();
+    let server = ResourceServer::builder(RESOURCE)
+        .issuer(Issuer::new(ISSUER).local_keys(local(&key)).discovery(false))
+        .refuse_unknown_sessions(true)
+        .build()
+        .expect("valid");
+    let app = support::app(server.layer());
+    let request = http::Request::get("/mcp")
+        .header(
+            "authorization",
+            format!("Bearer {}", key.sign(&claims(ISSUER, RESOURCE))),
+        )
+        .header("mcp-session-id", "never-issued")
+        .body(axum::body::Body::empty())
+        .expect("request");
+    assert_eq!(
+        support::send(&app, request).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let logs = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    let closed: Vec<&str> = logs.lines().filter(|l| l.contains("close")).collect();
+    assert!(
+        closed
+            .iter()
+            .any(|l| l.contains("reject") && l.contains("R-GW-5")),
+        "no rejection by R-GW-5 on the span: {logs}"
+    );
+    assert!(
+        !closed.iter().any(|l| l.contains("allow")),
+        "the refused request was recorded as allowed: {logs}"
+    );
+}

@@ -243,7 +243,13 @@ impl BindSessionsLayer {
             // for that token (401).
             return match sessions.get(&key) {
                 Some(owner) if owner != who => Err(Refused::Error(AuthError::missing_token())),
-                None if self.refuse_unknown => Err(Refused::NotFound),
+                None if self.refuse_unknown => {
+                    tracing::info!(
+                        rule = RULE.id(),
+                        "a session id this server was not seen issuing was refused"
+                    );
+                    Err(Refused::NotFound)
+                }
                 _ => Ok(()),
             };
         }
@@ -252,18 +258,25 @@ impl BindSessionsLayer {
             false => Some(sessions.get_with(key, || who)),
         };
         if owner != Some(who) {
-            tracing::info!(
-                rule = RULE.id(),
-                "a session id of another principal was refused"
-            );
+            let whose = match owner {
+                Some(_) => "a session id of another principal was refused",
+                None => "a session id this server was not seen issuing was refused",
+            };
+            tracing::info!(rule = RULE.id(), "{whose}");
             return Err(Refused::NotFound);
         }
         Ok(())
     }
 }
 
+/// The `404` of a refused session id: a refusal like any other on the request's span
+/// (`decision = "reject"`, `rule = "R-GW-5"`), not an allowed request.
 fn not_found<B>() -> Response<ResponseBody<B>> {
+    let span = tracing::Span::current();
+    span.record("decision", "reject");
+    span.record("rule", RULE.id());
     let mut response = Response::new(ResponseBody::full(Bytes::from_static(NOT_FOUND.as_bytes())));
+    response.extensions_mut().insert(challenge::Refused);
     *response.status_mut() = StatusCode::NOT_FOUND;
     response
         .headers_mut()
