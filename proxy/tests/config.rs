@@ -18,8 +18,8 @@ fn example(name: &str) -> PathBuf {
 /// The secrets the example files name.
 fn secrets() -> Vec<(String, String)> {
     vec![
-        ("NOTES_EXCHANGE_SECRET".into(), "exchange-secret".into()),
-        ("SEARCH_API_KEY".into(), "api-key".into()),
+        ("SEARCH_EXCHANGE_SECRET".into(), "exchange-secret".into()),
+        ("NOTES_API_KEY".into(), "api-key".into()),
         (
             "DPOP_NONCE_SECRET".into(),
             "0123456789abcdef0123456789abcdef".into(),
@@ -71,9 +71,14 @@ async fn every_example_file_passes_check_config_and_maps_as_its_flags_do() {
         gateway.resource_uri("notes").as_deref(),
         Some("https://mcp.example.com/servers/notes/mcp")
     );
-    assert!(gateway.exchange_layer("notes").expect("exchange").is_some());
+    assert!(
+        gateway
+            .exchange_layer("search")
+            .expect("exchange")
+            .is_some()
+    );
     let (name, value) = gateway
-        .upstream_header("search")
+        .upstream_header("notes")
         .expect("header")
         .expect("a header");
     assert_eq!(
