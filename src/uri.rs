@@ -8,6 +8,12 @@ use http::Uri;
 
 use crate::error::ConfigError;
 
+/// Whether two URLs have one origin (scheme, host and port, compared canonically):
+/// where a client secret may go (R-GW-3).
+pub(crate) fn same_origin(a: &str, b: &str) -> bool {
+    canonical(split_origin(a).0) == canonical(split_origin(b).0)
+}
+
 /// The canonical form of an absolute `http(s)` URL, for comparison only: scheme and
 /// host lower-cased, the default port dropped, a trailing `/` of the path dropped.
 /// Query is kept (RFC 8707 allows one); a fragment makes the URL non-canonical.

@@ -124,10 +124,20 @@ credentials = {{ kind = "header", name = "x-api-key", value = {{ env = "TSLESS_K
         .header("forwarded", "for=10.0.0.3")
         .header("connection", "keep-alive, x-hop")
         .header("x-hop", "drop me")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "echo")
         .send()
         .await
         .expect("echo");
     assert_eq!(forged.status().as_u16(), 200);
+    // A resumption's Last-Event-ID passes too (this stateless server answers GET 405).
+    let resumed = mcp
+        .request(reqwest::Method::GET, None)
+        .header("last-event-id", "event-7")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resumed.status().as_u16(), 405);
     let seen = stateless.seen().await;
     let call = seen
         .iter()
@@ -144,6 +154,21 @@ credentials = {{ kind = "header", name = "x-api-key", value = {{ env = "TSLESS_K
     for gone in ["x-forwarded-port", "x-real-ip", "forwarded", "x-hop"] {
         assert!(headers[gone].is_null(), "{gone} passed: {headers}");
     }
+    // The MCP headers and the content headers pass as the client sent them.
+    for (name, value) in [
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "echo"),
+        ("mcp-protocol-version", "2025-11-25"),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+    ] {
+        assert_eq!(headers[name], value, "{name}: {headers}");
+    }
+    let get = seen
+        .iter()
+        .rfind(|r| r["method"] == "GET")
+        .expect("the GET reached the upstream");
+    assert_eq!(get["headers"]["last-event-id"], "event-7", "{get}");
     assert!(!carries(&seen, &client_token));
     assert!(
         seen.iter()

@@ -295,6 +295,17 @@ impl GatewayConfig {
         Ok(rules)
     }
 
+    /// Server `id`'s audience policy: its resource, the `accept_client_ids`, and a
+    /// missing `aud` when `allow_missing_audience` says so.
+    pub fn audience_policy(&self, id: &str) -> Result<AudiencePolicy, ConfigError> {
+        let server = self.server(id)?;
+        let policy = AudiencePolicy::resource().accept_client_ids(&server.accept_client_ids);
+        Ok(match server.allow_missing_audience {
+            true => policy.allow_missing_audience(),
+            false => policy,
+        })
+    }
+
     /// Server `id`'s gatekeeper: its resource, the issuers it trusts, its audience and
     /// scope rules.
     pub fn resource_server(&self, id: &str) -> Result<ResourceServer, ConfigError> {
@@ -313,10 +324,7 @@ impl GatewayConfig {
         self.upstream_uri(id)?;
         let resource = self.resource_uri(id).unwrap_or_default();
         let rules = self.scope_rules(id)?;
-        let mut audience = AudiencePolicy::resource().accept_client_ids(&server.accept_client_ids);
-        if server.allow_missing_audience {
-            audience = audience.allow_missing_audience();
-        }
+        let audience = self.audience_policy(id)?;
         let mut builder = ResourceServer::builder(&resource)
             .mcp_scopes(rules)
             .scopes_supported(&server.scopes_supported)

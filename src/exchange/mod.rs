@@ -191,9 +191,7 @@ impl TokenExchange {
                 "the metadata of issuer {issuer} names no token_endpoint"
             ))
         })?;
-        if uri::canonical(uri::split_origin(issuer).0)
-            != uri::canonical(uri::split_origin(&endpoint).0)
-        {
+        if !uri::same_origin(issuer, &endpoint) {
             return Err(ExchangeError::Unavailable(format!(
                 "the metadata of issuer {issuer} names a token_endpoint on another origin \
                  ({endpoint}); the client secret is not sent there (configure the endpoint \

@@ -466,12 +466,8 @@ impl IntrospectionVerifier {
     /// issuer's own origin, or on a host allowed by name (R-GW-3). A refusal is a 503
     /// with the cause in the log; nothing is sent.
     fn may_receive_secret(&self, endpoint: &str) -> Result<(), AuthError> {
-        let (ours, theirs) = (
-            uri::split_origin(&self.0.issuer).0,
-            uri::split_origin(endpoint).0,
-        );
         let host = crate::fetch::host_of(endpoint);
-        let allowed = uri::canonical(ours) == uri::canonical(theirs)
+        let allowed = uri::same_origin(&self.0.issuer, endpoint)
             || self
                 .0
                 .config

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use mcp_gatekeeper::config::GatewayConfig;
-use mcp_gatekeeper::{McpOperation, Principal};
+use mcp_gatekeeper::{AudienceMatch, AudiencePolicy, McpOperation, Principal};
 use serde_json::{Map, Value};
 
 use super::relative;
@@ -87,7 +87,7 @@ pub(super) async fn explain_server(
         server.row("-", "scopes", "not known: the token was not introspected");
     } else {
         let principal = vouched.principal.as_ref();
-        audience_rows(&mut server, principal);
+        audience_rows(&mut server, principal)?;
         binding_row(&mut server);
         scope_rows(&mut server, tool, principal)?;
     }
@@ -232,27 +232,18 @@ fn type_row(server: &mut Server<'_>) {
 }
 
 /// The token's audiences: its `aud`, else what introspection said.
-fn audiences(
-    claims: Option<&Map<String, Value>>,
-    principal: Option<&Principal>,
-) -> Option<Vec<String>> {
-    match claims.and_then(|c| c.get("aud")) {
-        Some(Value::String(one)) => Some(vec![one.clone()]),
-        Some(Value::Array(many)) => Some(
-            many.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-        ),
-        Some(_) => Some(Vec::new()),
-        None if claims.is_some() => None,
-        None => principal
+fn audiences(claims: Option<&Map<String, Value>>, principal: Option<&Principal>) -> Vec<String> {
+    match (claims, claims.and_then(|c| c.get("aud"))) {
+        (_, Some(Value::String(one))) => vec![one.clone()],
+        (_, Some(Value::Array(many))) => many
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        (Some(_), _) => Vec::new(),
+        (None, _) => principal
             .map(|p| p.audiences().to_vec())
-            .filter(|a| !a.is_empty()),
+            .unwrap_or_default(),
     }
-}
-
-fn canonical(uri: &str) -> String {
-    uri.trim_end_matches('/').to_ascii_lowercase()
 }
 
 fn path_of(uri: &str) -> Option<&str> {
@@ -260,15 +251,32 @@ fn path_of(uri: &str) -> Option<&str> {
     rest.find('/').map(|i| &rest[i..])
 }
 
-/// The audience rows, with the hints of seeds 000 and 001.
-fn audience_rows(server: &mut Server<'_>, principal: Option<&Principal>) {
-    let settings = &server.config.servers[server.id];
+/// The audience row, decided by the server's own [`AudiencePolicy`](mcp_gatekeeper::AudiencePolicy)
+/// (the stack's comparison, not a copy of it), with the hints of seeds 000 and 001.
+fn audience_rows(server: &mut Server<'_>, principal: Option<&Principal>) -> Result<(), String> {
+    let policy = server
+        .config
+        .audience_policy(server.id)
+        .map_err(|e| e.to_string())?;
     let resource = server.resource.clone();
-    let Some(audiences) = audiences(server.claims(), principal) else {
-        if settings.allow_missing_audience {
-            let found = "the token has no aud, and allow_missing_audience is on";
-            server.row("ok", "audience", found);
-        } else {
+    let audiences = audiences(server.claims(), principal);
+    match policy.check(&audiences, Some(&resource)) {
+        Ok(AudienceMatch::Missing) => {
+            server.row(
+                "ok",
+                "audience",
+                "the token has no aud, and allow_missing_audience is on",
+            );
+        }
+        Ok(AudienceMatch::ClientId) => {
+            let found = format!("aud {audiences:?} is a client id that accept_client_ids lets in");
+            server.row("ok", "audience", &found);
+        }
+        Ok(_) => {
+            let found = format!("aud names this resource ({resource})");
+            server.row("ok", "audience", &found);
+        }
+        Err(_) if audiences.is_empty() => {
             let found = "the token has no aud: it is not for any resource in particular";
             server.row("FAIL", "audience", found);
             server.hint(&format!(
@@ -277,30 +285,13 @@ fn audience_rows(server: &mut Server<'_>, principal: Option<&Principal>) {
                  server (any token of the issuer then opens it)"
             ));
         }
-        return;
-    };
-    if audiences
-        .iter()
-        .any(|a| canonical(a) == canonical(&resource))
-    {
-        server.row(
-            "ok",
-            "audience",
-            &format!("aud names this resource ({resource})"),
-        );
-        return;
+        Err(_) => {
+            let found = format!("aud {audiences:?} does not name this resource ({resource})");
+            server.row("FAIL", "audience", &found);
+            audience_hints(server, &audiences, principal);
+        }
     }
-    if let Some(accepted) = audiences
-        .iter()
-        .find(|a| settings.accept_client_ids.contains(a))
-    {
-        let found = format!("aud is the client id {accepted:?}, which accept_client_ids lets in");
-        server.row("ok", "audience", &found);
-        return;
-    }
-    let found = format!("aud {audiences:?} does not name this resource ({resource})");
-    server.row("FAIL", "audience", &found);
-    audience_hints(server, &audiences, principal);
+    Ok(())
 }
 
 /// Why an `aud` that is not this resource may be: a client id, the public URL, another
@@ -328,9 +319,11 @@ fn audience_hints(server: &mut Server<'_>, audiences: &[String], principal: Opti
         }
         let config = server.config;
         let owner = config.servers.keys().find(|other| {
-            config
-                .resource_uri(other)
-                .is_some_and(|r| canonical(&r) == canonical(audience))
+            config.resource_uri(other).is_some_and(|r| {
+                AudiencePolicy::resource()
+                    .check(std::slice::from_ref(audience), Some(&r))
+                    .is_ok()
+            })
         });
         if let Some(other) = owner {
             server.hint(&format!(
