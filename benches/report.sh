@@ -13,6 +13,8 @@
 #    after a million distinct tokens.
 # 3. benches/proxy.rs: mcp-gatekeeper-proxy in front of a minimal upstream, against
 #    the upstream called directly (saturation and 2,000 req/s), and 1,000 SSE streams.
+# 4. benches/observed.rs: what metrics and the audit trail add to a cached token's
+#    request, in alternating rounds.
 #
 # --quick: shorter measurements (for trying the script, not for quoting).
 # Needs python3 to read criterion's estimates.
@@ -89,3 +91,6 @@ cargo bench -q -p mcp-gatekeeper-benches --bench proxy -- \
 cargo bench -q -p mcp-gatekeeper-benches --bench proxy -- \
     --seconds "$seconds" --rounds "$rounds" --rate 2000 direct proxy
 cargo bench -q -p mcp-gatekeeper-benches --bench proxy -- sse
+
+echo "== cargo bench --bench observed (metrics and the audit trail, alternating rounds)"
+cargo bench -q -p mcp-gatekeeper-benches --bench observed

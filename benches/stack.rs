@@ -23,6 +23,8 @@
 //! - `dpop/replay/in_memory`: one `first_use` of a new proof in the in-process replay
 //!   store.
 //!
+//! What observing costs (metrics, the audit trail) is `benches/observed.rs`.
+//!
 //! Every case has its keys in process: no network. `benches/report.sh` runs this and
 //! prints medians and ratios.
 

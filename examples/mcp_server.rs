@@ -57,7 +57,8 @@ usage: mcp_server [--listen ADDR] [--resource URL] [--issuer URL]...
                   [--introspection-client-id ID --introspection-client-secret SECRET]
                   [--filter-tools] [--challenge-granted-scopes] [--challenge-all-scopes]
                   [--allow-origin URL]... [--public METHOD]... [--public-tool NAME]...
-                  [--dpop allowed|required [--dpop-nonces]]
+                  [--dpop allowed|required [--dpop-nonces]] [--audit-log PATH]
+                  [--metrics ADDR]
 
   --listen ADDR    address to listen on (default 127.0.0.1:3000; port 0 picks one)
   --resource URL   canonical resource URI clients connect to (default http://ADDR/mcp)
@@ -93,6 +94,10 @@ usage: mcp_server [--listen ADDR] [--resource URL] [--issuer URL]...
   --dpop-nonces    with --dpop: DPoP proofs must carry a nonce of this server
                    (RFC 9449 section 9); a proof without one gets 401
                    use_dpop_nonce and a DPoP-Nonce header to retry with
+  --metrics ADDR   serve Prometheus metrics (mcp_gatekeeper::metrics) at
+                   http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0 picks one)
+  --audit-log PATH write the audit trail, one JSON object per request (the fields of
+                   mcp_gatekeeper::audit), to PATH (appended; '-': standard output)
 
 tools: whoami and notes need scope mcp:read, write needs mcp:write
 ";
@@ -111,6 +116,8 @@ struct Args {
     public_tools: Vec<String>,
     dpop: Option<Dpop>,
     dpop_nonces: bool,
+    audit_log: Option<String>,
+    metrics: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -128,6 +135,8 @@ fn parse_args() -> Result<Args, String> {
         public_tools: Vec::new(),
         dpop: None,
         dpop_nonces: false,
+        audit_log: None,
+        metrics: None,
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
@@ -149,6 +158,8 @@ fn parse_args() -> Result<Args, String> {
             "--public" => args.public_methods.push(value("--public")?),
             "--public-tool" => args.public_tools.push(value("--public-tool")?),
             "--dpop-nonces" => args.dpop_nonces = true,
+            "--audit-log" => args.audit_log = Some(value("--audit-log")?),
+            "--metrics" => args.metrics = Some(value("--metrics")?),
             "--dpop" => {
                 args.dpop = Some(match value("--dpop")?.as_str() {
                     "allowed" => Dpop::allowed(),
@@ -185,7 +196,12 @@ fn parse_args() -> Result<Args, String> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = common::args_or_exit(parse_args, USAGE);
-    let (listener, addr) = common::bind(&args.listen).await?;
+    let (listener, addr) = common::bind_with(&args.listen, args.audit_log.as_deref()).await?;
+    let metrics = match &args.metrics {
+        // The example's own tools are few and known: each gets its label value.
+        Some(listen) => Some(common::serve_metrics(listen, &["whoami", "notes", "write"]).await?),
+        None => None,
+    };
     let origin = format!("http://{addr}");
     let resource = args
         .resource
@@ -255,6 +271,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     say!(&mut banner, "mcp-gatekeeper example MCP server");
     say!(&mut banner, "  listening: {addr}");
     say!(&mut banner, "  resource:  {resource}");
+    if let Some(metrics) = metrics {
+        say!(&mut banner, "  metrics:   http://{metrics}/metrics");
+    }
     say!(
         &mut banner,
         "  metadata:  {origin}{}",

@@ -1,8 +1,9 @@
 //! [`BearerLayer`]: takes the access token out of the `Authorization` header
 //! (R-BEAR-1..4) and puts a [`BearerToken`] into the request's extensions.
 //!
-//! It owns the request's tracing span (R-OPS-3): every later layer records its part
-//! of the decision on it. It does not look inside the token; that is the verify
+//! Used without an [`OriginLayer`](crate::OriginLayer) in front of it, it owns the
+//! request's tracing span (R-OPS-3) and audit record ([`crate::audit`]): every later
+//! layer records its part of the decision on them. It does not look inside the token; that is the verify
 //! layer's job.
 
 use std::task::{Context, Poll};
@@ -15,8 +16,8 @@ use tower::Service;
 use crate::body::ResponseBody;
 use crate::challenge;
 use crate::error::AuthError;
-use crate::future::Rejection;
 pub use crate::future::ResponseFuture;
+use crate::future::{Rejection, WatchedFuture};
 use crate::resource::ProtectedResource;
 use crate::rule::Rule;
 
@@ -149,51 +150,39 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody, ReqBody>;
+    type Future = WatchedFuture<ResponseFuture<S::Future, ResBody, ReqBody>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let span = tracing::info_span!(
-            "mcp_gatekeeper",
-            method = %req.method(),
-            path = req.uri().path(),
-            decision = tracing::field::Empty,
-            rule = tracing::field::Empty,
-            issuer = tracing::field::Empty,
-            key_tier = tracing::field::Empty,
-            subject = tracing::field::Empty,
-        );
         let (mut parts, body) = req.into_parts();
-        let extracted = span.in_scope(|| extract(&parts, &self.layer));
-        match extracted {
+        // The request's span and audit record, unless an outer layer owns them.
+        let mut watch = crate::audit::start(&parts);
+        let entered = watch.as_mut().map(crate::audit::enter);
+        let future = match extract(&parts, &self.layer) {
             Ok(token) => {
                 parts.extensions.insert(token);
-                let future = {
-                    let _entered = span.enter();
-                    self.inner.call(Request::from_parts(parts, body))
-                };
-                ResponseFuture::inner(future).in_span(span)
+                ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)))
             }
             Err(error)
                 if self.layer.anonymous
                     && error.kind() == crate::error::AuthErrorKind::MissingToken =>
             {
                 parts.extensions.insert(NoToken);
-                let future = {
-                    let _entered = span.enter();
-                    self.inner.call(Request::from_parts(parts, body))
-                };
-                ResponseFuture::inner(future).in_span(span)
+                ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)))
             }
             Err(error) => {
-                let response =
-                    span.in_scope(|| challenge::reject(error, &self.layer.resource, &parts));
-                ResponseFuture::rejected(Rejection::new(response, body)).in_span(span)
+                let response = challenge::reject(error, &self.layer.resource, &parts);
+                ResponseFuture::rejected(Rejection::new(response, body))
             }
+        };
+        if entered.is_some() {
+            crate::audit::decided_by_now();
         }
+        drop(entered);
+        WatchedFuture::new(future, watch)
     }
 }
 

@@ -25,6 +25,7 @@ pub(crate) fn reject<B>(
     parts: &Parts,
 ) -> Response<ResponseBody<B>> {
     record(&error);
+    crate::audit::decided();
     let grpc = is_grpc(&parts.headers);
     let mut response = if grpc {
         grpc_status(&error)
@@ -323,14 +324,12 @@ pub(crate) fn after_completion<B>() -> Response<ResponseBody<B>> {
     response
 }
 
-/// Marks a refusal of this crate that carries no [`AuthError`] (a session id's `404`).
+/// Marks a refusal of this crate that carries no [`AuthError`] (a foreign origin's
+/// `403`, a session id's `404`): the rule that refused, and the audit trail's `kind`.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Refused;
-
-/// Whether a response was produced by a refusal of this crate.
-pub(crate) fn is_rejection<B>(response: &Response<B>) -> bool {
-    let extensions = response.extensions();
-    extensions.get::<AuthError>().is_some() || extensions.get::<Refused>().is_some()
+pub(crate) struct Refused {
+    pub(crate) rule: crate::rule::Rule,
+    pub(crate) kind: &'static str,
 }
 
 #[cfg(test)]

@@ -316,6 +316,11 @@ where
                 let params = marked.params.take();
                 marked.future.poll(cx).map_ok(|mut response| {
                     mark(response.headers_mut(), allowed, preflight, params);
+                    if preflight {
+                        response
+                            .extensions_mut()
+                            .insert(crate::audit::Served::Preflight);
+                    }
                     response
                 })
             }

@@ -258,10 +258,16 @@ impl DpopVerifier {
         async move {
             match store.first_use(key, ttl).await {
                 Ok(true) => Ok(()),
-                Ok(false) => Err(invalid(
-                    "the proof's jti was seen before: a proof is good for one request",
-                )),
-                Err(why) => Err(DpopError::Unavailable(why)),
+                Ok(false) => {
+                    crate::metrics::dpop_refused("replay");
+                    Err(invalid(
+                        "the proof's jti was seen before: a proof is good for one request",
+                    ))
+                }
+                Err(why) => {
+                    crate::metrics::dpop_refused("store_unavailable");
+                    Err(DpopError::Unavailable(why))
+                }
             }
         }
     }

@@ -25,8 +25,8 @@ use http::{Request, Response};
 use http_body::Body;
 use pin_project::pin_project;
 use tower::Service;
-use tracing::Span;
 
+use crate::audit::Watch;
 use crate::body::ResponseBody;
 use crate::challenge;
 use crate::error::AuthError;
@@ -125,7 +125,6 @@ impl<ReqBody: Body, B> Rejection<ReqBody, B> {
 pub struct ResponseFuture<F, B, ReqBody> {
     #[pin]
     state: State<F, B, ReqBody>,
-    span: Span,
     /// Where a session id the answer issues is bound, and to whom.
     binding: Option<SessionBinding>,
 }
@@ -145,7 +144,6 @@ impl<F, B, ReqBody> ResponseFuture<F, B, ReqBody> {
     pub(crate) fn inner(future: F) -> Self {
         Self {
             state: State::Inner { future },
-            span: Span::none(),
             binding: None,
         }
     }
@@ -155,15 +153,8 @@ impl<F, B, ReqBody> ResponseFuture<F, B, ReqBody> {
             state: State::Rejected {
                 rejection: Box::new(rejection),
             },
-            span: Span::none(),
             binding: None,
         }
-    }
-
-    /// Polls within `span`, and records on it whether the request was allowed.
-    pub(crate) fn in_span(mut self, span: Span) -> Self {
-        self.span = span;
-        self
     }
 
     /// Binds the session id the answer issues, if any, as `binding` says.
@@ -182,20 +173,55 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let _entered = this.span.enter();
         match this.state.project() {
             StateProj::Inner { future } => {
-                let response = std::task::ready!(future.poll(cx))?;
-                if !challenge::is_rejection(&response) {
-                    this.span.record("decision", "allow");
-                }
-                if let Some(binding) = this.binding.take() {
+                let answer = std::task::ready!(future.poll(cx));
+                if let (Ok(response), Some(binding)) = (&answer, this.binding.take()) {
                     binding.record(response.headers());
                 }
-                Poll::Ready(Ok(response.map(ResponseBody::inner)))
+                Poll::Ready(answer.map(|response| response.map(ResponseBody::inner)))
             }
             StateProj::Rejected { rejection } => rejection.poll_response(cx).map(Ok),
         }
+    }
+}
+
+/// The response future of the layers that own a request's span, audit event and
+/// metrics ([`OriginService`](crate::OriginService), and
+/// [`BearerService`](crate::BearerService) in a stack without it): the stage's own
+/// [`ResponseFuture`], polled within them, ended with the answer.
+#[pin_project]
+pub struct WatchedFuture<F> {
+    #[pin]
+    inner: F,
+    /// The request's record; none when an outer layer owns it.
+    watch: Option<Watch>,
+}
+
+impl<F> WatchedFuture<F> {
+    pub(crate) fn new(inner: F, watch: Option<Watch>) -> Self {
+        Self { inner, watch }
+    }
+}
+
+impl<F, B, E> Future for WatchedFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let entered = this.watch.as_mut().map(crate::audit::enter);
+        let answer = std::task::ready!(this.inner.poll(cx));
+        drop(entered);
+        if let Some(watch) = this.watch.take() {
+            match &answer {
+                Ok(response) => watch.answered(response),
+                Err(_) => watch.failed(),
+            }
+        }
+        Poll::Ready(answer)
     }
 }
 
@@ -402,8 +428,10 @@ where
                         Ok(()) => {
                             let mut parts = parts;
                             let nonce = parts.extensions.remove::<AnswerNonce>();
+                            let future = inner.call(check.pass(parts));
+                            crate::audit::decided();
                             Gate::Calling {
-                                future: inner.call(check.pass(parts)),
+                                future,
                                 nonce: nonce.map(|n| Box::new(n.0)),
                             }
                         }

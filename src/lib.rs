@@ -129,7 +129,9 @@
 //! Each request runs in a `mcp_gatekeeper` tracing span with the fields `decision`,
 //! `rule` (the id of the [`Rule`] that refused it, as `docs/REQUIREMENTS.md` defines
 //! it), `issuer`, `key_tier` (which tier gave the key, or `cache` for a token verified
-//! before) and `subject`. No token, secret or key is ever logged.
+//! before) and `subject`, and ends with one event on the target
+//! `mcp_gatekeeper::audit`: the audit trail, whose fields [`audit`] documents. No
+//! token, secret or key is ever logged.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -138,6 +140,9 @@
 compile_error!(
     "mcp-gatekeeper needs a crypto backend: enable the `aws-lc-rs` or the `rust-crypto` feature"
 );
+
+pub mod audit;
+pub mod metrics;
 
 // The stages, in the order a request meets them.
 // 1. the Origin check
@@ -257,7 +262,7 @@ pub use exchange::{
     TokenExchange, TokenExchangeBuilder,
 };
 pub use fetch::FetchOptions;
-pub use future::{Check, GateFuture, ResponseFuture, Settle, Waiting};
+pub use future::{Check, GateFuture, ResponseFuture, Settle, Waiting, WatchedFuture};
 pub use hierarchy::ScopeHierarchy;
 pub use jsonwebtoken::Algorithm;
 #[cfg(feature = "axum")]

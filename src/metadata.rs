@@ -169,7 +169,10 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let (parts, body) = req.into_parts();
         match answer(&self.layer.resource, self.layer.serve_root, &parts) {
-            Some(response) => {
+            Some(mut response) => {
+                response
+                    .extensions_mut()
+                    .insert(crate::audit::Served::Metadata);
                 ResponseFuture::rejected(Rejection::new(response.map(ResponseBody::full), body))
             }
             None => ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body))),

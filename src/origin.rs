@@ -31,8 +31,9 @@ use http::{Request, Response, StatusCode};
 use tower::Service;
 
 use crate::body::ResponseBody;
+use crate::challenge::Refused;
 use crate::error::ConfigError;
-use crate::future::{Rejection, ResponseFuture};
+use crate::future::{Rejection, ResponseFuture, WatchedFuture};
 use crate::resource::ProtectedResource;
 use crate::rule::Rule;
 
@@ -221,7 +222,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody, ReqBody>;
+    type Future = WatchedFuture<ResponseFuture<S::Future, ResBody, ReqBody>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -229,21 +230,46 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let (parts, body) = req.into_parts();
-        if self.layer.admits(&parts) {
-            return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)));
+        let mut watch = crate::audit::start(&parts);
+        let _entered = watch.as_mut().map(crate::audit::enter);
+        let future = if self.layer.admits(&parts) {
+            ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)))
+        } else {
+            refuse(&parts, body)
+        };
+        if _entered.is_some() {
+            crate::audit::decided_by_now();
         }
-        let origin = parts
-            .headers
-            .get(ORIGIN)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()));
-        tracing::info!(
-            rule = RULE.id(),
-            status = 403,
-            origin = %crate::mcp::shorten(origin.as_deref().unwrap_or("(repeated)")),
-            "request refused: its Origin header is not an allowed origin"
-        );
-        ResponseFuture::rejected(Rejection::new(forbidden(), body))
+        drop(_entered);
+        WatchedFuture::new(future, watch)
     }
+}
+
+/// The refusal of a request from a foreign origin, logged and recorded on its span.
+fn refuse<F, B, ReqBody: http_body::Body>(
+    parts: &Parts,
+    body: ReqBody,
+) -> ResponseFuture<F, B, ReqBody> {
+    let origin = parts
+        .headers
+        .get(ORIGIN)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
+    let span = tracing::Span::current();
+    span.record("decision", "reject");
+    span.record("rule", RULE.id());
+    tracing::info!(
+        rule = RULE.id(),
+        status = 403,
+        origin = %crate::mcp::shorten(origin.as_deref().unwrap_or("(repeated)")),
+        "request refused: its Origin header is not an allowed origin"
+    );
+    crate::audit::decided();
+    let mut response = forbidden();
+    response.extensions_mut().insert(Refused {
+        rule: RULE,
+        kind: "forbidden",
+    });
+    ResponseFuture::rejected(Rejection::new(response, body))
 }
 
 #[cfg(test)]

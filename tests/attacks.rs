@@ -32,6 +32,9 @@ struct Target {
     reached: Arc<AtomicUsize>,
     cases: AtomicUsize,
     logs: Arc<std::sync::Mutex<Vec<u8>>>,
+    /// The audit trail as JSON lines, and how many of its events were checked.
+    audit: support::AuditLog,
+    audited: AtomicUsize,
     _capture: tracing::subscriber::DefaultGuard,
 }
 
@@ -43,7 +46,7 @@ impl Target {
     fn with(builder: mcp_gatekeeper::ResourceServerBuilder) -> Self {
         let reached = Arc::new(AtomicUsize::new(0));
         let count = reached.clone();
-        let (capture, logs) = support::capture_logs();
+        let (capture, logs, audit) = support::capture_logs_and_audit();
         let server = builder.build().expect("valid configuration");
         let app = Router::new()
             .route(
@@ -59,6 +62,8 @@ impl Target {
             reached,
             cases: AtomicUsize::new(0),
             logs,
+            audit,
+            audited: AtomicUsize::new(0),
             _capture: capture,
         }
     }
@@ -91,8 +96,52 @@ impl Target {
             0,
             "{why}: reached the service"
         );
+        let event = self.one_audit_event("reject", status);
+        assert_eq!(event["kind"], code, "{why}: {event}");
+        assert!(
+            event["rule"].as_str().is_some_and(|r| r.starts_with("R-")),
+            "{why}: {event}"
+        );
+        // No principal was made; an issuer is named only once its key verified the
+        // signature (then the claims were refused), never as the token claims it.
+        for unverified in ["subject", "client_id"] {
+            assert!(event.get(unverified).is_none(), "{why}: {event}");
+        }
+        assert!(
+            event.get("issuer").is_none() || event["issuer"] == ISSUER,
+            "{why}: {event}"
+        );
         self.assert_nothing_leaks(token, &answer);
         answer
+    }
+
+    /// The one audit event the last request produced: its decision, its status, the
+    /// request's method and path, its timings; never a query or a header's value.
+    fn one_audit_event(&self, decision: &str, status: StatusCode) -> Value {
+        let events = self.audit.events();
+        let seen = self.audited.swap(events.len(), Ordering::SeqCst);
+        assert_eq!(
+            events.len(),
+            seen + 1,
+            "one audit event per request: {events:?}"
+        );
+        let event = events[seen].clone();
+        assert_eq!(event["target"], "mcp_gatekeeper::audit", "{event}");
+        assert_eq!(event["message"], "decision", "{event}");
+        assert_eq!(event["decision"], decision, "{event}");
+        assert_eq!(event["status"], status.as_u16(), "{event}");
+        assert_eq!(event["http_method"], "GET", "{event}");
+        assert_eq!(event["path"], "/mcp", "{event}");
+        assert!(
+            event["time_unix_ms"]
+                .as_u64()
+                .is_some_and(|t| t > 1_700_000_000_000),
+            "{event}"
+        );
+        let latency = event["latency_ms"].as_f64().expect("latency_ms");
+        let decided = event["decision_ms"].as_f64().expect("decision_ms");
+        assert!(0.0 <= decided && decided <= latency, "{event}");
+        event
     }
 
     /// No part of `token` long enough to matter is in the answer or in any log line.
@@ -106,6 +155,10 @@ impl Target {
         for secret in secrets {
             assert!(!answer.contains(secret), "the answer shows {secret:?}");
             assert!(!logs.contains(secret), "the logs show {secret:?}");
+            assert!(
+                !self.audit.text().contains(secret),
+                "the audit trail shows {secret:?}"
+            );
         }
     }
 
@@ -122,6 +175,11 @@ impl Target {
         let answer = self.send(token).await;
         assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
         self.reached.store(0, Ordering::SeqCst);
+        let event = self.one_audit_event("allow", StatusCode::OK);
+        assert_eq!(event["issuer"], ISSUER, "{event}");
+        assert!(event["subject"].is_string(), "{event}");
+        assert!(event["key_tier"].is_string(), "{event}");
+        assert!(event.get("rule").is_none(), "{event}");
     }
 }
 
@@ -135,6 +193,12 @@ impl Drop for Target {
             assert!(
                 String::from_utf8_lossy(&logs).contains("decision=\"reject\""),
                 "the leak check saw the stack's logs"
+            );
+            let events = self.audit.events().len();
+            assert_eq!(
+                events,
+                self.audited.load(Ordering::SeqCst),
+                "every audit event was checked: none without its request"
             );
         }
     }
@@ -523,6 +587,8 @@ async fn tokens_with_whitespace_padding_or_other_alphabets_are_refused() {
     let answer = support::send(&target.app, request).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{answer:?}");
     assert_eq!(target.reached.load(Ordering::SeqCst), 0);
+    let event = target.one_audit_event("reject", StatusCode::BAD_REQUEST);
+    assert_eq!(event["rule"], "R-BEAR-1", "{event}");
 }
 
 #[tokio::test]

@@ -406,3 +406,109 @@ async fn a_browser_client_of_an_allowed_origin_preflights_without_a_token_and_re
         .expect("preflight");
     assert!(header(&params, "access-control-allow-headers").contains("mcp-param-region"));
 }
+
+#[tokio::test]
+async fn the_example_writes_the_audit_trail_as_json_lines() {
+    let path =
+        std::env::temp_dir().join(format!("mcp-gatekeeper-audit-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let log = path.to_string_lossy().into_owned();
+    let running = start(
+        "mcp_server",
+        &["--listen", "127.0.0.1:0", "--audit-log", &log],
+        "try:",
+    )
+    .await;
+    let resource = running.field("resource");
+    let token = running.field("token");
+    assert_eq!(mcp_call(&resource, None, whoami()).await.status(), 401);
+    assert_eq!(
+        mcp_call(&resource, Some(&token), whoami()).await.status(),
+        200
+    );
+    // Written when each answer's head was ready; the file is read after both answers.
+    let text = std::fs::read_to_string(&path).expect("the audit log was written");
+    let _ = std::fs::remove_file(&path);
+    let events: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(events.len(), 2, "{text}");
+    assert_eq!(events[0]["decision"], "reject", "{text}");
+    assert_eq!(events[0]["kind"], "missing_token", "{text}");
+    assert_eq!(events[0]["status"], 401, "{text}");
+    assert_eq!(events[1]["decision"], "allow", "{text}");
+    assert_eq!(events[1]["subject"], "demo-user", "{text}");
+    assert_eq!(events[1]["mcp_method"], "tools/call", "{text}");
+    assert_eq!(events[1]["tool"], "whoami", "{text}");
+    assert_eq!(events[1]["target"], "mcp_gatekeeper::audit", "{text}");
+    assert!(events[1]["timestamp"].is_string(), "{text}");
+    for part in token.split('.') {
+        assert!(
+            !text.contains(part),
+            "the audit trail shows a part of the token"
+        );
+    }
+}
+
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn the_example_serves_prometheus_metrics_that_count_its_decisions() {
+    let running = start(
+        "mcp_server",
+        &["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"],
+        "try:",
+    )
+    .await;
+    let resource = running.field("resource");
+    let token = running.field("token");
+    for _ in 0..2 {
+        assert_eq!(mcp_call(&resource, None, whoami()).await.status(), 401);
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            mcp_call(&resource, Some(&token), whoami()).await.status(),
+            200
+        );
+    }
+    let scrape = reqwest::get(running.field("metrics"))
+        .await
+        .expect("scrape");
+    assert_eq!(scrape.status(), 200);
+    let text = scrape.text().await.expect("text");
+    let samples = support::prometheus::parse(&text);
+    let count = |labels: &[(&str, &str)]| {
+        let key = support::prometheus::sample("mcp_gatekeeper_decisions_total", labels);
+        samples.get(&key).copied().unwrap_or(0.0)
+    };
+    let issuer = running.field("issuer");
+    let issuer = issuer.split(' ').next().unwrap_or_default();
+    let refused = [
+        ("decision", "reject"),
+        ("issuer", "none"),
+        ("rule", "R-BEAR-3"),
+        ("status", "401"),
+    ];
+    let allowed = [
+        ("decision", "allow"),
+        ("issuer", issuer),
+        ("rule", "none"),
+        ("status", "200"),
+    ];
+    assert_eq!(count(&refused), 2.0, "{text}");
+    assert_eq!(count(&allowed), 3.0, "{text}");
+    let calls = support::prometheus::sample(
+        "mcp_gatekeeper_mcp_requests_total",
+        &[
+            ("decision", "allow"),
+            ("mcp_method", "tools/call"),
+            ("tool", "whoami"),
+        ],
+    );
+    assert_eq!(samples.get(&calls).copied(), Some(3.0), "{text}");
+    assert!(
+        text.contains("# TYPE mcp_gatekeeper_decisions_total counter"),
+        "{text}"
+    );
+    assert!(!text.contains(&token[..20]), "a token in the metrics");
+}

@@ -19,23 +19,104 @@ pub fn args_or_exit<T>(parse: impl FnOnce() -> Result<T, String>, usage: &str) -
 }
 
 /// Starts logging and binds the listener; its address tells which port `:0` got.
+#[allow(dead_code)] // the flagship example calls bind_with
 pub async fn bind(
     listen: &str,
 ) -> std::io::Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
-    init_tracing();
+    bind_with(listen, None).await
+}
+
+/// [`bind`], and the audit trail (`mcp_gatekeeper::audit`) written to `audit_log` as
+/// JSON lines (`-`: standard output).
+#[allow(dead_code)] // only the flagship example takes --audit-log
+pub async fn bind_with(
+    listen: &str,
+    audit_log: Option<&str>,
+) -> std::io::Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
+    init_tracing(audit_log)?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     Ok((listener, addr))
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-fn init_tracing() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`, without the audit trail),
+/// and the audit trail as JSON lines to `audit_log`, if given.
+fn init_tracing(audit_log: Option<&str>) -> std::io::Result<()> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    use tracing_subscriber::{EnvFilter, filter::Targets, fmt, prelude::*};
+    let human = fmt::layer().with_writer(std::io::stderr).with_filter(
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,mcp_gatekeeper::audit=off".into()),
+    );
+    let audit = match audit_log {
+        None => None,
+        Some(path) => {
+            let writer = match path {
+                "-" => BoxMakeWriter::new(std::io::stdout),
+                path => BoxMakeWriter::new(std::sync::Mutex::new(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)?,
+                )),
+            };
+            let only_audit =
+                Targets::new().with_target(mcp_gatekeeper::audit::TARGET, tracing::Level::INFO);
+            Some(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .with_writer(writer)
+                    .with_filter(only_audit),
+            )
+        }
+    };
+    tracing_subscriber::registry()
+        .with(human)
+        .with(audit)
         .init();
+    Ok(())
+}
+
+/// Records the metrics (`mcp_gatekeeper::metrics`) with the Prometheus exporter's
+/// recorder, `tools` as values of the `tool` label, and serves them at `GET /metrics`
+/// on `listen`; its address.
+#[allow(dead_code)] // only the flagship example takes --metrics
+pub async fn serve_metrics(listen: &str, tools: &[&str]) -> std::io::Result<std::net::SocketAddr> {
+    use mcp_gatekeeper::metrics::REMOTE_CALL_BUCKETS;
+    use metrics_exporter_prometheus::PrometheusBuilder;
+    let handle = PrometheusBuilder::new()
+        .set_buckets(REMOTE_CALL_BUCKETS)
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(std::io::Error::other)?;
+    mcp_gatekeeper::metrics::enable_with_tools(tools.iter().copied());
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    let scrape = move || {
+        let text = handle.render();
+        async move {
+            (
+                [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                text,
+            )
+        }
+    };
+    let app = axum::Router::new().route("/metrics", axum::routing::get(scrape));
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!("the metrics endpoint stopped: {error}");
+        }
+    });
+    Ok(addr)
 }
 
 /// Streamable HTTP without sessions and with plain JSON answers (easy with curl),

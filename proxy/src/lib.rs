@@ -28,6 +28,7 @@
 pub mod explain;
 mod forward;
 mod load;
+pub mod metrics;
 mod ready;
 mod serve;
 

@@ -82,15 +82,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if matches!(command, Command::Serve { .. }) {
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
-            .with_writer(std::io::stderr)
-            .init();
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -107,6 +98,71 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`, without the audit trail),
+/// and the audit trail as JSON lines to `audit_log` (`-`: standard output), if set.
+fn init_tracing(audit_log: Option<&str>) -> std::io::Result<()> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    use tracing_subscriber::{EnvFilter, filter::Targets, fmt, prelude::*};
+    let human = fmt::layer().with_writer(std::io::stderr).with_filter(
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info,mcp_gatekeeper::audit=off")),
+    );
+    let audit = match audit_log {
+        None => None,
+        Some(target) => {
+            let writer = match target {
+                "-" => BoxMakeWriter::new(std::io::stdout),
+                path => BoxMakeWriter::new(std::sync::Mutex::new(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)?,
+                )),
+            };
+            let only_audit =
+                Targets::new().with_target(mcp_gatekeeper::audit::TARGET, tracing::Level::INFO);
+            Some(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .with_writer(writer)
+                    .with_filter(only_audit),
+            )
+        }
+    };
+    tracing_subscriber::registry()
+        .with(human)
+        .with(audit)
+        .init();
+    Ok(())
+}
+
+/// Serves `/metrics` on `listen`, if given; the address it got.
+async fn serve_metrics(listen: Option<&str>) -> Result<Option<std::net::SocketAddr>, String> {
+    let Some(listen) = listen else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|error| format!("{listen:?}: cannot listen there ({error})"))?;
+    let address = listener.local_addr().map_err(|error| error.to_string())?;
+    mcp_gatekeeper_proxy::metrics::serve(listener)?;
+    Ok(Some(address))
+}
+
+/// Starts logging, with the audit trail where `audit_log` says; a message on failure.
+fn start_logging(path: &std::path::Path, audit_log: Option<&str>) -> Result<(), String> {
+    init_tracing(audit_log).map_err(|error| {
+        format!(
+            "{}: proxy.audit_log = {:?}: cannot write there ({error})",
+            path.display(),
+            audit_log.unwrap_or_default()
+        )
+    })
+}
+
 async fn serve(path: PathBuf, check: bool) -> ExitCode {
     let config = match mcp_gatekeeper_proxy::load(&path, std::env::vars()) {
         Ok(config) => config,
@@ -115,6 +171,10 @@ async fn serve(path: PathBuf, check: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(error) = start_logging(&path, config.proxy.audit_log.as_deref()) {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
     if check {
         println!(
             "{}: the configuration is good ({} issuer(s), {} server(s))",
@@ -142,20 +202,39 @@ async fn serve(path: PathBuf, check: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let metrics = match serve_metrics(config.proxy.metrics.as_deref()).await {
+        Ok(address) => address,
+        Err(error) => {
+            eprintln!("error: {}: proxy.metrics: {error}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
     let address = listener
         .local_addr()
         .map_or_else(|_| config.proxy.listen.clone(), |a| a.to_string());
+    print_banner(&config, &address, metrics);
+    gateway.serve(listener, shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+/// What the proxy serves, ending with the line `ready`.
+fn print_banner(
+    config: &mcp_gatekeeper::config::GatewayConfig,
+    address: &str,
+    metrics: Option<std::net::SocketAddr>,
+) {
     println!("mcp-gatekeeper-proxy listening on {address}");
-    for id in config.servers.keys() {
+    if let Some(metrics) = metrics {
+        println!("  metrics: http://{metrics}/metrics");
+    }
+    for (id, server) in &config.servers {
         println!(
             "  server {id}: {} -> {}",
             config.resource_uri(id).unwrap_or_default(),
-            config.servers[id].upstream
+            server.upstream
         );
     }
     println!("ready");
-    gateway.serve(listener, shutdown_signal()).await;
-    ExitCode::SUCCESS
 }
 
 /// SIGTERM or Ctrl-C.

@@ -208,6 +208,27 @@ fn each_kind_of_mistake_names_the_key_and_the_fix() {
             vec!["proxy.listen", "write IP:PORT"],
         ),
         (
+            "metrics address",
+            format!("[proxy]\nmetrics = \"localhost:9464\"\n{}", good("")),
+            vec![],
+            vec!["proxy.metrics", "write IP:PORT"],
+        ),
+        (
+            "metrics on the clients' address",
+            format!(
+                "[proxy]\nlisten = \"127.0.0.1:8080\"\nmetrics = \"127.0.0.1:8080\"\n{}",
+                good("")
+            ),
+            vec![],
+            vec!["proxy.metrics", "an address of their own"],
+        ),
+        (
+            "empty audit_log",
+            format!("[proxy]\naudit_log = \"\"\n{}", good("")),
+            vec![],
+            vec!["proxy.audit_log", "\"-\" for standard output"],
+        ),
+        (
             "public_url with a path",
             format!(
                 "[proxy]\npublic_url = \"https://mcp.example.com/base\"\n{}",

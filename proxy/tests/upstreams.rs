@@ -40,6 +40,8 @@ async fn typescript_servers_stateful_and_stateless_answer_through_the_proxy() {
     let provider = idp::oidc_provider(&["--resource", &ts, "--resource", &tsless]).await;
     let stateful = Upstream::start(Sdk::TypeScript, &[]).await;
     let stateless = Upstream::start(Sdk::TypeScript, &["--stateless"]).await;
+    let audit_log = std::env::temp_dir().join(format!("gateway-audit-{port}.jsonl"));
+    let _ = std::fs::remove_file(&audit_log);
     let config = format!(
         r#"{}
 [servers.ts]
@@ -51,7 +53,13 @@ upstream = "{}"
 scopes = ["mcp:read"]
 credentials = {{ kind = "header", name = "x-api-key", value = {{ env = "TSLESS_KEY" }} }}
 "#,
-        head(port, &provider),
+        head(port, &provider).replace(
+            "[proxy]\n",
+            &format!(
+                "[proxy]\naudit_log = {:?}\nmetrics = \"127.0.0.1:0\"\n",
+                audit_log.display().to_string()
+            )
+        ),
         stateful.url,
         stateless.url
     );
@@ -176,6 +184,86 @@ credentials = {{ kind = "header", name = "x-api-key", value = {{ env = "TSLESS_K
             .all(|r| r["headers"]["x-api-key"] == "key-for-the-upstream"),
         "{seen:?}"
     );
+
+    // The audit trail (`audit_log`): each decision above, and never a token.
+    let text = std::fs::read_to_string(&audit_log).expect("the audit log was written");
+    let _ = std::fs::remove_file(&audit_log);
+    let events: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    let find = |what: &dyn Fn(&Value) -> bool| events.iter().any(what);
+    assert!(
+        find(&|e| e["decision"] == "allow"
+            && e["path"] == "/servers/ts/mcp"
+            && e["http_method"] == "POST"
+            && e["subject"].is_string()
+            && e["key_tier"] == "cache"),
+        "{text}"
+    );
+    assert!(
+        find(&|e| e["decision"] == "reject" && e["status"] == 401 && e["rule"] == "R-AUD-2"),
+        "the token of the other route: {text}"
+    );
+    assert!(
+        find(&|e| e["decision"] == "allow" && e["http_method"] == "DELETE"),
+        "the session's end: {text}"
+    );
+    // The upstream's own answer (the session it ended) is its status, allowed here.
+    assert!(
+        find(&|e| e["decision"] == "allow" && e["status"] == 404),
+        "{text}"
+    );
+    assert!(
+        find(&|e| e["decision"] == "allow"
+            && e["path"] == "/servers/tsless/mcp"
+            && e["tool"] == "echo"),
+        "{text}"
+    );
+    for token in [&client_token, &other] {
+        for part in token.split('.').filter(|p| p.len() >= 12) {
+            assert!(!text.contains(part), "the audit trail shows a token");
+        }
+    }
+
+    // `[proxy] metrics`: served on its own address, the decisions counted.
+    let metrics = proxy
+        .banner
+        .iter()
+        .find_map(|line| line.trim().strip_prefix("metrics: "))
+        .expect("the metrics line")
+        .to_owned();
+    let scrape = reqwest::get(&metrics).await.expect("scrape");
+    assert_eq!(scrape.status().as_u16(), 200);
+    let text = scrape.text().await.expect("text");
+    let samples = common::prometheus::parse(&text);
+    let wrong_route = common::prometheus::sample(
+        "mcp_gatekeeper_decisions_total",
+        &[
+            ("decision", "reject"),
+            ("issuer", &provider.issuer()),
+            ("rule", "R-AUD-2"),
+            ("status", "401"),
+        ],
+    );
+    assert_eq!(samples.get(&wrong_route).copied(), Some(1.0), "{text}");
+    for token in [&client_token, &other] {
+        for part in token.split('.').filter(|p| p.len() >= 12) {
+            assert!(!text.contains(part), "the metrics show a token");
+        }
+    }
+    let elsewhere = reqwest::get(metrics.replace("/metrics", "/other"))
+        .await
+        .expect("another path");
+    assert_eq!(elsewhere.status().as_u16(), 404);
+    // A page that rebinds a DNS name to this address is not answered.
+    let rebound = reqwest::Client::new()
+        .get(&metrics)
+        .header("host", "attacker.example:9464")
+        .send()
+        .await
+        .expect("scrape by name");
+    assert_eq!(rebound.status().as_u16(), 421);
 }
 
 #[tokio::test]

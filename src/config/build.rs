@@ -204,6 +204,26 @@ impl GatewayConfig {
                 ),
             ));
         }
+        if let Some(metrics) = &self.proxy.metrics
+            && metrics.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(at(
+                "proxy.metrics",
+                format!("{metrics:?} is not an address: write IP:PORT, e.g. \"127.0.0.1:9464\""),
+            ));
+        }
+        if self.proxy.metrics.is_some() && self.proxy.metrics == Some(self.proxy.listen.clone()) {
+            return Err(at(
+                "proxy.metrics",
+                "the metrics need an address of their own, not proxy.listen's",
+            ));
+        }
+        if self.proxy.audit_log.as_deref() == Some("") {
+            return Err(at(
+                "proxy.audit_log",
+                "an empty path: give a file to append to, or \"-\" for standard output",
+            ));
+        }
         if self.proxy.connect_timeout_seconds == 0 {
             return Err(at(
                 "proxy.connect_timeout_seconds",

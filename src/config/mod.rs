@@ -77,6 +77,12 @@ pub struct ProxySettings {
     pub first_byte_timeout_seconds: u64,
     /// After SIGTERM, how long open requests and SSE streams may go on (default 30 s).
     pub shutdown_grace_seconds: u64,
+    /// Where the audit trail ([`crate::audit`]) goes, one JSON object per request:
+    /// a file (appended) or `-` for standard output (default: nowhere).
+    pub audit_log: Option<String>,
+    /// Where Prometheus metrics ([`crate::metrics`]) are served, at `GET /metrics`:
+    /// an address of their own such as `127.0.0.1:9464` (default: not served).
+    pub metrics: Option<String>,
 }
 
 impl Default for ProxySettings {
@@ -87,6 +93,8 @@ impl Default for ProxySettings {
             connect_timeout_seconds: 5,
             first_byte_timeout_seconds: 300,
             shutdown_grace_seconds: 30,
+            audit_log: None,
+            metrics: None,
         }
     }
 }

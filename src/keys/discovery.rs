@@ -130,7 +130,10 @@ impl Discovery {
     }
 
     async fn discover(&self) -> Result<(), KeyError> {
+        let started = std::time::Instant::now();
+        let done = |outcome| crate::metrics::discovery(&self.0.issuer, outcome, started.elapsed());
         let mut failures = Vec::new();
+        let mut unreachable = false;
         for url in self.candidates() {
             match self.fetch_document(&url).await {
                 Ok(Endpoints {
@@ -142,6 +145,7 @@ impl Discovery {
                     let jwks = jwks_uri.map(|uri| {
                         JwksCache::new(
                             uri,
+                            &self.0.issuer,
                             "discovery",
                             self.0.discovered_fetcher.clone(),
                             self.0.options.clone(),
@@ -152,16 +156,22 @@ impl Discovery {
                         introspection_endpoint,
                         token_endpoint,
                     })));
+                    done("ok");
                     return Ok(());
                 }
                 // The other form lives on the same host: no use asking it.
                 Err((FetchFailure::Unreachable, why)) => {
                     failures.push(why);
+                    unreachable = true;
                     break;
                 }
                 Err((FetchFailure::Other, why)) => failures.push(why),
             }
         }
+        done(match unreachable {
+            true => "unreachable",
+            false => "failed",
+        });
         tracing::warn!(issuer = %self.0.issuer, "discovery failed: {}", failures.join("; "));
         Err(KeyError {
             retry_after: self.0.options.min_backoff,

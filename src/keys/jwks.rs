@@ -63,6 +63,8 @@ struct Snapshot {
 
 struct Inner {
     uri: String,
+    /// The issuer whose keys these are (a label of the metrics).
+    issuer: String,
     tier: &'static str,
     fetcher: Fetcher,
     options: JwksOptions,
@@ -88,6 +90,7 @@ pub(crate) struct JwksCache(Arc<Inner>);
 impl JwksCache {
     pub(crate) fn new(
         uri: String,
+        issuer: &str,
         tier: &'static str,
         fetcher: Fetcher,
         options: JwksOptions,
@@ -95,6 +98,7 @@ impl JwksCache {
         let flight = Flight::new(options.min_backoff, options.max_backoff);
         Self(Arc::new(Inner {
             uri,
+            issuer: issuer.to_owned(),
             tier,
             fetcher,
             options,
@@ -147,6 +151,7 @@ impl JwksCache {
 
     async fn fetch(&self) -> Result<(), KeyError> {
         let inner = &self.0;
+        let started = std::time::Instant::now();
         let fetched = inner.fetcher.get_json(&inner.uri).await;
         let outcome = fetched.and_then(|fetched| {
             let parsed = super::KeySet::parse(&fetched.body, inner.options.max_keys)
@@ -160,6 +165,11 @@ impl JwksCache {
             }
             Ok((parsed, fetched.max_age))
         });
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(error) => crate::metrics::fetch_outcome(error),
+        };
+        crate::metrics::key_fetch(&inner.issuer, inner.tier, label, started.elapsed());
         match outcome {
             Ok((parsed, max_age)) => {
                 for skipped in &parsed.skipped {

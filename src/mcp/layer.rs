@@ -231,6 +231,7 @@ where
             // Until the body has to be read, the service that was polled ready is
             // called at once; only the reading path takes it into the future.
             Plan::Stream(operation) => {
+                crate::audit::operation(operation.method(), operation.name());
                 parts.extensions.insert(operation);
                 let request = Request::from_parts(parts, McpBody::streaming(body));
                 GateFuture::pass(request, &mut self.inner)
@@ -362,6 +363,7 @@ impl<B: Body> Check for ReadingOperation<B> {
                 }
             })?
         };
+        crate::audit::operation(operation.method(), operation.name());
         parts.extensions.insert(operation);
         // The bytes go back as the only chunk, for `pass`.
         self.read.chunks = vec![bytes];

@@ -182,17 +182,23 @@ impl McpOperation {
 }
 
 /// A client-chosen string cut short enough to quote in a header or a log line, with
-/// control characters (a newline forging a log line, say) shown as `?`.
+/// control characters (a newline forging a log line, say) and bidirectional
+/// formatting characters shown as `?`.
 pub(crate) fn shorten(text: &str) -> Cow<'_, str> {
     let short = match text.char_indices().nth(64) {
         Some((at, _)) => &text[..at],
         None => text,
     };
-    if short.chars().any(char::is_control) {
+    // Bidirectional formatting characters can make a log line read otherwise.
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    if short.chars().any(hidden) {
         Cow::Owned(
             short
                 .chars()
-                .map(|c| if c.is_control() { '?' } else { c })
+                .map(|c| if hidden(c) { '?' } else { c })
                 .collect(),
         )
     } else {
@@ -510,6 +516,12 @@ impl std::fmt::Display for Refused {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shortened_text_shows_control_and_bidirectional_characters_as_question_marks() {
+        assert_eq!(shorten("a\nb\u{202E}c\u{2066}d"), "a?b?c?d");
+        assert_eq!(shorten(&"x".repeat(100)).len(), 64);
+    }
     use crate::mcp::headers::from_headers;
     use crate::mcp::members::fold;
     use base64::Engine as _;

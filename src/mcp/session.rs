@@ -276,7 +276,11 @@ fn not_found<B>() -> Response<ResponseBody<B>> {
     span.record("decision", "reject");
     span.record("rule", RULE.id());
     let mut response = Response::new(ResponseBody::full(Bytes::from_static(NOT_FOUND.as_bytes())));
-    response.extensions_mut().insert(challenge::Refused);
+    crate::audit::decided();
+    response.extensions_mut().insert(challenge::Refused {
+        rule: RULE,
+        kind: "not_found",
+    });
     *response.status_mut() = StatusCode::NOT_FOUND;
     response
         .headers_mut()

@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::AuthError;
+use crate::metrics::{CacheMeter, Lookup};
 use crate::rule::Rule;
 
 /// The cache key of a token: a SHA-256 (of an opaque token, or of a JWT's
@@ -195,6 +196,8 @@ struct Entry<V> {
     /// How long the entry may live: until the token's `exp`, at most `max_ttl`.
     ttl: Duration,
     weight: u32,
+    /// Whether the metrics' gauges count it.
+    counted: bool,
 }
 
 /// Per-entry expiry, for the result cache (inserts there follow a network call).
@@ -222,6 +225,8 @@ fn weigh<V>(_key: &TokenDigest, entry: &Arc<Entry<V>>) -> u32 {
 struct Held<V> {
     value: arc_swap::ArcSwapOption<V>,
     weight: u32,
+    /// Whether the metrics' gauges count it.
+    counted: bool,
 }
 
 /// The synchronous cache of verified JWTs: read on the hot path, without a lock and
@@ -229,19 +234,34 @@ struct Held<V> {
 pub(crate) struct TokenCache<V> {
     cache: Option<moka::sync::Cache<TokenDigest, Arc<Held<V>>>>,
     options: TokenCacheOptions,
+    meter: Arc<CacheMeter>,
 }
 
 impl<V: Send + Sync + 'static> TokenCache<V> {
-    pub(crate) fn new(options: TokenCacheOptions) -> Self {
+    pub(crate) fn new(options: TokenCacheOptions, name: &'static str) -> Self {
+        let meter = Arc::new(CacheMeter::new(name));
+        let listener = meter.clone();
         let cache = options.is_enabled().then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(options.byte_bound())
                 .weigher(|_key, held: &Arc<Held<V>>| held.weight)
                 .time_to_live(options.ttl())
-                .eviction_listener(|_key, held: Arc<Held<V>>, _cause| held.value.store(None))
+                .eviction_listener(move |_key, held: Arc<Held<V>>, cause| {
+                    held.value.store(None);
+                    listener.left(cause, held.weight, held.counted);
+                })
                 .build()
         });
-        Self { cache, options }
+        Self {
+            cache,
+            options,
+            meter,
+        }
+    }
+
+    /// Counts a lookup for the metrics.
+    pub(crate) fn looked_up(&self, result: Lookup) {
+        self.meter.looked_up(result);
     }
 
     /// The key of `text` (what identifies a token), or `None` when the cache is off
@@ -267,7 +287,15 @@ impl<V: Send + Sync + 'static> TokenCache<V> {
         }
         let weight = self.options.weight(bytes);
         let value = arc_swap::ArcSwapOption::new(Some(value));
-        cache.insert(key, Arc::new(Held { value, weight }));
+        let counted = self.meter.stored(weight);
+        cache.insert(
+            key,
+            Arc::new(Held {
+                value,
+                weight,
+                counted,
+            }),
+        );
     }
 
     pub(crate) fn remove(&self, key: &TokenDigest) {
@@ -302,18 +330,28 @@ pub(crate) struct Verified {
 pub(crate) struct ResultCache {
     cache: Option<moka::future::Cache<TokenDigest, Arc<Entry<Verified>>>>,
     options: TokenCacheOptions,
+    meter: Arc<CacheMeter>,
 }
 
 impl ResultCache {
-    pub(crate) fn new(options: TokenCacheOptions) -> Self {
+    pub(crate) fn new(options: TokenCacheOptions, name: &'static str) -> Self {
+        let meter = Arc::new(CacheMeter::new(name));
+        let listener = meter.clone();
         let cache = options.is_enabled().then(|| {
             moka::future::Cache::builder()
                 .max_capacity(options.byte_bound())
                 .weigher(weigh)
                 .expire_after(Rules)
+                .eviction_listener(move |_key, entry: Arc<Entry<Verified>>, cause| {
+                    listener.left(cause, entry.weight, entry.counted);
+                })
                 .build()
         });
-        Self { cache, options }
+        Self {
+            cache,
+            options,
+            meter,
+        }
     }
 
     /// The cached result for `token`, or the result of `verify`, shared with every
@@ -331,18 +369,34 @@ impl ResultCache {
         };
         let key = digest(token);
         let options = self.options;
+        let meter = &self.meter;
+        let verified_now = std::sync::atomic::AtomicBool::new(false);
         let entry = cache
-            .try_get_with(key, async move {
+            .try_get_with(key, async {
+                verified_now.store(true, std::sync::atomic::Ordering::Relaxed);
                 let value = verify.await?;
                 let ttl = value.ttl.min(options.ttl());
+                let weight = options.weight(estimate(&value.claims));
+                let counted = meter.stored(weight);
                 Ok::<_, AuthError>(Arc::new(Entry {
                     ttl,
-                    weight: options.weight(estimate(&value.claims)),
+                    weight,
+                    counted,
                     value,
                 }))
             })
-            .await
-            .map_err(|error| (*error).clone())?;
+            .await;
+        let looked_up = match verified_now.load(std::sync::atomic::Ordering::Relaxed) {
+            true => Lookup::Miss,
+            false => Lookup::Hit,
+        };
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(error) => {
+                self.meter.looked_up(looked_up);
+                return Err((*error).clone());
+            }
+        };
         // An entry may outlive the token's exp by less than a second; check.
         let expired = entry
             .value
@@ -351,12 +405,14 @@ impl ResultCache {
             .and_then(Value::as_f64)
             .is_some_and(|exp| exp <= jsonwebtoken::get_current_timestamp() as f64);
         if expired {
+            self.meter.looked_up(Lookup::Stale);
             cache.invalidate(&key).await;
             return Err(AuthError::invalid_token(
                 Rule::Opq1,
                 "the token has expired",
             ));
         }
+        self.meter.looked_up(looked_up);
         Ok(entry.value.clone())
     }
 
@@ -439,7 +495,7 @@ mod tests {
     #[test]
     fn a_count_only_bound_still_bounds_the_count() {
         // max_bytes: u64::MAX means "by count": the count bound must still hold.
-        let cache = TokenCache::new(options(10, u64::MAX));
+        let cache = TokenCache::new(options(10, u64::MAX), "jwt");
         for n in 0..200u32 {
             let key = cache.key(&format!("token-{n}")).expect("on");
             cache.insert(key, Arc::new(n), Duration::from_secs(60), 100);
@@ -456,11 +512,11 @@ mod tests {
         };
         assert_eq!(huge.ttl(), LONGEST_TTL);
         // Building the caches with it does not panic.
-        let cache = TokenCache::<u8>::new(huge);
+        let cache = TokenCache::<u8>::new(huge, "jwt");
         let key = cache.key("t").expect("on");
         cache.insert(key, Arc::new(1), Duration::from_secs(60), 10);
         assert_eq!(cache.get(&key).as_deref(), Some(&1));
-        let _ = ResultCache::new(huge);
+        let _ = ResultCache::new(huge, "introspection");
     }
 
     #[test]
@@ -473,13 +529,13 @@ mod tests {
             ..TokenCacheOptions::default()
         };
         assert!(!no_ttl.is_enabled());
-        let cache = TokenCache::<u8>::new(TokenCacheOptions::disabled());
+        let cache = TokenCache::<u8>::new(TokenCacheOptions::disabled(), "jwt");
         assert_eq!(cache.key("token"), None);
     }
 
     #[test]
     fn the_cache_holds_no_more_than_its_entry_bound() {
-        let cache = TokenCache::new(options(50, 1024 * 1024));
+        let cache = TokenCache::new(options(50, 1024 * 1024), "jwt");
         for n in 0..2_000u32 {
             let token = format!("token-{n}");
             let key = cache.key(&token).expect("on");
@@ -492,7 +548,7 @@ mod tests {
 
     #[test]
     fn the_cache_holds_no_more_than_its_byte_bound() {
-        let cache = TokenCache::new(options(10_000, 64 * 1024));
+        let cache = TokenCache::new(options(10_000, 64 * 1024), "jwt");
         for n in 0..2_000u32 {
             let key = cache.key(&format!("token-{n}")).expect("on");
             cache.insert(key, Arc::new(n), Duration::from_secs(60), 4096);
@@ -505,10 +561,13 @@ mod tests {
     #[test]
     fn entries_end_at_max_ttl_and_expired_ones_are_never_kept() {
         // The token's own exp is checked by the reader on every hit (see jwt.rs).
-        let cache = TokenCache::new(TokenCacheOptions {
-            max_ttl: Duration::from_millis(50),
-            ..TokenCacheOptions::default()
-        });
+        let cache = TokenCache::new(
+            TokenCacheOptions {
+                max_ttl: Duration::from_millis(50),
+                ..TokenCacheOptions::default()
+            },
+            "jwt",
+        );
         let long = cache.key("long").expect("on");
         cache.insert(long, Arc::new(1), Duration::from_secs(3600), 10);
         let gone = cache.key("gone").expect("on");
@@ -521,7 +580,7 @@ mod tests {
 
     #[test]
     fn the_key_is_the_sha256_of_the_whole_token() {
-        let cache = TokenCache::<u8>::new(TokenCacheOptions::default());
+        let cache = TokenCache::<u8>::new(TokenCacheOptions::default(), "jwt");
         let key = cache.key("abc").expect("on");
         assert_eq!(
             key[..4],

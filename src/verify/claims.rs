@@ -181,6 +181,7 @@ mod tests {
     fn issuer(strict_rfc9068: bool) -> IssuerRuntime {
         IssuerRuntime {
             issuer: ISSUER.to_owned(),
+            label: ISSUER,
             keys: KeyChain::new(Vec::new()),
             hmac: None,
             algorithms: vec![Algorithm::RS256],

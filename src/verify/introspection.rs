@@ -214,6 +214,8 @@ impl std::fmt::Debug for Introspection {
 
 struct Inner {
     issuer: String,
+    /// The issuer as a `'static` label for the audit record and metrics.
+    label: &'static str,
     config: Introspection,
     fetcher: Fetcher,
     discovery: Option<Discovery>,
@@ -285,7 +287,9 @@ pub(crate) fn parse_answer(
 /// is about the token. `invalid_client` or `unauthorized_client` in any `4xx`, `401`
 /// and `403` (our credentials), other `4xx` (a wrong endpoint), `5xx`, timeouts and
 /// refused connections are about us or the provider.
-fn refusal(error: &FetchError, issuer: &str, retry_after: Duration) -> AuthError {
+///
+/// With the refusal comes the `outcome` label of its metrics.
+fn refusal(error: &FetchError, issuer: &str, retry_after: Duration) -> (AuthError, &'static str) {
     let about_our_client = |code: &Option<String>| {
         matches!(
             code.as_deref(),
@@ -295,10 +299,11 @@ fn refusal(error: &FetchError, issuer: &str, retry_after: Duration) -> AuthError
     match error {
         FetchError::Status(400 | 413 | 414, code) if !about_our_client(code) => {
             tracing::info!(issuer, "introspection refused the token: {error}");
-            AuthError::invalid_token(
+            let refused = AuthError::invalid_token(
                 Rule::Opq1,
                 "the identity provider refused to introspect the token: it is malformed",
-            )
+            );
+            (refused, "refused_token")
         }
         FetchError::Status(status, code)
             if about_our_client(code) || matches!(status, 401 | 403) =>
@@ -308,18 +313,20 @@ fn refusal(error: &FetchError, issuer: &str, retry_after: Duration) -> AuthError
                 "the introspection endpoint refused this server's client credentials: {error}; \
                  check the Introspection client id and secret"
             );
-            AuthError::unavailable(
+            let refused = AuthError::unavailable(
                 retry_after,
                 "the identity provider's introspection endpoint refused this server's \
                  credentials",
-            )
+            );
+            (refused, "client_rejected")
         }
         _ => {
             tracing::warn!(issuer, "introspection failed: {error}");
-            AuthError::unavailable(
+            let refused = AuthError::unavailable(
                 retry_after,
                 "the identity provider's introspection endpoint could not be reached",
-            )
+            );
+            (refused, "unavailable")
         }
     }
 }
@@ -366,7 +373,7 @@ impl IntrospectionVerifier {
         uri::check_url_with(&issuer, "issuer", transport)?;
         config.validate(&issuer, transport)?;
         let fetcher = Fetcher::new(&config.fetch)?;
-        let cache = ResultCache::new(config.cache);
+        let cache = ResultCache::new(config.cache, "introspection");
         let inactive = (!config.inactive_ttl.is_zero()).then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(INACTIVE_CAPACITY)
@@ -374,6 +381,7 @@ impl IntrospectionVerifier {
                 .build()
         });
         Ok(Self(Arc::new(Inner {
+            label: crate::metrics::intern(&issuer),
             issuer,
             config,
             fetcher,
@@ -505,21 +513,33 @@ impl IntrospectionVerifier {
                     .authenticate(&mut form, &config.client_id, &config.client_secret);
             (form.finish(), authorization)
         };
+        let started = std::time::Instant::now();
+        let done =
+            |outcome| crate::metrics::introspection(&self.0.issuer, outcome, started.elapsed());
         let fetched = self
             .0
             .fetcher
             .post_form(&endpoint, form, authorization.as_deref())
             .await
-            .map_err(|error| refusal(&error, &self.0.issuer, config.retry_after))?;
+            .map_err(|error| {
+                let (refused, outcome) = refusal(&error, &self.0.issuer, config.retry_after);
+                done(outcome);
+                refused
+            })?;
         parse_answer(&fetched.body, &self.0.issuer, config.cache.max_ttl, self.0.binding)
-            .map(Arc::new)
+            .map(|verified| {
+                done("active");
+                Arc::new(verified)
+            })
             .map_err(|error| {
                 if error.kind() == crate::AuthErrorKind::Unavailable {
+                    done("invalid_answer");
                     tracing::warn!(issuer = %self.0.issuer, "the introspection answer is not a JSON object");
                     return self.unavailable(
                         "the identity provider's introspection endpoint answered nonsense",
                     );
                 }
+                done("inactive");
                 // The provider's own answer on this token (inactive, not an access
                 // token, another issuer's, expired) is remembered; a refusal to
                 // answer (a 400, which some providers also give for their own
@@ -540,9 +560,7 @@ impl IntrospectionVerifier {
         let this = self.clone();
         let call = async { this.introspect(token.as_str()).await };
         let verified = self.0.cache.get_or_verify(token.as_str(), call).await?;
-        let span = tracing::Span::current();
-        span.record("issuer", self.0.issuer.as_str());
-        span.record("key_tier", "introspection");
+        crate::audit::verified(&self.0.issuer, self.0.label, "introspection", None);
         Ok(Principal::from_claims(
             TokenKind::Introspected,
             self.0.issuer.clone(),
@@ -576,8 +594,11 @@ mod tests {
 
     #[test]
     fn an_answer_about_the_token_is_401_and_one_about_us_or_the_provider_is_503() {
-        let kind =
-            |error: FetchError| refusal(&error, "https://idp", Duration::from_secs(2)).kind();
+        let kind = |error: FetchError| {
+            refusal(&error, "https://idp", Duration::from_secs(2))
+                .0
+                .kind()
+        };
         let code = |c: &str| Some(c.to_owned());
         for about_the_token in [
             FetchError::Status(400, code("invalid_request")),
@@ -611,11 +632,12 @@ mod tests {
                 "{about_us_or_them}"
             );
         }
-        let error = refusal(
+        let (error, outcome) = refusal(
             &FetchError::Status(401, None),
             "https://idp",
             Duration::from_secs(2),
         );
+        assert_eq!(outcome, "client_rejected");
         assert_eq!(error.retry_after(), Some(Duration::from_secs(2)));
         assert!(
             error.description().contains("credentials"),

@@ -412,6 +412,7 @@ impl Issuer {
         let keys = self.key_chain(&fetcher, discovery.filter(|_| key_discovery));
         let hmac = self.hmac_keys();
         let runtime = IssuerRuntime {
+            label: crate::metrics::intern(&self.issuer),
             issuer: self.issuer,
             keys,
             hmac,
@@ -463,6 +464,7 @@ impl Issuer {
         if let Some(jwks_uri) = &self.jwks_uri {
             sources.push(Arc::new(JwksCache::new(
                 jwks_uri.clone(),
+                &self.issuer,
                 "jwks",
                 fetcher.clone(),
                 self.jwks.clone(),

@@ -42,6 +42,8 @@ const MAX_KEYS_TRIED: usize = 4;
 /// The rules and keys of one trusted issuer, as [`Issuer`] builds them.
 pub(crate) struct IssuerRuntime {
     pub(crate) issuer: String,
+    /// The issuer as a `'static` label for the audit record and metrics.
+    pub(crate) label: &'static str,
     pub(super) keys: KeyChain,
     /// The keys made from the HMAC secret, when the issuer has one.
     pub(super) hmac: Option<Arc<KeySet>>,
@@ -176,7 +178,7 @@ impl JwtVerifier {
         }
         Ok(Self(Arc::new(Inner {
             issuers: map,
-            cache: TokenCache::new(TokenCacheOptions::default()),
+            cache: TokenCache::new(TokenCacheOptions::default(), "jwt"),
         })))
     }
 
@@ -185,7 +187,7 @@ impl JwtVerifier {
     pub fn token_cache(self, options: TokenCacheOptions) -> Self {
         Self(Arc::new(Inner {
             issuers: self.0.issuers.clone(),
-            cache: TokenCache::new(options),
+            cache: TokenCache::new(options, "jwt"),
         }))
     }
 
@@ -226,22 +228,29 @@ impl JwtVerifier {
     /// The principal of `token`, verified earlier, if it may be reused now; `key` is
     /// its [`JwtVerifier::cache_key`].
     pub(crate) fn cached(&self, key: &JwtKey, token: &str) -> Option<Principal> {
-        let cached = self.0.cache.get(&key.digest)?;
+        let cache = &self.0.cache;
+        let Some(cached) = cache.get(&key.digest) else {
+            cache.looked_up(crate::metrics::Lookup::Miss);
+            return None;
+        };
         // The same signature with another header or payload is another token (a
         // forgery): it is verified from scratch, and fails there.
         if token.get(..key.signed_len) != Some(&*cached.signed) {
+            cache.looked_up(crate::metrics::Lookup::Miss);
             return None;
         }
         if !cached.is_current(jsonwebtoken::get_current_timestamp()) {
-            self.0.cache.remove(&key.digest);
+            cache.looked_up(crate::metrics::Lookup::Stale);
+            cache.remove(&key.digest);
             return None;
         }
-        let span = tracing::Span::current();
-        span.record("issuer", cached.issuer.issuer.as_str());
-        span.record("key_tier", "cache");
-        if let Some(subject) = cached.principal.subject() {
-            span.record("subject", subject);
-        }
+        cache.looked_up(crate::metrics::Lookup::Hit);
+        crate::audit::verified(
+            &cached.issuer.issuer,
+            cached.issuer.label,
+            "cache",
+            cached.principal.subject(),
+        );
         Some(cached.principal.clone())
     }
 
@@ -443,15 +452,13 @@ fn check(
             None => no_key(kid),
         });
     }
-    let span = tracing::Span::current();
-    span.record("issuer", issuer.issuer.as_str());
-    span.record("key_tier", found.tier);
+    crate::audit::verified(&issuer.issuer, issuer.label, found.tier, None);
     let now = jsonwebtoken::get_current_timestamp();
     let exp = check_claims(&issuer, &parsed.header, &parsed.claims, now)?;
     let principal = Principal::from_claims(TokenKind::Jwt, issuer.issuer.clone(), parsed.claims)
         .with_binding(issuer.binding);
     if let Some(subject) = principal.subject() {
-        span.record("subject", subject);
+        tracing::Span::current().record("subject", subject);
     }
     Ok(Checked {
         principal,

@@ -299,6 +299,7 @@ impl<S> VerifyService<S> {
         };
         match outcome {
             Outcome::Pass(renewal) => {
+                crate::audit::principal(&principal);
                 parts.extensions.insert(principal);
                 let request = Request::from_parts(parts, body);
                 GateFuture::pass(request, &mut self.inner).answer_header(renewal)
@@ -340,6 +341,7 @@ impl Sealed for Verification {}
 impl Settle for Verification {
     fn settle(output: VerificationOutput, parts: &mut Parts) -> Result<(), AuthError> {
         let (principal, renewal) = output?;
+        crate::audit::principal(&principal);
         parts.extensions.insert(principal);
         if let Some(nonce) = renewal {
             parts.extensions.insert(AnswerNonce(nonce));

@@ -169,6 +169,8 @@ impl TokenReview {
 
 struct Inner {
     config: TokenReview,
+    /// The issuer as a `'static` label for the audit record and metrics.
+    label: &'static str,
     fetcher: OnceCell<Fetcher>,
     cache: ResultCache,
 }
@@ -205,7 +207,8 @@ impl TokenReviewVerifier {
             Ca::File(_) => {}
         }
         Ok(Self(Arc::new(Inner {
-            cache: ResultCache::new(config.cache),
+            cache: ResultCache::new(config.cache, "token_review"),
+            label: crate::metrics::intern(&config.issuer),
             config,
             fetcher,
         })))
@@ -308,9 +311,7 @@ impl TokenReviewVerifier {
         let this = self.clone();
         let call = async { this.review(token.as_str()).await };
         let verified = self.0.cache.get_or_verify(token.as_str(), call).await?;
-        let span = tracing::Span::current();
-        span.record("issuer", self.0.config.issuer.as_str());
-        span.record("key_tier", "token-review");
+        crate::audit::verified(&self.0.config.issuer, self.0.label, "token-review", None);
         Ok(Principal::from_claims(
             TokenKind::TokenReview,
             self.0.config.issuer.clone(),

@@ -5,6 +5,7 @@
 
 pub mod idp;
 pub mod process;
+pub mod prometheus;
 pub mod signing;
 
 use std::net::SocketAddr;
@@ -512,15 +513,76 @@ pub fn claims(issuer: &str, audience: &str) -> Value {
 /// Runs `f` with every tracing event of this thread's spans written into the
 /// returned buffer.
 pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, Arc<Mutex<Vec<u8>>>) {
+    let (guard, logs, _audit) = capture_logs_and_audit();
+    (guard, logs)
+}
+
+/// The audit events (target `mcp_gatekeeper::audit`) written as JSON lines, the way
+/// `examples/mcp_server.rs --audit-log` writes them.
+#[derive(Clone, Default)]
+pub struct AuditLog(Arc<Mutex<Vec<u8>>>);
+
+impl AuditLog {
+    /// Every event so far, parsed.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let bytes = self.0.lock().expect("audit buffer").clone();
+        String::from_utf8(bytes)
+            .expect("audit lines are UTF-8")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("each audit line is one JSON object"))
+            .collect()
+    }
+
+    /// The raw lines, for leak checks.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("audit buffer")).into_owned()
+    }
+}
+
+/// [`capture_logs`], and the audit trail beside it as JSON lines.
+pub fn capture_logs_and_audit() -> (
+    tracing::subscriber::DefaultGuard,
+    Arc<Mutex<Vec<u8>>>,
+    AuditLog,
+) {
+    use tracing_subscriber::prelude::*;
     let buffer = Arc::new(Mutex::new(Vec::new()));
     let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .with_writer(move || BufferWriter(writer.clone()))
-        .finish();
-    (tracing::subscriber::set_default(subscriber), buffer)
+    let audit = AuditLog::default();
+    let audit_writer = audit.0.clone();
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+                .with_writer(move || BufferWriter(writer.clone()))
+                // The audit trail goes to its own buffer, as the examples route it.
+                .with_filter(
+                    tracing_subscriber::filter::Targets::new()
+                        .with_default(tracing::Level::TRACE)
+                        .with_target(
+                            mcp_gatekeeper::audit::TARGET,
+                            tracing_subscriber::filter::LevelFilter::OFF,
+                        ),
+                ),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .with_writer(move || BufferWriter(audit_writer.clone()))
+                .with_filter(
+                    tracing_subscriber::filter::Targets::new()
+                        .with_target(mcp_gatekeeper::audit::TARGET, tracing::Level::INFO),
+                ),
+        );
+    let guard = tracing::subscriber::set_default(subscriber);
+    // A callsite's interest is cached globally; recompute it for this thread's
+    // subscriber (tokio-rs/tracing#3611).
+    tracing::callsite::rebuild_interest_cache();
+    (guard, buffer, audit)
 }
 
 struct BufferWriter(Arc<Mutex<Vec<u8>>>);

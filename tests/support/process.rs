@@ -27,6 +27,7 @@ pub fn example_binary(name: &str) -> PathBuf {
             (cfg!(feature = "rust-crypto"), "rust-crypto"),
             (cfg!(feature = "rustls"), "rustls"),
             (cfg!(feature = "axum"), "axum"),
+            (cfg!(feature = "metrics"), "metrics"),
         ]
         .into_iter()
         .filter_map(|(on, feature)| on.then_some(feature))

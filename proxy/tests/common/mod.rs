@@ -7,6 +7,8 @@
 
 #[path = "../../../tests/support/idp.rs"]
 pub mod idp;
+#[path = "../../../tests/support/prometheus.rs"]
+pub mod prometheus;
 
 use std::path::PathBuf;
 use std::process::Stdio;
