@@ -6,8 +6,9 @@
 //! [`ResourceServer`](crate::ResourceServer)'s stack, or [`BearerLayer`] in a stack
 //! composed by hand without it. A request whose answer never came (the client went
 //! away, the future was dropped) still gets its event, with `decision = "cancelled"`.
-//! Nothing is allocated for it unless a subscriber listens to the target at `INFO`
-//! (or [`metrics`](crate::metrics) are on: they count the same record).
+//! Its record is allocated only while some subscriber listens at `INFO` (whether that
+//! subscriber takes this target is decided by the event's own filtering, as for any
+//! event); the [`metrics`](crate::metrics) of a request need no allocation.
 //!
 //! Route it anywhere with `tracing-subscriber`; this writes the audit trail, and only
 //! it, as JSON lines (`examples/mcp_server.rs --audit-log PATH` does the same):
