@@ -180,8 +180,8 @@ pub(crate) fn start(parts: &Parts) -> Option<Watch> {
     // event itself, emitted at the end, is filtered as usual.
     let detail = tracing::level_enabled!(tracing::Level::INFO).then(|| Detail {
         started: Instant::now(),
-        method: bounded(parts.method.as_str(), 32),
-        path: bounded(parts.uri.path(), 512),
+        method: crate::mcp::shorten_to(parts.method.as_str(), 32).into(),
+        path: crate::mcp::shorten_to(parts.uri.path(), 512).into(),
         principal: None,
         mcp_method: None,
         tool: None,
@@ -324,14 +324,6 @@ fn without_credentials(name: &str) -> Cow<'_, str> {
     match rest[..authority_end].rfind('@') {
         Some(at) => Cow::Owned(format!("{scheme}://{}", &rest[at + 1..])),
         None => Cow::Borrowed(name),
-    }
-}
-
-/// `text` cut to at most `max` characters, for a field of the trail.
-fn bounded(text: &str, max: usize) -> Box<str> {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => text[..at].into(),
-        None => text.into(),
     }
 }
 

@@ -200,6 +200,23 @@ async fn a_scripted_run_gives_exactly_the_expected_counters_and_no_token_in_a_la
         &[("outcome", "ok"), ("tier", "discovery")],
     );
     assert_eq!(samples.get(&fetch_time).copied(), Some(1.0), "{text}");
+    // A token forgotten on purpose leaves its cache: an explicit eviction.
+    server.forget_token(&good).await;
+    let _ = server.token_cache_usage().await; // the cache catches up with its work
+    let samples = parse(&handle.render());
+    let evicted = sample(
+        "mcp_gatekeeper_token_cache_evictions_total",
+        &[("cache", "jwt"), ("cause", "explicit")],
+    );
+    assert_eq!(
+        samples.get(&evicted).copied(),
+        Some(1.0),
+        "{}",
+        handle.render()
+    );
+    let entries = sample("mcp_gatekeeper_token_cache_entries", &[("cache", "jwt")]);
+    assert_eq!(samples.get(&entries).copied(), Some(0.0));
+
     // A cache that goes away takes its entries out of the gauges.
     drop(app);
     drop(server);

@@ -25,8 +25,8 @@ pub use layer::{
 };
 #[cfg(feature = "fuzzing")]
 pub(crate) use operation::from_body;
-pub(crate) use operation::shorten;
 pub use operation::{MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION, McpOperation, OperationSource};
+pub(crate) use operation::{shorten, shorten_to};
 pub use scopes::McpScopes;
 pub(crate) use session::SessionBinding;
 pub use session::{

@@ -185,7 +185,12 @@ impl McpOperation {
 /// control characters (a newline forging a log line, say) and bidirectional
 /// formatting characters shown as `?`.
 pub(crate) fn shorten(text: &str) -> Cow<'_, str> {
-    let short = match text.char_indices().nth(64) {
+    shorten_to(text, 64)
+}
+
+/// [`shorten`] to at most `max` characters.
+pub(crate) fn shorten_to(text: &str, max: usize) -> Cow<'_, str> {
+    let short = match text.char_indices().nth(max) {
         Some((at, _)) => &text[..at],
         None => text,
     };

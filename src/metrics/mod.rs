@@ -244,40 +244,33 @@ pub(crate) fn key_fetch(issuer: &str, tier: &'static str, outcome: &'static str,
 }
 
 /// A discovery of an issuer's metadata.
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn discovery(issuer: &str, outcome: &'static str, took: Duration) {
-    #[cfg(feature = "metrics")]
-    if on() {
-        ::metrics::counter!(
-            "mcp_gatekeeper_discoveries_total",
-            "issuer" => issuer.to_owned(),
-            "outcome" => outcome,
-        )
-        .increment(1);
-        ::metrics::histogram!(
-            "mcp_gatekeeper_discovery_duration_seconds",
-            "outcome" => outcome,
-        )
-        .record(took);
-    }
+    remote_call("discoveries", "discovery", issuer, outcome, took);
 }
 
 /// An introspection call.
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn introspection(issuer: &str, outcome: &'static str, took: Duration) {
+    remote_call("introspections", "introspection", issuer, outcome, took);
+}
+
+/// A call to an identity provider: `mcp_gatekeeper_<counted>_total{issuer,outcome}`
+/// and `mcp_gatekeeper_<timed>_duration_seconds{outcome}`.
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+fn remote_call(
+    counted: &'static str,
+    timed: &'static str,
+    issuer: &str,
+    outcome: &'static str,
+    took: Duration,
+) {
     #[cfg(feature = "metrics")]
     if on() {
-        ::metrics::counter!(
-            "mcp_gatekeeper_introspections_total",
-            "issuer" => issuer.to_owned(),
-            "outcome" => outcome,
-        )
-        .increment(1);
-        ::metrics::histogram!(
-            "mcp_gatekeeper_introspection_duration_seconds",
-            "outcome" => outcome,
-        )
-        .record(took);
+        let outcome = [("outcome", outcome)];
+        let counter = format!("mcp_gatekeeper_{counted}_total");
+        ::metrics::counter!(counter, handles::labels(&outcome, Some(("issuer", issuer))))
+            .increment(1);
+        let histogram = format!("mcp_gatekeeper_{timed}_duration_seconds");
+        ::metrics::histogram!(histogram, handles::labels(&outcome, None)).record(took);
     }
 }
 
