@@ -578,9 +578,18 @@ pub fn capture_logs_and_audit() -> (
                         .with_target(mcp_gatekeeper::audit::TARGET, tracing::Level::INFO),
                 ),
         );
+    // A callsite's interest is cached for the whole process by the first thread that
+    // reaches it. While only one dispatcher is registered, tracing-core asks that
+    // thread's default, so a sibling test thread without a subscriber caches `never`
+    // and this thread's capture stays empty (tokio-rs/tracing#3611; one run in 30 of
+    // tests/token_cache.rs). A bare registry as the global default keeps a second
+    // dispatcher registered, so interest is always asked of every live one.
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        // An error means some other global default is set, which serves as well.
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
     let guard = tracing::subscriber::set_default(subscriber);
-    // A callsite's interest is cached globally; recompute it for this thread's
-    // subscriber (tokio-rs/tracing#3611).
     tracing::callsite::rebuild_interest_cache();
     (guard, buffer, audit)
 }
