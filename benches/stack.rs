@@ -22,6 +22,12 @@
 //!   `jwk` (a raw ES256 JWT verification: decoding and parsing included);
 //! - `dpop/replay/in_memory`: one `first_use` of a new proof in the in-process replay
 //!   store.
+//! - `stack/tools_call/ES256` and `stack/cedar/10`: a `tools/call` `POST` with a
+//!   repeated ES256 token through the stack with per-tool scope rules (the body read
+//!   for them), and the same with one and with ten Cedar policies deciding too
+//!   (`cedar/1`, `cedar/10`): the difference is a Cedar decision. `cedar/10/rebuilt`
+//!   calls three tools in turn, more than a principal keeps the requests of, so each
+//!   decision builds its Cedar entities again (a token's first call of a tool).
 //!
 //! What observing costs (metrics, the audit trail) is `benches/observed.rs`.
 //!
@@ -463,10 +469,126 @@ fn dpop(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     group.finish();
 }
 
+/// Ten policies of the kinds a deployment writes: by tool, by hint, by group, by
+/// subject, by claim, by resource URI.
+const CEDAR_POLICIES: &str = r#"
+permit(principal, action == Action::"call_tool", resource == Tool::"search");
+permit(principal, action == Action::"call_tool", resource) when { resource.readOnlyHint };
+permit(principal in THVGroup::"admins", action, resource);
+forbid(principal, action == Action::"call_tool", resource)
+  when { resource.destructiveHint && !(principal in THVGroup::"admins") };
+permit(principal, action == Action::"get_prompt", resource);
+permit(principal, action == Action::"read_resource", resource)
+  when { resource.uri like "file:///public/*" };
+forbid(principal == Client::"blocked", action, resource);
+permit(principal, action == Action::"call_tool", resource == Tool::"whoami")
+  when { principal.claim_scope like "*mcp:read*" };
+permit(principal, action == Action::"call_tool", resource)
+  when { principal.claim_email like "*@example.com" && context.claim_name != "" };
+forbid(principal, action, resource) when { principal.claim_iss != "https://idp.example.com/realms/mcp" };
+"#;
+
+/// A `tools/call` of `whoami` with `token`.
+fn tools_call(token: &str) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    tools_call_of(token, "whoami")
+}
+
+/// A `tools/call` of the tool `name` with `token`.
+fn tools_call_of(token: &str, name: &str) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}","arguments":{{}}}}}}"#
+    );
+    http::Request::post(common::RESOURCE)
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, "application/json, text/event-stream")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .expect("request")
+}
+
+/// `stack/tools_call` and `stack/cedar/10`, side by side.
+fn cedar(c: &mut Criterion, cases: &[Case], rt: &tokio::runtime::Runtime) {
+    let Some(case) = cases.iter().find(|case| case.alg == "ES256") else {
+        return;
+    };
+    let _entered = rt.enter();
+    let rules = || mcp_gatekeeper::McpScopes::new(["mcp:read"]).tool("write*", ["mcp:write"]);
+    let plain = common::builder(case.alg, &case.signer)
+        .mcp_scopes(rules())
+        .build()
+        .expect("valid configuration");
+    let policy = mcp_gatekeeper::cedar::CedarPolicy::builder()
+        .policies(CEDAR_POLICIES)
+        .build()
+        .expect("valid policies");
+    // As a `tools/list` answer of the server tells it.
+    let hints = serde_json::json!({"readOnlyHint": true, "destructiveHint": false});
+    for tool in ROTATED {
+        mcp_gatekeeper::Authorize::tool_listed(&policy, tool, Some(&hints));
+    }
+    let with_cedar = common::builder(case.alg, &case.signer)
+        .mcp_scopes(rules())
+        .authorize(policy)
+        .build()
+        .expect("valid configuration");
+    let one = mcp_gatekeeper::cedar::CedarPolicy::builder()
+        .policies(
+            r#"permit(principal, action == Action::"call_tool", resource == Tool::"whoami");"#,
+        )
+        .build()
+        .expect("valid policy");
+    let with_one = common::builder(case.alg, &case.signer)
+        .mcp_scopes(rules())
+        .authorize(one)
+        .build()
+        .expect("valid configuration");
+    let token = &case.pool[0];
+    let mut group = c.benchmark_group("stack");
+    for (name, server) in [
+        ("tools_call/ES256", plain),
+        ("cedar/1", with_one),
+        ("cedar/10", with_cedar),
+    ] {
+        let mut service = server.layer().layer(common::Noop);
+        assert_eq!(drive(&mut service, tools_call(token), rt), 200, "{name}");
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || tools_call(token),
+                |req| drive(&mut service, black_box(req), rt),
+                BatchSize::SmallInput,
+            )
+        });
+        if name == "cedar/10" {
+            for tool in ROTATED {
+                let status = drive(&mut service, tools_call_of(token, tool), rt);
+                assert_eq!(status, 200, "{name} {tool}");
+            }
+            // Three tools in turn: more than a principal keeps, so each request's
+            // entities are built again (the first call of a tool by a token).
+            let mut turn = 0;
+            group.bench_function("cedar/10/rebuilt", |b| {
+                b.iter_batched(
+                    || {
+                        turn = (turn + 1) % ROTATED.len();
+                        tools_call_of(token, ROTATED[turn])
+                    },
+                    |req| drive(&mut service, black_box(req), rt),
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+    }
+    group.finish();
+}
+
+/// The tools `cedar/10/rebuilt` calls in turn.
+const ROTATED: [&str; 3] = ["whoami", "lookup", "fetch"];
+
 fn benches(c: &mut Criterion) {
     let rt = runtime();
     let cases = cases();
     ours(c, &cases, &rt);
+    cedar(c, &cases, &rt);
     raw(c, &cases);
     peers(c, &cases, &rt);
     dpop(c, &rt);

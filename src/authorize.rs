@@ -12,6 +12,9 @@ use http::request::Parts;
 use http::{Method, Request, Response};
 use tower::{Layer, Service};
 
+mod boxed;
+pub use boxed::BoxAuthorize;
+
 use crate::bearer::BearerToken;
 use crate::body::ResponseBody;
 use crate::decision::{Decide, Decision};
@@ -92,6 +95,23 @@ pub trait Authorize: Send + Sync + 'static {
     /// operation read from the body counts. `false` unless the policy says otherwise.
     fn allows_anonymous(&self, operation: &McpOperation) -> bool {
         let _ = operation;
+        false
+    }
+
+    /// Called with each tool of a `tools/list` answer the stack reads (to filter it,
+    /// [`ResourceServerBuilder::filter_tools`](crate::ResourceServerBuilder::filter_tools)),
+    /// before it is decided on: its name and its `annotations`, as the server sent
+    /// them (never as a client claims them). The default does nothing; the Cedar
+    /// policy keeps the hints for the calls of the tool.
+    fn tool_listed(&self, name: &str, annotations: Option<&serde_json::Value>) {
+        let _ = (name, annotations);
+    }
+
+    /// Whether `tools/list` answers are filtered through this policy even without
+    /// [`ResourceServerBuilder::filter_tools`](crate::ResourceServerBuilder::filter_tools):
+    /// for a policy that learns from the lists (the Cedar policy's tool hints) and
+    /// must not show a tool it forbids. `false` unless the policy says otherwise.
+    fn filters_tool_lists(&self) -> bool {
         false
     }
 }
@@ -180,41 +200,6 @@ impl Authorize for McpScopes {
 
     fn allows_anonymous(&self, operation: &McpOperation) -> bool {
         self.is_public(operation)
-    }
-}
-
-/// A type-erased [`Authorize`], as the [`ResourceServer`](crate::ResourceServer) keeps it.
-#[derive(Clone)]
-pub struct BoxAuthorize(Arc<dyn Authorize>);
-
-impl BoxAuthorize {
-    /// Erases the type of `authorize`.
-    pub fn new(authorize: impl Authorize) -> Self {
-        Self(Arc::new(authorize))
-    }
-}
-
-impl std::fmt::Debug for BoxAuthorize {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BoxAuthorize")
-    }
-}
-
-impl Authorize for BoxAuthorize {
-    fn authorize(&self, principal: &Principal, operation: &McpOperation, parts: &Parts) -> Decide {
-        self.0.authorize(principal, operation, parts)
-    }
-
-    fn needs_operation(&self, principal: &Principal) -> bool {
-        self.0.needs_operation(principal)
-    }
-
-    fn arguments(&self) -> Vec<Argument> {
-        self.0.arguments()
-    }
-
-    fn allows_anonymous(&self, operation: &McpOperation) -> bool {
-        self.0.allows_anonymous(operation)
     }
 }
 
@@ -392,6 +377,18 @@ impl Authorize for ServerAuthorize {
 
     fn allows_anonymous(&self, operation: &McpOperation) -> bool {
         self.mcp.as_ref().is_some_and(|m| m.is_public(operation))
+    }
+
+    fn tool_listed(&self, name: &str, annotations: Option<&serde_json::Value>) {
+        if let Some(callback) = &self.callback {
+            callback.tool_listed(name, annotations);
+        }
+    }
+
+    fn filters_tool_lists(&self) -> bool {
+        self.callback
+            .as_ref()
+            .is_some_and(|c| c.filters_tool_lists())
     }
 
     fn arguments(&self) -> Vec<Argument> {

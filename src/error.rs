@@ -63,7 +63,7 @@ pub struct AuthError {
     retry_after: Option<Duration>,
     /// The JSON-RPC `id` of the refused request, for a refusal sent as a JSON-RPC
     /// error.
-    id: Option<serde_json::Value>,
+    id: Option<Box<serde_json::Value>>,
     /// Whether the error goes on the `DPoP` challenge rather than the `Bearer` one
     /// (RFC 9449 §7.2: the mechanism the refusal is about).
     dpop: bool,
@@ -150,7 +150,7 @@ impl AuthError {
             Rule::Mcp6,
             description.into(),
         );
-        error.id = id;
+        error.id = id.map(Box::new);
         error
     }
 
@@ -204,7 +204,7 @@ impl AuthError {
 
     /// The JSON-RPC `id` of the refused request, for a `HeaderMismatch`.
     pub fn jsonrpc_id(&self) -> Option<&serde_json::Value> {
-        self.id.as_ref()
+        self.id.as_deref()
     }
 
     /// What kind of refusal this is.

@@ -142,6 +142,8 @@ compile_error!(
 );
 
 pub mod audit;
+#[cfg(feature = "cedar")]
+pub mod cedar;
 pub mod metrics;
 
 // The stages, in the order a request meets them.

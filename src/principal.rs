@@ -95,6 +95,10 @@ struct Inner {
     /// this principal was told ([`Issuer::dpop`](crate::Issuer::dpop)); none for a
     /// verifier of this crate's users, whose bound tokens are refused.
     binding: Binding,
+    /// This principal as Cedar policies see it, made on first use and shared by the
+    /// requests of a cached token.
+    #[cfg(feature = "cedar")]
+    cedar: crate::cedar::PrincipalCache,
 }
 
 /// The verified caller. Read it in a handler with
@@ -136,6 +140,8 @@ impl Principal {
             enrichment: None,
             anonymous: false,
             binding: Binding::default(),
+            #[cfg(feature = "cedar")]
+            cedar: crate::cedar::PrincipalCache::default(),
         }))
     }
 
@@ -195,7 +201,15 @@ impl Principal {
             enrichment: self.0.enrichment.clone(),
             anonymous: self.0.anonymous,
             binding: self.0.binding,
+            #[cfg(feature = "cedar")]
+            cedar: crate::cedar::PrincipalCache::default(),
         }
+    }
+
+    /// Where the Cedar policies keep this principal as they see it.
+    #[cfg(feature = "cedar")]
+    pub(crate) fn cedar_cache(&self) -> &crate::cedar::PrincipalCache {
+        &self.0.cedar
     }
 
     /// Claims added by an enrichment step, when one ran and succeeded (R-AZ-2).

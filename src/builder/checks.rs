@@ -36,6 +36,14 @@ impl<V> ResourceServerBuilder<V> {
                  mcp_operations(false) turns reading it off; drop one of them",
             ));
         }
+        let lists = self.scopes.callback.as_ref();
+        if !self.mcp.operations && lists.is_some_and(|c| c.filters_tool_lists()) {
+            return Err(ConfigError::new(
+                "the authorization policy (a CedarPolicy, say) decides by the MCP operation \
+                 of each request and filters tools/list, but mcp_operations(false) turns \
+                 reading it off; drop one of them",
+            ));
+        }
         Ok(())
     }
 

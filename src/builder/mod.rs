@@ -515,7 +515,7 @@ impl<V> ResourceServerBuilder<V> {
             sessions,
             operation,
             authorize: AuthorizeLayer::new(resource.clone(), policy.clone()),
-            filter: match self.mcp.filter_tools {
+            filter: match self.mcp.filter_tools || policy.filters_tool_lists() {
                 true => FilterToolsLayer::new(policy),
                 false => FilterToolsLayer::off(),
             },

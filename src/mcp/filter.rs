@@ -426,13 +426,18 @@ async fn may_call<A: Authorize>(tool: &RawValue, asked: &Asked<A>) -> bool {
     #[derive(serde::Deserialize)]
     struct Named {
         name: Option<Value>,
+        annotations: Option<Value>,
     }
-    let name = serde_json::from_str::<Named>(tool.get())
-        .ok()
-        .and_then(|t| t.name)
-        .and_then(|n| n.as_str().map(str::to_owned));
+    let (name, annotations) = match serde_json::from_str::<Named>(tool.get()) {
+        Ok(named) => (
+            named.name.and_then(|n| n.as_str().map(str::to_owned)),
+            named.annotations,
+        ),
+        Err(_) => (None, None),
+    };
     match name {
         Some(name) => {
+            asked.authorize.tool_listed(&name, annotations.as_ref());
             let call = McpOperation::tool_listing(name);
             asked
                 .authorize

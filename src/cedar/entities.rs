@@ -1,0 +1,230 @@
+//! The request as Cedar entities, with ToolHive's names: the principal `Client::"sub"`
+//! with `claim_*` attributes and its groups as parents, the action, and the tool,
+//! prompt or resource with its attributes.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+use cedar_policy::{EntityId, EntityTypeName, EntityUid, RestrictedExpression};
+use serde_json::{Map, Value};
+
+use super::Options;
+
+/// How deep a claim's arrays and objects are followed (ToolHive's bound).
+const MAX_DEPTH: usize = 10;
+
+/// The entity types of requests, parsed once.
+pub(crate) struct Types {
+    pub(super) client: EntityTypeName,
+    pub(super) action: EntityTypeName,
+    pub(super) tool: EntityTypeName,
+    pub(super) prompt: EntityTypeName,
+    pub(super) resource: EntityTypeName,
+    pub(super) server: EntityTypeName,
+    pub(super) group: EntityTypeName,
+}
+
+impl Types {
+    /// The types, with `group` as the groups' type; `Err` names one that is no type name.
+    pub(super) fn new(group: &str) -> Result<Self, String> {
+        let name = |n: &str| {
+            EntityTypeName::from_str(n)
+                .map_err(|_| format!("{n:?} is not a Cedar entity type name"))
+        };
+        Ok(Self {
+            client: name("Client")?,
+            action: name("Action")?,
+            tool: name("Tool")?,
+            prompt: name("Prompt")?,
+            resource: name("Resource")?,
+            server: name("MCP")?,
+            group: name(group)?,
+        })
+    }
+}
+
+impl Types {
+    /// The type of resources named `kind` (`Tool`, `Prompt`, else `Resource`).
+    pub(super) fn of(&self, kind: &str) -> &EntityTypeName {
+        match kind {
+            "Tool" => &self.tool,
+            "Prompt" => &self.prompt,
+            _ => &self.resource,
+        }
+    }
+}
+
+/// The entity `kind::"id"` (any string is an id).
+pub(super) fn uid(kind: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(kind.clone(), EntityId::new(id))
+}
+
+/// A JSON value as Cedar reads it: strings, booleans, whole numbers as `Long`, other
+/// numbers as `decimal` (four places, cut toward zero, as ToolHive reads every number),
+/// arrays as sets, objects as records; `null`, and numbers out of `decimal`'s range,
+/// have none.
+pub(super) fn value(json: &Value, depth: usize) -> Option<RestrictedExpression> {
+    match json {
+        Value::String(s) => Some(RestrictedExpression::new_string(s.clone())),
+        Value::Bool(b) => Some(RestrictedExpression::new_bool(*b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(whole) => Some(RestrictedExpression::new_long(whole)),
+            None => decimal(n.as_f64()?).map(RestrictedExpression::new_decimal),
+        },
+        Value::Array(items) if depth < MAX_DEPTH => Some(RestrictedExpression::new_set(
+            items.iter().filter_map(|item| value(item, depth + 1)),
+        )),
+        Value::Object(members) if depth < MAX_DEPTH => {
+            let fields = members
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), value(v, depth + 1)?)));
+            RestrictedExpression::new_record(fields).ok()
+        }
+        _ => None,
+    }
+}
+
+/// `number` as a Cedar `decimal` literal: four places, cut toward zero; none when it
+/// does not fit (Cedar's range is ±922337203685477.5807).
+pub(super) fn decimal(number: f64) -> Option<String> {
+    let scaled = (number * 10_000.0).trunc();
+    if !scaled.is_finite() || scaled.abs() >= 9.2e18 {
+        return None;
+    }
+    #[allow(clippy::cast_possible_truncation)] // checked just above
+    let scaled = scaled as i64;
+    let sign = if scaled < 0 { "-" } else { "" };
+    let magnitude = scaled.unsigned_abs();
+    Some(format!(
+        "{sign}{}.{:04}",
+        magnitude / 10_000,
+        magnitude % 10_000
+    ))
+}
+
+/// The principal's attributes from its claims named in `read` (the policies read no
+/// other): `claim_NAME` for each, and for a multi-valued claim `claim_NAME` (joined by
+/// spaces) and `claimset_NAME` (a set).
+pub(super) fn claims(
+    claims: &Map<String, Value>,
+    options: &Options,
+    read: &std::collections::BTreeSet<String>,
+) -> HashMap<String, RestrictedExpression> {
+    let mut attributes = HashMap::new();
+    for (name, json) in claims.iter().filter(|(name, _)| read.contains(*name)) {
+        if options.multi_valued.contains(name) {
+            let words: Vec<String> = match json {
+                Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
+                Value::Array(items) => items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_owned))
+                    .collect(),
+                _ => continue,
+            };
+            let joined = match json {
+                Value::String(s) => s.clone(),
+                _ => words.join(" "),
+            };
+            attributes.insert(
+                format!("claim_{name}"),
+                RestrictedExpression::new_string(joined),
+            );
+            attributes.insert(
+                format!("claimset_{name}"),
+                RestrictedExpression::new_set(
+                    words.into_iter().map(RestrictedExpression::new_string),
+                ),
+            );
+        } else if let Some(converted) = value(json, 0) {
+            attributes.insert(format!("claim_{name}"), converted);
+        }
+    }
+    attributes
+}
+
+/// The groups of the caller, as parents `GROUP_TYPE::"g"`: the first present of the
+/// group claims (an exact name, else a dotted path such as `realm_access.roles`),
+/// and the role claim if one is named; arrays of strings only.
+pub(super) fn groups(
+    claims: &Map<String, Value>,
+    options: &Options,
+    group_type: &EntityTypeName,
+) -> HashSet<EntityUid> {
+    let mut names: Vec<&str> = Vec::new();
+    if let Some(first) = options
+        .group_claims
+        .iter()
+        .find_map(|name| find_claim(claims, name))
+    {
+        names.extend(strings(first));
+    }
+    if let Some(role) = options
+        .role_claim
+        .as_deref()
+        .and_then(|r| find_claim(claims, r))
+    {
+        names.extend(strings(role));
+    }
+    names
+        .into_iter()
+        .map(|group| uid(group_type, group))
+        .collect()
+}
+
+fn strings(value: &Value) -> impl Iterator<Item = &str> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
+/// The claim `name`: a member of that exact name, else a path of members by dots.
+fn find_claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    if let Some(found) = claims.get(name) {
+        return Some(found);
+    }
+    let mut parts = name.split('.');
+    let mut current = claims.get(parts.next()?)?;
+    for part in parts {
+        current = current.as_object()?.get(part)?;
+    }
+    Some(current)
+}
+
+/// An argument as ToolHive exposes it, typed as the schema declares it (`String`):
+/// `arg_NAME` for a string as it is, a boolean as `"true"` or `"false"`, a number as
+/// its decimal text, whole numbers without a fraction (`1`, `1.0` and `1e0` are all
+/// `"1"`, as lenient servers read them); `arg_NAME_present` for anything else.
+pub(super) fn argument(name: &str, json: &Value, into: &mut HashMap<String, RestrictedExpression>) {
+    let text = match json {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => number_text(n),
+        _ => {
+            into.insert(
+                format!("arg_{name}_present"),
+                RestrictedExpression::new_bool(true),
+            );
+            return;
+        }
+    };
+    into.insert(
+        format!("arg_{name}"),
+        RestrictedExpression::new_string(text),
+    );
+}
+
+/// `number` as decimal text, a whole number without a fraction (Rust writes `1.0`
+/// as `1`).
+fn number_text(number: &serde_json::Number) -> String {
+    if let Some(whole) = number.as_i64() {
+        return whole.to_string();
+    }
+    if let Some(whole) = number.as_u64() {
+        return whole.to_string();
+    }
+    number
+        .as_f64()
+        .map_or_else(|| number.to_string(), |f| f.to_string())
+}
