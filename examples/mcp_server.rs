@@ -29,6 +29,8 @@
 //!   proof;
 //! - `--dpop-nonces`  with `--dpop`: every proof must carry a server nonce (RFC 9449
 //!   §9); the first request gets `401 use_dpop_nonce` and a `DPoP-Nonce` to retry with;
+//! - `--cedar FILE`  (built with `--features cedar`) Cedar policies from FILE decide
+//!   calls and filter `tools/list` too; the file is read again on `SIGHUP`;
 //! - `--help`.
 //!
 //! Tools: `whoami` and `notes` need scope `mcp:read`, `write` needs `mcp:write`
@@ -58,7 +60,7 @@ usage: mcp_server [--listen ADDR] [--resource URL] [--issuer URL]...
                   [--filter-tools] [--challenge-granted-scopes] [--challenge-all-scopes]
                   [--allow-origin URL]... [--public METHOD]... [--public-tool NAME]...
                   [--dpop allowed|required [--dpop-nonces]] [--audit-log PATH]
-                  [--metrics ADDR]
+                  [--metrics ADDR] [--cedar FILE]
 
   --listen ADDR    address to listen on (default 127.0.0.1:3000; port 0 picks one)
   --resource URL   canonical resource URI clients connect to (default http://ADDR/mcp)
@@ -98,6 +100,10 @@ usage: mcp_server [--listen ADDR] [--resource URL] [--issuer URL]...
                    http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0 picks one)
   --audit-log PATH write the audit trail, one JSON object per request (the fields of
                    mcp_gatekeeper::audit), to PATH (appended; '-': standard output)
+  --cedar FILE     Cedar policies (ToolHive's entity model, mcp_gatekeeper::cedar)
+                   decide calls beside the scopes and filter tools/list; FILE is
+                   read again on SIGHUP (needs the example built with --features
+                   cedar)
 
 tools: whoami and notes need scope mcp:read, write needs mcp:write
 ";
@@ -118,6 +124,7 @@ struct Args {
     dpop_nonces: bool,
     audit_log: Option<String>,
     metrics: Option<String>,
+    cedar: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -137,6 +144,7 @@ fn parse_args() -> Result<Args, String> {
         dpop_nonces: false,
         audit_log: None,
         metrics: None,
+        cedar: None,
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
@@ -160,6 +168,7 @@ fn parse_args() -> Result<Args, String> {
             "--dpop-nonces" => args.dpop_nonces = true,
             "--audit-log" => args.audit_log = Some(value("--audit-log")?),
             "--metrics" => args.metrics = Some(value("--metrics")?),
+            "--cedar" => args.cedar = Some(value("--cedar")?),
             "--dpop" => {
                 args.dpop = Some(match value("--dpop")?.as_str() {
                     "allowed" => Dpop::allowed(),
@@ -222,6 +231,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .resource_name("mcp-gatekeeper example");
     for origin in &args.allow_origins {
         builder = builder.allow_origin(origin);
+    }
+    if let Some(path) = &args.cedar {
+        builder = cedar::policies(builder, path)?;
     }
     if args.dpop_nonces {
         // One replica: a secret made now. Replicas share one (DpopNonces docs).
@@ -378,6 +390,47 @@ fn dpop_banner(banner: &mut String, embedded: &embedded::Embedded, resource: &st
          -d '{message}'"
     );
     say!(banner, "  dpop-proof: {proof}");
+}
+
+/// `--cedar FILE`.
+#[cfg(feature = "cedar")]
+mod cedar {
+    use mcp_gatekeeper::ResourceServerBuilder;
+    use mcp_gatekeeper::cedar::CedarPolicy;
+
+    /// `builder` deciding by the Cedar policies of the file at `path`, which is read
+    /// again on each `SIGHUP`.
+    pub fn policies(
+        builder: ResourceServerBuilder,
+        path: &str,
+    ) -> Result<ResourceServerBuilder, Box<dyn std::error::Error>> {
+        let policy = CedarPolicy::builder().policy_file(path).build()?;
+        let reloaded = policy.clone();
+        let path = path.to_owned();
+        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                match reloaded.replace_policies_from_file(&path) {
+                    Ok(()) => eprintln!("the Cedar policies of {path} are in force"),
+                    Err(e) => eprintln!("the Cedar policies in force stay: {e}"),
+                }
+            }
+        });
+        Ok(builder.authorize(policy))
+    }
+}
+
+/// `--cedar FILE` without the feature.
+#[cfg(not(feature = "cedar"))]
+mod cedar {
+    use mcp_gatekeeper::ResourceServerBuilder;
+
+    pub fn policies(
+        _: ResourceServerBuilder,
+        _: &str,
+    ) -> Result<ResourceServerBuilder, Box<dyn std::error::Error>> {
+        Err("--cedar needs the example built with --features cedar".into())
+    }
 }
 
 /// `writeln!` into the banner; writing into a `String` cannot fail.

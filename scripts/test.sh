@@ -154,11 +154,11 @@ cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 step "cargo clippy (the crate and its benchmarks; all targets, all features, -D warnings)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-step "cargo test (default features: aws-lc-rs backend, with the TokenReview verifier and the Redis replay store; the library and mcp-gatekeeper-proxy)"
+step "cargo test (default features: aws-lc-rs backend, with the TokenReview verifier, the Redis replay store and Cedar policies; the library and mcp-gatekeeper-proxy)"
 # One build for both packages: the proxy's tests run its binary against the SDK servers
 # and identity providers above. (The root's dev-dependencies carry every feature the
 # proxy adds, so the examples the tests build share this build's dependencies.)
-cargo test --workspace --exclude mcp-gatekeeper-benches --features mcp-gatekeeper/kubernetes,mcp-gatekeeper/redis
+cargo test --workspace --exclude mcp-gatekeeper-benches --features mcp-gatekeeper/kubernetes,mcp-gatekeeper/redis,mcp-gatekeeper/cedar
 
 step "cargo test (rust-crypto backend)"
 cargo test --no-default-features --features rust-crypto,axum --lib --tests

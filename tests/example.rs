@@ -512,3 +512,113 @@ async fn the_example_serves_prometheus_metrics_that_count_its_decisions() {
     );
     assert!(!text.contains(&token[..20]), "a token in the metrics");
 }
+
+/// `--cedar FILE`: the policies of the file decide calls and filter `tools/list` (the
+/// tools' hints as the example's server gives them), and the file is read again on
+/// `SIGHUP`; a file that does not validate changes nothing.
+#[cfg(feature = "cedar")]
+#[tokio::test]
+async fn the_example_decides_by_a_cedar_policy_file_read_again_on_sighup() {
+    let path = std::env::temp_dir().join(format!(
+        "mcp-gatekeeper-policies-{}.cedar",
+        std::process::id()
+    ));
+    let read_only = r#"permit(principal, action == Action::"call_tool", resource)
+                         when { resource.readOnlyHint };"#;
+    std::fs::write(&path, read_only).expect("write the policy file");
+    let file = path.to_string_lossy().into_owned();
+    let running = start(
+        "mcp_server",
+        &["--listen", "127.0.0.1:0", "--cedar", &file],
+        "try:",
+    )
+    .await;
+    let resource = running.field("resource");
+    let write = running.field("write-token");
+    let list = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"});
+    let write_call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "write", "arguments": {"text": "hello"}}});
+    let listed = |reply: Value| {
+        let mut names: Vec<String> = reply["result"]["tools"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort_unstable();
+        names
+    };
+    let reply: Value = mcp_call(&resource, Some(&write), list.clone())
+        .await
+        .json()
+        .await
+        .expect("json-rpc reply");
+    // Filtered without --filter-tools, by the hints the example's tools carry.
+    assert_eq!(listed(reply), ["notes", "whoami"]);
+    let answer = mcp_call(&resource, Some(&write), write_call.clone()).await;
+    assert_eq!(answer.status(), 403);
+    let challenge = answer.headers()["www-authenticate"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!challenge.contains("insufficient_scope"), "{challenge}");
+    assert_eq!(
+        mcp_call(&resource, Some(&write), whoami()).await.status(),
+        200
+    );
+
+    let hang_up = || {
+        std::process::Command::new("kill")
+            .args(["-HUP", &running.pid().to_string()])
+            .status()
+            .expect("kill -HUP")
+    };
+    // A file that names an attribute that does not exist: the policies stay.
+    std::fs::write(
+        &path,
+        r#"permit(principal, action, resource) when { resource.owner == "me" };"#,
+    )
+    .expect("write the policy file");
+    assert!(hang_up().success());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        mcp_call(&resource, Some(&write), write_call.clone())
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        mcp_call(&resource, Some(&write), whoami()).await.status(),
+        200
+    );
+
+    std::fs::write(
+        &path,
+        format!("{read_only}\npermit(principal, action, resource == Tool::\"write\");"),
+    )
+    .expect("write the policy file");
+    assert!(hang_up().success());
+    let mut status = 0;
+    for _ in 0..50 {
+        status = mcp_call(&resource, Some(&write), write_call.clone())
+            .await
+            .status()
+            .as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, 200,
+        "the new policies are in force within 5 s of SIGHUP"
+    );
+    let reply: Value = mcp_call(&resource, Some(&write), list)
+        .await
+        .json()
+        .await
+        .expect("json-rpc reply");
+    assert_eq!(listed(reply), ["notes", "whoami", "write"]);
+    let _ = std::fs::remove_file(&path);
+}

@@ -66,7 +66,8 @@ impl Notes {
     }
 
     #[tool(
-        description = "Return the verified caller of this request: subject, issuer, client, scopes"
+        description = "Return the verified caller of this request: subject, issuer, client, scopes",
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn whoami(&self, ctx: RequestContext<RoleServer>) -> Result<CallToolResult, ErrorData> {
         let principal = principal(&ctx)?;
@@ -80,7 +81,10 @@ impl Notes {
         })))
     }
 
-    #[tool(description = "List the notes in the notebook, or those containing a text")]
+    #[tool(
+        description = "List the notes in the notebook, or those containing a text",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
     async fn notes(
         &self,
         Parameters(args): Parameters<NotesArgs>,
@@ -90,7 +94,10 @@ impl Notes {
         Ok(CallToolResult::structured(json!({ "notes": notes })))
     }
 
-    #[tool(description = "Add a note to the notebook (needs scope mcp:write)")]
+    #[tool(
+        description = "Add a note to the notebook (needs scope mcp:write)",
+        annotations(destructive_hint = false, open_world_hint = false)
+    )]
     async fn write(
         &self,
         Parameters(args): Parameters<WriteArgs>,

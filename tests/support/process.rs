@@ -28,6 +28,7 @@ pub fn example_binary(name: &str) -> PathBuf {
             (cfg!(feature = "rustls"), "rustls"),
             (cfg!(feature = "axum"), "axum"),
             (cfg!(feature = "metrics"), "metrics"),
+            (cfg!(feature = "cedar"), "cedar"),
         ]
         .into_iter()
         .filter_map(|(on, feature)| on.then_some(feature))
@@ -57,11 +58,16 @@ pub fn example_binary(name: &str) -> PathBuf {
 }
 
 pub struct Running {
-    _child: Child,
+    child: Child,
     pub lines: Vec<String>,
 }
 
 impl Running {
+    /// The example's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the example is running")
+    }
+
     pub fn field(&self, name: &str) -> String {
         let prefix = format!("{name}:");
         self.lines
@@ -97,10 +103,7 @@ pub async fn start(example: &str, args: &[&str], last: &str) -> Running {
         .expect("the example printed its banner");
     // Keep reading, so the example never writes into a closed pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = reader.next_line().await {} });
-    Running {
-        _child: child,
-        lines,
-    }
+    Running { child, lines }
 }
 
 pub async fn mcp_call(resource: &str, token: Option<&str>, body: Value) -> reqwest::Response {
