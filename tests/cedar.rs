@@ -767,6 +767,31 @@ async fn toolhives_documented_example_policies_run_unchanged() {
     ));
 }
 
+/// A policy that could never apply is refused at load, not left to be inert: a
+/// condition the schema makes always false (an argument named in a way calls never
+/// carry), and a template, which nothing links.
+#[test]
+fn policies_that_could_never_apply_are_refused_at_load() {
+    for (policy, why) in [
+        (
+            r#"forbid(principal, action == Action::"call_tool", resource) when { resource has "arg_file-path" };"#,
+            "policy1",
+        ),
+        (
+            r#"forbid(principal == ?principal, action == Action::"call_tool", resource);"#,
+            "template",
+        ),
+    ] {
+        let text =
+            format!(r#"permit(principal, action == Action::"call_tool", resource);{policy}"#);
+        let error = CedarPolicy::builder()
+            .policies(text)
+            .build()
+            .expect_err(policy);
+        assert!(error.to_string().contains(why), "{why:?} not in {error}");
+    }
+}
+
 #[test]
 fn toolhives_broken_example_policies_are_refused_at_load_with_the_reason() {
     let refused = |policies: &[&str], why: &str| {

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use cedar_policy::{
     Entities, EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint, Schema, ValidationMode,
-    Validator,
+    ValidationWarning, Validator,
 };
 
 use super::{CedarError, Engine, Options, Source, entities, request, schema};
@@ -207,15 +207,39 @@ fn validate(policies: &PolicySet, schema_text: &str) -> Result<(), CedarError> {
     let (schema, _warnings) = Schema::from_cedarschema_str(schema_text)
         .map_err(|e| CedarError(format!("the Cedar schema does not parse: {e}")))?;
     let validated = Validator::new(schema).validate(policies, ValidationMode::Strict);
-    let problems: Vec<String> = validated
+    let described = |problem: &dyn miette::Diagnostic| {
+        let help = problem
+            .help()
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        format!("{problem}{help}")
+    };
+    let mut problems: Vec<String> = validated
         .validation_errors()
-        .map(|error| {
-            let help = miette::Diagnostic::help(error)
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default();
-            format!("{error}{help}")
-        })
+        .map(|error| described(error))
         .collect();
+    for warning in validated.validation_warnings() {
+        // A policy that can never hold (a `forbid` that would never apply, say), or
+        // text that reads otherwise than it runs, is refused; other warnings logged.
+        let refused = matches!(
+            warning,
+            ValidationWarning::ImpossiblePolicy(_)
+                | ValidationWarning::BidiCharsInString(_)
+                | ValidationWarning::BidiCharsInIdentifier(_)
+        );
+        match refused {
+            true => problems.push(described(warning)),
+            false => tracing::warn!(warning = %described(warning), "a Cedar policy"),
+        }
+    }
+    // A template applies only once linked, and nothing links it here.
+    for template in policies.templates() {
+        problems.push(format!(
+            "{} is a template (it has ?principal or ?resource): it would never apply, \
+             write the entity instead",
+            template.id()
+        ));
+    }
     if problems.is_empty() {
         return Ok(());
     }

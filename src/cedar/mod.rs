@@ -79,7 +79,9 @@
 //! arguments; `docs/cedar/mcp-gatekeeper.cedarschema` in the repository), or your own
 //! ([`schema`](CedarPolicyBuilder::schema)). A policy that names an attribute,
 //! entity type or action the schema does not declare is an error naming the policy
-//! and the attribute, not a silent deny. The standard claims are declared (add yours
+//! and the attribute, not a silent deny; so is a policy the schema shows can never
+//! hold, text with bidirectional control characters, and a template (nothing links
+//! it here). The standard claims are declared (add yours
 //! with [`claim`](CedarPolicyBuilder::claim)), and so is each `arg_*` the policies
 //! name, as a `String`.
 
