@@ -223,6 +223,36 @@ async fn a_dpop_bound_token_with_a_good_proof_passes_and_each_proof_is_good_once
     assert_eq!(lower.status, StatusCode::OK, "{lower:?}");
 }
 
+/// A replayed proof is counted by its reason in
+/// `mcp_gatekeeper_dpop_proofs_refused_total`; a good one is not.
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn a_replayed_proof_is_counted_by_its_reason() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    mcp_gatekeeper::metrics::enable();
+    let (_, client, target, token) = allowed();
+    let proof = client.proof(&token);
+    let answer = target.post("DPoP", &token, &[&proof]).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let refused = support::prometheus::sample(
+        "mcp_gatekeeper_dpop_proofs_refused_total",
+        &[("reason", "replay")],
+    );
+    let counted = || {
+        support::prometheus::parse(&handle.render())
+            .get(&refused)
+            .copied()
+    };
+    assert_eq!(counted(), None, "{}", handle.render());
+    for _ in 0..2 {
+        let replayed = target.post("DPoP", &token, &[&proof]).await;
+        assert_dpop_refusal(&replayed, "invalid_dpop_proof", "seen before");
+    }
+    assert_eq!(counted(), Some(2.0), "{}", handle.render());
+}
+
 #[tokio::test]
 async fn every_check_of_a_proof_refuses_with_its_own_description() {
     let (idp, client, target, token) = allowed();

@@ -298,3 +298,66 @@ async fn an_issuer_the_configuration_does_not_name_is_labelled_other() {
     assert_eq!(samples.get(&allowed).copied(), Some(3.0), "{text}");
     assert!(!text.contains("chosen-by-the-client"), "{text}");
 }
+
+/// Key fetches that fail are counted by their outcome: a JWK set endpoint nothing
+/// listens on is `unreachable`, one that answers `500` is `status`.
+#[tokio::test]
+async fn failed_key_fetches_are_counted_by_outcome() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    mcp_gatekeeper::metrics::enable();
+    // A port nothing listens on, and a JWK set endpoint that answers 500.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let failing = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let failing_at = failing.local_addr().expect("address");
+    let router = Router::new().route(
+        "/jwks",
+        get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "down") }),
+    );
+    let served = tokio::spawn(async move { axum::serve(failing, router).await });
+    let down = "https://down.example.com";
+    let broken = "https://broken.example.com";
+    let options = || mcp_gatekeeper::keys::JwksOptions {
+        fetch: FetchOptions {
+            timeout: Duration::from_millis(1500),
+            ..FetchOptions::default()
+        },
+        ..Default::default()
+    };
+    let server = ResourceServer::builder(RESOURCE)
+        .issuer(
+            Issuer::new(down)
+                .jwks_uri(format!("http://{closed}/jwks"))
+                .jwks_options(options()),
+        )
+        .issuer(
+            Issuer::new(broken)
+                .jwks_uri(format!("http://{failing_at}/jwks"))
+                .jwks_options(options()),
+        )
+        .build()
+        .expect("valid configuration");
+    let app = Router::new()
+        .route("/mcp", get(|| async { "ok" }))
+        .layer(server.layer());
+    let key = SigningKey::ec("k");
+    for issuer in [down, broken] {
+        let answer = call(&app, "/mcp", Some(&key.sign(&claims(issuer, RESOURCE)))).await;
+        assert_ne!(answer.status, StatusCode::OK, "{issuer}: {answer:?}");
+    }
+    served.abort();
+    let text = handle.render();
+    let samples = parse(&text);
+    for (issuer, outcome) in [(down, "unreachable"), (broken, "status")] {
+        let fetched = sample(
+            "mcp_gatekeeper_key_fetches_total",
+            &[("issuer", issuer), ("outcome", outcome), ("tier", "jwks")],
+        );
+        assert_eq!(samples.get(&fetched).copied(), Some(1.0), "{text}");
+    }
+}
