@@ -268,16 +268,9 @@ fn step_ups(policies: &PolicySet) -> HashMap<PolicyId, Vec<String>> {
 fn parse(source: &Source) -> Result<(PolicySet, String), CedarError> {
     match source {
         Source::Text(text) => {
-            let set = text.parse::<PolicySet>().map_err(|errors| {
-                CedarError(format!(
-                    "the Cedar policies do not parse: {}",
-                    errors
-                        .iter()
-                        .map(|e| located(e, text))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ))
-            })?;
+            let set = text
+                .parse::<PolicySet>()
+                .map_err(|errors| unparsed("the Cedar policies do not parse", &errors, text))?;
             Ok((set, text.clone()))
         }
         Source::List(list) => {
@@ -285,14 +278,11 @@ fn parse(source: &Source) -> Result<(PolicySet, String), CedarError> {
             for (index, text) in list.iter().enumerate() {
                 let id = PolicyId::new(format!("policy{index}"));
                 let policy = Policy::parse(Some(id), text).map_err(|errors| {
-                    CedarError(format!(
-                        "Cedar policy {index} does not parse: {}",
-                        errors
-                            .iter()
-                            .map(|e| located(e, text))
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    ))
+                    unparsed(
+                        &format!("Cedar policy {index} does not parse"),
+                        &errors,
+                        text,
+                    )
                 })?;
                 set.add(policy)
                     .map_err(|e| CedarError(format!("Cedar policy {index}: {e}")))?;
@@ -300,6 +290,12 @@ fn parse(source: &Source) -> Result<(PolicySet, String), CedarError> {
             Ok((set, list.join("\n")))
         }
     }
+}
+
+/// `what` went wrong parsing `text`, then each error with its line and column.
+fn unparsed(what: &str, errors: &cedar_policy::ParseErrors, text: &str) -> CedarError {
+    let each: Vec<String> = errors.iter().map(|e| located(e, text)).collect();
+    CedarError(format!("{what}: {}", each.join("; ")))
 }
 
 /// `error` with the line and column of `text` it points at.
