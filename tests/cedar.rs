@@ -331,9 +331,11 @@ async fn a_policy_naming_a_tool_decides_its_calls_whichever_tool_came_first() {
 
 /// Policies whose principal scope cannot hold for a caller are left out of its
 /// decisions (they cannot hold nor fail); this pins that the scope is read the way
-/// Cedar reads it: through group hierarchies given as entities, by id, by type.
+/// Cedar reads it: through group hierarchies given as entities, by id, by type; and
+/// that a group claim given as one string puts the caller in that group.
 #[tokio::test]
 async fn principal_scopes_hold_through_group_hierarchies_ids_and_types() {
+    let (_guard, logs) = support::capture_logs();
     let policy = CedarPolicy::builder()
         .policies(
             r#"
@@ -366,6 +368,15 @@ async fn principal_scopes_hold_through_group_hierarchies_ids_and_types() {
         ),
         (json!({"sub": "mallory"}), false, false),
         (json!({"sub": "ada", "groups": ["admins"]}), true, true),
+        // One group as a lone string is that group: a forbid on it holds.
+        (json!({"sub": "rob", "groups": "restricted"}), false, false),
+        (json!({"sub": "abe", "groups": "admins"}), true, true),
+        // Any other shape is no group.
+        (
+            json!({"sub": "nia", "groups": {"restricted": true}}),
+            true,
+            false,
+        ),
         // `Client::"admins"` is not `THVGroup::"admins"`.
         (json!({"sub": "admins"}), true, false),
     ];
@@ -387,6 +398,13 @@ async fn principal_scopes_hold_through_group_hierarchies_ids_and_types() {
             );
         }
     }
+    let logs = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    assert!(
+        logs.contains("neither an array of strings nor a string")
+            && logs.contains("groups")
+            && logs.contains("object"),
+        "a group claim of another shape is named in the log: {logs}"
+    );
 }
 
 /// Arguments are the `String`s the schema declares, whatever JSON type the client

@@ -144,26 +144,27 @@ pub(super) fn claims(
 
 /// The groups of the caller, as parents `GROUP_TYPE::"g"`: the first present of the
 /// group claims (an exact name, else a dotted path such as `realm_access.roles`),
-/// and the role claim if one is named; arrays of strings only.
+/// and the role claim if one is named. A claim is an array of group names or one name
+/// as a string (a forbid on a group must hold for a caller the identity provider
+/// names with a lone string); `null` gives no groups, any other shape none with a
+/// warning.
 pub(super) fn groups(
     claims: &Map<String, Value>,
     options: &Options,
     group_type: &EntityTypeName,
 ) -> HashSet<EntityUid> {
     let mut names: Vec<&str> = Vec::new();
-    if let Some(first) = options
+    if let Some((name, first)) = options
         .group_claims
         .iter()
-        .find_map(|name| find_claim(claims, name))
+        .find_map(|name| Some((name, find_claim(claims, name)?)))
     {
-        names.extend(strings(first));
+        group_names(name, first, &mut names);
     }
-    if let Some(role) = options
-        .role_claim
-        .as_deref()
-        .and_then(|r| find_claim(claims, r))
+    if let Some(role) = options.role_claim.as_deref()
+        && let Some(value) = find_claim(claims, role)
     {
-        names.extend(strings(role));
+        group_names(role, value, &mut names);
     }
     names
         .into_iter()
@@ -171,12 +172,31 @@ pub(super) fn groups(
         .collect()
 }
 
-fn strings(value: &Value) -> impl Iterator<Item = &str> {
-    value
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
+/// The group names of the claim `claim`: the strings of an array, or a lone string.
+fn group_names<'a>(claim: &str, value: &'a Value, names: &mut Vec<&'a str>) {
+    match value {
+        Value::Array(items) => names.extend(items.iter().filter_map(Value::as_str)),
+        Value::String(one) => names.push(one),
+        Value::Null => {}
+        other => tracing::warn!(
+            claim,
+            shape = json_shape(other),
+            "the group claim is neither an array of strings nor a string: \
+             the caller is in no group through it"
+        ),
+    }
+}
+
+/// The JSON type of `value`, for a log line (never the value itself).
+fn json_shape(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
 }
 
 /// The claim `name`: a member of that exact name, else a path of members by dots.

@@ -39,7 +39,8 @@
 //! - Groups: the first present of the claims `groups`, `roles`, `cognito:groups`
 //!   ([`group_claims`](CedarPolicyBuilder::group_claims); a dotted path such as
 //!   `realm_access.roles` reaches into objects), and the
-//!   [`role_claim`](CedarPolicyBuilder::role_claim); arrays of strings only.
+//!   [`role_claim`](CedarPolicyBuilder::role_claim); each an array of strings or
+//!   one group as a string (any other shape gives no groups, with a warning).
 //! - Tool hints come from the server's own `tools/list` answers, as the stack reads
 //!   them to filter them (never from the client). A hint the server did not give has
 //!   its MCP default: `readOnlyHint` false, `destructiveHint` true, `idempotentHint`
