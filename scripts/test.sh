@@ -20,15 +20,16 @@ step() { printf '\n==> %s\n' "$*"; }
 fail() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
 
 step "disk space"
-# A fresh run builds about fifty test binaries for two crypto backends, about 4.3 GB
+# A fresh run builds about fifty test binaries for two crypto backends, about 7 GB
 # under target/ with the profile in Cargo.toml (15 GB before it). Say so up front,
-# naming the cause, rather than leave only a linker's "No space left on device".
-need_gb=6
+# naming the cause, rather than leave only a linker's "No space left on device" (or,
+# from lld writing a mapped file onto a full disk, "Bus error").
+need_gb=9
 mkdir -p target
 free_gb=$(df -Pk target | awk 'NR == 2 { print int($4 / 1048576) }')
 echo "${free_gb} GB free where target/ lives"
 if [ "$free_gb" -lt "$need_gb" ]; then
-    printf 'warning: a fresh run of the suite needs about %s GB under target/; if a link fails with "No space left on device", free disk space\n' "$need_gb" >&2
+    printf 'warning: a fresh run of the suite needs about %s GB under target/; if a link fails with "No space left on device" or "Bus error", free disk space\n' "$need_gb" >&2
 fi
 # A clean checkout gains nothing from incremental compilation, and its caches take space.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
