@@ -49,21 +49,19 @@ fn allowed(decision: &Decision) -> bool {
     *decision == Decision::Allow
 }
 
-/// The whole stack with `policy`, tool filtering on, in front of a server that lists
-/// [`TOOLS`] and answers everything else with an empty result.
+/// The whole stack trusting `issuer`, with `policy` and tool filtering on, in front of
+/// a server that lists [`TOOLS`] and answers everything else with an empty result.
 fn stack(
+    issuer: Issuer,
     policy: CedarPolicy,
-    key: &SigningKey,
 ) -> impl tower::Service<
     Request<Full<Bytes>>,
     Response = Response<impl http_body::Body<Data = Bytes, Error = impl std::fmt::Debug>>,
     Error = Infallible,
     Future = impl Send,
 > + Clone {
-    let keys =
-        LocalKeys::from_jwks(support::signing::jwks(&[key]).to_string().as_bytes()).expect("keys");
     let server = ResourceServer::builder(RESOURCE)
-        .issuer(Issuer::new(ISSUER).local_keys(keys).discovery(false))
+        .issuer(issuer)
         .authorize(policy)
         .filter_tools(true)
         .build()
@@ -88,6 +86,21 @@ fn stack(
             );
             Ok::<_, Infallible>(response)
         }))
+}
+
+/// An issuer whose JWTs are signed with `key`.
+fn local(key: &SigningKey) -> Issuer {
+    let keys =
+        LocalKeys::from_jwks(support::signing::jwks(&[key]).to_string().as_bytes()).expect("keys");
+    Issuer::new(ISSUER).local_keys(keys).discovery(false)
+}
+
+/// `idp`, whose opaque tokens are introspected.
+fn introspected(idp: &TestIdp) -> Issuer {
+    let introspection = Introspection::new(INTROSPECTION_CLIENT.0, INTROSPECTION_CLIENT.1)
+        .endpoint(idp.introspection_uri())
+        .fetch_options(FetchOptions::default());
+    Issuer::new(&idp.issuer).introspection(introspection)
 }
 
 fn token(key: &SigningKey, extra: Value) -> String {
@@ -149,7 +162,7 @@ async fn permits_forbids_and_the_default_deny_decide_over_subject_groups_method_
         .build()
         .expect("valid policies");
     let key = SigningKey::ec("k");
-    let service = stack(policy, &key);
+    let service = stack(local(&key), policy);
     let alice = token(&key, json!({"sub": "alice"}));
     let bob = token(&key, json!({"sub": "bob", "groups": ["admins"]}));
     let mallory = token(&key, json!({"sub": "mallory", "groups": ["admins"]}));
@@ -208,7 +221,7 @@ async fn hints_learned_from_the_servers_tools_list_decide_calls_and_the_same_pol
         .build()
         .expect("valid policies");
     let key = SigningKey::ec("k");
-    let service = stack(policy, &key);
+    let service = stack(local(&key), policy);
     let alice = token(&key, json!({"sub": "alice"}));
     // Before the server said anything, a tool has MCP's defaults: destructive.
     assert_eq!(
@@ -281,7 +294,7 @@ async fn policies_replaced_at_run_time_decide_the_next_request_and_a_bad_replace
         .build()
         .expect("valid policies");
     let key = SigningKey::ec("k");
-    let service = stack(policy.clone(), &key);
+    let service = stack(local(&key), policy.clone());
     let alice = token(&key, json!({"sub": "alice"}));
     assert_eq!(
         call(&service, &alice, "tools/call", tool("plain")).await.0,
@@ -428,7 +441,7 @@ async fn arguments_are_strings_whatever_their_json_type_and_unread_ones_deny() {
         .build()
         .expect("valid policies");
     let key = SigningKey::ec("k");
-    let service = stack(policy.clone(), &key);
+    let service = stack(local(&key), policy.clone());
     let alice = token(&key, json!({"sub": "alice"}));
     let with = |arguments: Value| json!({"name": "plain", "arguments": arguments});
     for (arguments, status) in [
@@ -552,7 +565,7 @@ async fn a_forbid_annotated_with_scopes_asks_for_them_as_a_step_up() {
         .build()
         .expect("valid policies");
     let key = SigningKey::ec("k");
-    let service = stack(policy, &key);
+    let service = stack(local(&key), policy);
     let reader = token(&key, json!({"sub": "alice", "scope": "mcp:read"}));
     let (status, body) = call(&service, &reader, "tools/call", tool("delete_all")).await;
     assert_eq!(status, 403);
@@ -593,23 +606,11 @@ async fn seed_003_permit_everything_lets_every_caller_in_with_an_opaque_token() 
         json!({"active": true, "iss": idp.issuer, "sub": "user-1", "aud": RESOURCE,
                "client_id": "client-1", "exp": support::now() + 600}),
     );
-    let introspection = Introspection::new(INTROSPECTION_CLIENT.0, INTROSPECTION_CLIENT.1)
-        .endpoint(idp.introspection_uri())
-        .fetch_options(FetchOptions::default());
     let policy = CedarPolicy::builder()
         .policies("permit(principal, action, resource);")
         .build()
         .expect("valid policies");
-    let server = ResourceServer::builder(RESOURCE)
-        .issuer(Issuer::new(&idp.issuer).introspection(introspection))
-        .authorize(policy)
-        .build()
-        .expect("valid configuration");
-    let service = server
-        .layer()
-        .layer(tower::service_fn(|_: Request<_>| async {
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
-        }));
+    let service = stack(introspected(&idp), policy);
     let (status, body) = call(
         &service,
         "ya29.opaque-token",
@@ -618,6 +619,36 @@ async fn seed_003_permit_everything_lets_every_caller_in_with_an_opaque_token() 
     )
     .await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// Seed 003's opaque Google tokens: an introspection answer may leave `iss` out
+/// (RFC 7662), and a policy over the issuer must still hold for them, so `claim_iss`
+/// is the issuer that vouched for the token.
+#[tokio::test]
+async fn claim_iss_is_the_issuer_that_vouched_for_an_introspected_token_without_iss() {
+    let idp = TestIdp::start(&[]).await;
+    let answer = |iss: bool| {
+        let mut answer = json!({"active": true, "sub": "user-1", "aud": RESOURCE,
+            "client_id": "client-1", "exp": support::now() + 600});
+        if iss {
+            answer["iss"] = json!(idp.issuer);
+        }
+        answer
+    };
+    idp.set_introspection("ya29.with-iss", answer(true));
+    idp.set_introspection("ya29.without-iss", answer(false));
+    let policy = CedarPolicy::builder()
+        .policies(format!(
+            r#"permit(principal, action, resource) when {{ principal.claim_iss == "{}" }};"#,
+            idp.issuer
+        ))
+        .build()
+        .expect("valid policies");
+    let service = stack(introspected(&idp), policy);
+    for token in ["ya29.with-iss", "ya29.without-iss"] {
+        let (status, body) = call(&service, token, "tools/call", tool("anything")).await;
+        assert_eq!(status, 200, "{token}: {body}");
+    }
 }
 
 #[tokio::test]

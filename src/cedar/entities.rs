@@ -104,9 +104,13 @@ pub(super) fn decimal(number: f64) -> Option<String> {
 
 /// The principal's attributes from its claims named in `read` (the policies read no
 /// other): `claim_NAME` for each, and for a multi-valued claim `claim_NAME` (joined by
-/// spaces) and `claimset_NAME` (a set).
+/// spaces) and `claimset_NAME` (a set). `claim_iss` is `issuer`, the issuer that
+/// vouched for the token, when the claims have no `iss`: RFC 7662 lets an
+/// introspection answer leave it out (Google's does), and the stack refuses one that
+/// names another issuer, as it refuses such a JWT.
 pub(super) fn claims(
     claims: &Map<String, Value>,
+    issuer: &str,
     options: &Options,
     read: &std::collections::BTreeSet<String>,
 ) -> HashMap<String, RestrictedExpression> {
@@ -138,6 +142,12 @@ pub(super) fn claims(
         } else if let Some(converted) = value(json, 0) {
             attributes.insert(format!("claim_{name}"), converted);
         }
+    }
+    if read.contains("iss") && !claims.contains_key("iss") && !issuer.is_empty() {
+        attributes.insert(
+            "claim_iss".to_owned(),
+            RestrictedExpression::new_string(issuer.to_owned()),
+        );
     }
     attributes
 }

@@ -35,7 +35,8 @@
 //!
 //! - Claims: strings, booleans, arrays (sets) and objects (records) as they are;
 //!   whole numbers as `Long`, other numbers as `decimal` (four places, ToolHive's
-//!   mapping of every number); `null`s left out.
+//!   mapping of every number); `null`s left out. `claim_iss` is the issuer that
+//!   vouched for the token, also for an introspection answer without `iss`.
 //! - Groups: the first present of the claims `groups`, `roles`, `cognito:groups`
 //!   ([`group_claims`](CedarPolicyBuilder::group_claims); a dotted path such as
 //!   `realm_access.roles` reaches into objects), and the

@@ -267,7 +267,12 @@ fn seen(
     let options = &policy.0.options;
     principal.cedar_cache().get_or(engine.id, || {
         let uid = entities::uid(&engine.types.client, subject);
-        let claims = entities::claims(principal.claims(), options, &engine.claims);
+        let claims = entities::claims(
+            principal.claims(),
+            principal.issuer(),
+            options,
+            &engine.claims,
+        );
         let groups = entities::groups(principal.claims(), options, &engine.types.group);
         let scope = engine.principal_scope(&uid, &groups);
         let entity = Entity::new(uid, claims.clone(), groups).map_err(|e| e.to_string())?;
