@@ -345,7 +345,7 @@ async fn a_policy_naming_a_tool_decides_its_calls_whichever_tool_came_first() {
 /// Policies whose principal scope cannot hold for a caller are left out of its
 /// decisions (they cannot hold nor fail); this pins that the scope is read the way
 /// Cedar reads it: through group hierarchies given as entities, by id, by type; and
-/// that a group claim given as one string puts the caller in that group.
+/// that the group claims are read as ToolHive reads them, with a lone string one group.
 #[tokio::test]
 async fn principal_scopes_hold_through_group_hierarchies_ids_and_types() {
     let (_guard, logs) = support::capture_logs();
@@ -384,9 +384,37 @@ async fn principal_scopes_hold_through_group_hierarchies_ids_and_types() {
         // One group as a lone string is that group: a forbid on it holds.
         (json!({"sub": "rob", "groups": "restricted"}), false, false),
         (json!({"sub": "abe", "groups": "admins"}), true, true),
-        // Any other shape is no group.
+        // Any other shape is no group, and the next group claim is read, as in
+        // ToolHive; so is the next after a lone string (never fewer groups than
+        // ToolHive finds).
         (
             json!({"sub": "nia", "groups": {"restricted": true}}),
+            true,
+            false,
+        ),
+        (
+            json!({"sub": "ned", "groups": null, "roles": ["restricted"]}),
+            false,
+            false,
+        ),
+        (
+            json!({"sub": "oz", "groups": {"admins": true}, "roles": ["admins"]}),
+            true,
+            true,
+        ),
+        (
+            json!({"sub": "sue", "groups": "staff", "roles": ["restricted"]}),
+            false,
+            false,
+        ),
+        (
+            json!({"sub": "ali", "groups": "admins", "roles": []}),
+            true,
+            true,
+        ),
+        // The first array ends the search: `cognito:groups` is not read after it.
+        (
+            json!({"sub": "cy", "groups": [], "cognito:groups": ["restricted"]}),
             true,
             false,
         ),
@@ -414,8 +442,8 @@ async fn principal_scopes_hold_through_group_hierarchies_ids_and_types() {
     let logs = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
     assert!(
         logs.contains("neither an array of strings nor a string")
-            && logs.contains("groups")
-            && logs.contains("object"),
+            && logs.contains(r#"claim="groups""#)
+            && logs.contains(r#"shape="object""#),
         "a group claim of another shape is named in the log: {logs}"
     );
 }

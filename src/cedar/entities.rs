@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use cedar_policy::{EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use serde_json::{Map, Value};
@@ -104,18 +105,24 @@ pub(super) fn decimal(number: f64) -> Option<String> {
 
 /// The principal's attributes from its claims named in `read` (the policies read no
 /// other): `claim_NAME` for each, and for a multi-valued claim `claim_NAME` (joined by
-/// spaces) and `claimset_NAME` (a set). `claim_iss` is `issuer`, the issuer that
-/// vouched for the token, when the claims have no `iss`: RFC 7662 lets an
-/// introspection answer leave it out (Google's does), and the stack refuses one that
-/// names another issuer, as it refuses such a JWT.
+/// spaces) and `claimset_NAME` (a set). When the claims have no `iss`, the token's
+/// `iss` is `issuer`, the issuer that vouched for it: RFC 7662 lets an introspection
+/// answer leave it out (Google's does; the stack refuses one that names another
+/// issuer, as it refuses such a JWT), and a TokenReview's user has none.
 pub(super) fn claims(
     claims: &Map<String, Value>,
     issuer: &str,
     options: &Options,
     read: &std::collections::BTreeSet<String>,
 ) -> HashMap<String, RestrictedExpression> {
+    let vouched = (!claims.contains_key("iss") && !issuer.is_empty())
+        .then(|| ("iss".to_owned(), Value::String(issuer.to_owned())));
     let mut attributes = HashMap::new();
-    for (name, json) in claims.iter().filter(|(name, _)| read.contains(*name)) {
+    for (name, json) in claims
+        .iter()
+        .chain(vouched.as_ref().map(|(name, json)| (name, json)))
+        .filter(|(name, _)| read.contains(*name))
+    {
         if options.multi_valued.contains(name) {
             let words: Vec<String> = match json {
                 Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
@@ -143,33 +150,28 @@ pub(super) fn claims(
             attributes.insert(format!("claim_{name}"), converted);
         }
     }
-    if read.contains("iss") && !claims.contains_key("iss") && !issuer.is_empty() {
-        attributes.insert(
-            "claim_iss".to_owned(),
-            RestrictedExpression::new_string(issuer.to_owned()),
-        );
-    }
     attributes
 }
 
-/// The groups of the caller, as parents `GROUP_TYPE::"g"`: the first present of the
-/// group claims (an exact name, else a dotted path such as `realm_access.roles`),
-/// and the role claim if one is named. A claim is an array of group names or one name
-/// as a string (a forbid on a group must hold for a caller the identity provider
-/// names with a lone string); `null` gives no groups, any other shape none with a
-/// warning.
+/// The groups of the caller, as parents `GROUP_TYPE::"g"`, read as ToolHive reads
+/// them but never fewer: the group claims in turn (an exact name, else a dotted path
+/// such as `realm_access.roles`) up to the first that is an array, whose strings are
+/// groups, and then the role claim if one is named. A lone string on the way is one
+/// group (ToolHive skips it, so `{"groups": "staff", "roles": ["blocked"]}` is in
+/// both `staff` and `blocked`, and a forbid on `blocked` holds as in ToolHive);
+/// `null` and other shapes are skipped, the others with a warning.
 pub(super) fn groups(
     claims: &Map<String, Value>,
     options: &Options,
     group_type: &EntityTypeName,
 ) -> HashSet<EntityUid> {
     let mut names: Vec<&str> = Vec::new();
-    if let Some((name, first)) = options
-        .group_claims
-        .iter()
-        .find_map(|name| Some((name, find_claim(claims, name)?)))
-    {
-        group_names(name, first, &mut names);
+    for claim in &options.group_claims {
+        if let Some(value) = find_claim(claims, claim)
+            && group_names(claim, value, &mut names)
+        {
+            break;
+        }
     }
     if let Some(role) = options.role_claim.as_deref()
         && let Some(value) = find_claim(claims, role)
@@ -182,20 +184,33 @@ pub(super) fn groups(
         .collect()
 }
 
-/// The group names of the claim `claim`: the strings of an array, or a lone string.
-fn group_names<'a>(claim: &str, value: &'a Value, names: &mut Vec<&'a str>) {
+/// Whether a group claim of another shape has been reported at `WARN` (later ones go
+/// to `DEBUG`: the groups of an introspected token are read on each request).
+static ODD_GROUP_CLAIM_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Adds to `names` the group names of the claim `claim`: the strings of an array
+/// (others left out, as ToolHive does), or a lone string. True for an array.
+fn group_names<'a>(claim: &str, value: &'a Value, names: &mut Vec<&'a str>) -> bool {
     match value {
-        Value::Array(items) => names.extend(items.iter().filter_map(Value::as_str)),
+        Value::Array(items) => {
+            names.extend(items.iter().filter_map(Value::as_str));
+            return true;
+        }
         Value::String(one) => names.push(one),
         Value::Null => {}
-        other => tracing::warn!(
-            claim,
-            shape = json_shape(other),
-            "the group claim is neither an array of strings nor a string: \
-             the caller is in no group through it"
-        ),
+        other => {
+            let shape = json_shape(other);
+            if ODD_GROUP_CLAIM_WARNED.swap(true, Ordering::Relaxed) {
+                tracing::debug!(claim, shape, "{ODD_GROUP_CLAIM}");
+            } else {
+                tracing::warn!(claim, shape, "{ODD_GROUP_CLAIM}");
+            }
+        }
     }
+    false
 }
+
+const ODD_GROUP_CLAIM: &str = "the group claim is neither an array of strings nor a string: the caller is in no group through it";
 
 /// The JSON type of `value`, for a log line (never the value itself).
 fn json_shape(value: &Value) -> &'static str {

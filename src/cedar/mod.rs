@@ -36,12 +36,16 @@
 //! - Claims: strings, booleans, arrays (sets) and objects (records) as they are;
 //!   whole numbers as `Long`, other numbers as `decimal` (four places, ToolHive's
 //!   mapping of every number); `null`s left out. `claim_iss` is the issuer that
-//!   vouched for the token, also for an introspection answer without `iss`.
-//! - Groups: the first present of the claims `groups`, `roles`, `cognito:groups`
-//!   ([`group_claims`](CedarPolicyBuilder::group_claims); a dotted path such as
-//!   `realm_access.roles` reaches into objects), and the
-//!   [`role_claim`](CedarPolicyBuilder::role_claim); each an array of strings or
-//!   one group as a string (any other shape gives no groups, with a warning).
+//!   vouched for the token: its `iss`, or for an introspection answer without one
+//!   and a TokenReview user, the issuer configured.
+//! - Groups, as ToolHive reads them but never fewer: the claims `groups`, `roles`,
+//!   `cognito:groups` ([`group_claims`](CedarPolicyBuilder::group_claims); a dotted
+//!   path such as `realm_access.roles` reaches into objects) in turn, up to the first
+//!   that is an array (its strings are groups), then the
+//!   [`role_claim`](CedarPolicyBuilder::role_claim). A lone string on the way is one
+//!   group (ToolHive skips it); `null` and other shapes are skipped, the others with a
+//!   warning (once; later at `DEBUG`). A `claim_groups` that arrives as a string
+//!   stays a `String`, so a policy that reads it as a set denies that caller.
 //! - Tool hints come from the server's own `tools/list` answers, as the stack reads
 //!   them to filter them (never from the client). A hint the server did not give has
 //!   its MCP default: `readOnlyHint` false, `destructiveHint` true, `idempotentHint`
