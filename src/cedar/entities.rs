@@ -2,14 +2,41 @@
 //! with `claim_*` attributes and its groups as parents, the action, and the tool,
 //! prompt or resource with its attributes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use cedar_policy::{EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use serde_json::{Map, Value};
 
-use super::Options;
+/// The claims ToolHive reads for groups when no configured one is an array.
+pub(super) const DEFAULT_GROUP_CLAIMS: [&str; 3] = ["groups", "roles", "cognito:groups"];
+
+/// How claims, groups and resources become entities.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) group_claims: Vec<String>,
+    pub(crate) role_claim: Option<String>,
+    pub(crate) group_entity_type: String,
+    pub(crate) multi_valued: Vec<String>,
+    pub(crate) claims: Vec<(String, String)>,
+    pub(crate) server: Option<String>,
+    pub(crate) schema: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            group_claims: DEFAULT_GROUP_CLAIMS.map(str::to_owned).to_vec(),
+            role_claim: None,
+            group_entity_type: "THVGroup".into(),
+            multi_valued: Vec::new(),
+            claims: Vec::new(),
+            server: None,
+            schema: None,
+        }
+    }
+}
 
 /// How deep a claim's arrays and objects are followed (ToolHive's bound).
 const MAX_DEPTH: usize = 10;
@@ -113,7 +140,7 @@ pub(super) fn claims(
     claims: &Map<String, Value>,
     issuer: &str,
     options: &Options,
-    read: &std::collections::BTreeSet<String>,
+    read: &BTreeSet<String>,
 ) -> HashMap<String, RestrictedExpression> {
     let vouched = (!claims.contains_key("iss") && !issuer.is_empty())
         .then(|| ("iss".to_owned(), Value::String(issuer.to_owned())));
@@ -184,9 +211,11 @@ pub(super) fn groups(
         .collect()
 }
 
-/// Whether a group claim of another shape has been reported at `WARN` (later ones go
-/// to `DEBUG`: the groups of an introspected token are read on each request).
-static ODD_GROUP_CLAIM_WARNED: AtomicBool = AtomicBool::new(false);
+/// The group claims (by name and JSON type) of another shape reported at `WARN`;
+/// later ones go to `DEBUG`, since the groups of an introspected token are read on
+/// each request. Bounded: the names come from the configuration, the types are four.
+static ODD_GROUP_CLAIMS_WARNED: Mutex<BTreeSet<(String, &'static str)>> =
+    Mutex::new(BTreeSet::new());
 
 /// Adds to `names` the group names of the claim `claim`: the strings of an array
 /// (others left out, as ToolHive does), or a lone string. True for an array.
@@ -200,10 +229,14 @@ fn group_names<'a>(claim: &str, value: &'a Value, names: &mut Vec<&'a str>) -> b
         Value::Null => {}
         other => {
             let shape = json_shape(other);
-            if ODD_GROUP_CLAIM_WARNED.swap(true, Ordering::Relaxed) {
-                tracing::debug!(claim, shape, "{ODD_GROUP_CLAIM}");
-            } else {
+            let first = ODD_GROUP_CLAIMS_WARNED
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert((claim.to_owned(), shape));
+            if first {
                 tracing::warn!(claim, shape, "{ODD_GROUP_CLAIM}");
+            } else {
+                tracing::debug!(claim, shape, "{ODD_GROUP_CLAIM}");
             }
         }
     }

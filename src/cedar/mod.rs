@@ -38,13 +38,14 @@
 //!   mapping of every number); `null`s left out. `claim_iss` is the issuer that
 //!   vouched for the token: its `iss`, or for an introspection answer without one
 //!   and a TokenReview user, the issuer configured.
-//! - Groups, as ToolHive reads them but never fewer: the claims `groups`, `roles`,
-//!   `cognito:groups` ([`group_claims`](CedarPolicyBuilder::group_claims); a dotted
-//!   path such as `realm_access.roles` reaches into objects) in turn, up to the first
+//! - Groups, as ToolHive reads them but never fewer: the claims named with
+//!   [`group_claims`](CedarPolicyBuilder::group_claims) (ToolHive's
+//!   `group_claim_name`; a dotted path such as `realm_access.roles` reaches into
+//!   objects), then `groups`, `roles`, `cognito:groups`, in turn up to the first
 //!   that is an array (its strings are groups), then the
 //!   [`role_claim`](CedarPolicyBuilder::role_claim). A lone string on the way is one
 //!   group (ToolHive skips it); `null` and other shapes are skipped, the others with a
-//!   warning (once; later at `DEBUG`). A `claim_groups` that arrives as a string
+//!   warning (once per claim and type; later at `DEBUG`). A `claim_groups` that arrives as a string
 //!   stays a `String`, so a policy that reads it as a set denies that caller.
 //! - Tool hints come from the server's own `tools/list` answers, as the stack reads
 //!   them to filter them (never from the client). A hint the server did not give has
@@ -97,6 +98,7 @@ mod request;
 mod schema;
 
 use compile::{in_file, names, read};
+use entities::{DEFAULT_GROUP_CLAIMS, Options};
 
 pub(crate) use request::PrincipalCache;
 
@@ -141,32 +143,6 @@ impl std::fmt::Display for CedarError {
 }
 
 impl std::error::Error for CedarError {}
-
-/// How claims, groups and resources become entities.
-#[derive(Debug, Clone)]
-pub(crate) struct Options {
-    pub(crate) group_claims: Vec<String>,
-    pub(crate) role_claim: Option<String>,
-    pub(crate) group_entity_type: String,
-    pub(crate) multi_valued: Vec<String>,
-    pub(crate) claims: Vec<(String, String)>,
-    pub(crate) server: Option<String>,
-    pub(crate) schema: Option<String>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            group_claims: vec!["groups".into(), "roles".into(), "cognito:groups".into()],
-            role_claim: None,
-            group_entity_type: "THVGroup".into(),
-            multi_valued: Vec::new(),
-            claims: Vec::new(),
-            server: None,
-            schema: None,
-        }
-    }
-}
 
 /// The text of the policies: one Cedar text, or ToolHive's list of one policy per
 /// string.
@@ -302,14 +278,23 @@ impl CedarPolicyBuilder {
         self
     }
 
-    /// The claims whose first present one lists the caller's groups (default
-    /// `groups`, `roles`, `cognito:groups`); a dotted name reaches into objects.
+    /// Claims read for the caller's groups before ToolHive's defaults `groups`,
+    /// `roles`, `cognito:groups`: all are read in turn up to the first that is an
+    /// array. ToolHive's `group_claim_name` is such a claim: it takes priority over the
+    /// defaults and does not replace them, so a token without it is still read by
+    /// them. A dotted name reaches into objects (an exact member name wins).
     pub fn group_claims<I, T>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: Into<String>,
     {
-        self.options.group_claims = names.into_iter().map(Into::into).collect();
+        let mut claims: Vec<String> = names.into_iter().map(Into::into).collect();
+        for default in DEFAULT_GROUP_CLAIMS {
+            if !claims.iter().any(|claim| claim == default) {
+                claims.push(default.to_owned());
+            }
+        }
+        self.options.group_claims = claims;
         self
     }
 
