@@ -44,9 +44,10 @@
 //!   objects), then `groups`, `roles`, `cognito:groups`, in turn up to the first
 //!   that is an array (its strings are groups), then the
 //!   [`role_claim`](CedarPolicyBuilder::role_claim). A lone string on the way is one
-//!   group (ToolHive skips it); `null` and other shapes are skipped, the others with a
-//!   warning (once per claim and type; later at `DEBUG`). A `claim_groups` that arrives as a string
-//!   stays a `String`, so a policy that reads it as a set denies that caller.
+//!   group (ToolHive skips it); `null` and other shapes are skipped, the others with
+//!   a warning (once per claim and type; later at `DEBUG`). A `claim_groups` that
+//!   arrives as a string stays a `String`, so a policy that reads it as a set denies
+//!   that caller.
 //! - Tool hints come from the server's own `tools/list` answers, as the stack reads
 //!   them to filter them (never from the client). A hint the server did not give has
 //!   its MCP default: `readOnlyHint` false, `destructiveHint` true, `idempotentHint`
